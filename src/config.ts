@@ -1,0 +1,100 @@
+import { z } from 'zod';
+
+/** The development signing key, used only outside production and announced with a warning. */
+export const DEV_JWT_SECRET = 'foliograph-development-secret-do-not-use-in-production';
+
+const csv = z
+  .string()
+  .optional()
+  .transform((s) => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean));
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const schema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+    HOST: z.string().min(1).default('127.0.0.1'),
+    DATABASE_URL: z.string().url().optional(),
+    PGLITE_DATA_DIR: z.string().min(1).default('.data/pglite'),
+    READ_REPLICA_URLS: csv,
+    REDIS_URL: z.string().url().optional(),
+    DB_POOL_MAX: positiveInt(10),
+    JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
+    CORS_ORIGINS: csv,
+    MAX_DEPTH: positiveInt(12),
+    MAX_COST: positiveInt(50_000),
+    RATE_LIMIT_COST_PER_MINUTE: positiveInt(500_000),
+    ALLOW_INTROSPECTION: z.enum(['true', 'false']).default('false'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    FORECAST_DEFAULT_MODEL: z.string().min(1).default('trailing-lognormal'),
+  })
+  .superRefine((env, ctx) => {
+    if (env.NODE_ENV === 'production' && !env.JWT_SECRET) {
+      ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'JWT_SECRET is required when NODE_ENV=production' });
+    }
+  });
+
+export interface Config {
+  env: 'development' | 'production' | 'test';
+  production: boolean;
+  port: number;
+  host: string;
+  /** PostgreSQL primary; undefined means the embedded PGlite database. */
+  databaseUrl?: string;
+  /** PGlite data directory, or `memory://` for a throw-away database. */
+  pgliteDataDir: string;
+  readReplicaUrls: string[];
+  redisUrl?: string;
+  dbPoolMax: number;
+  jwtSecret: string;
+  /** True when JWT_SECRET was not set and the development secret is in use. */
+  jwtSecretIsDefault: boolean;
+  corsOrigins: string[];
+  /** Introspection in production (always on in development). */
+  allowIntrospection: boolean;
+  maxDepth: number;
+  maxCost: number;
+  rateLimitCostPerMinute: number;
+  logLevel: string;
+  /** Model whose active version answers `Instrument.latestForecast`. */
+  forecastDefaultModel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and validates the environment once; every problem is reported, not only the first. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable means "not set", as in most shells' `VAR= cmd`.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`));
+  }
+  const e = parsed.data;
+  return {
+    env: e.NODE_ENV,
+    production: e.NODE_ENV === 'production',
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    pgliteDataDir: e.PGLITE_DATA_DIR,
+    readReplicaUrls: e.READ_REPLICA_URLS,
+    redisUrl: e.REDIS_URL,
+    dbPoolMax: e.DB_POOL_MAX,
+    jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
+    jwtSecretIsDefault: !e.JWT_SECRET,
+    corsOrigins: e.CORS_ORIGINS,
+    allowIntrospection: e.ALLOW_INTROSPECTION === 'true',
+    maxDepth: e.MAX_DEPTH,
+    maxCost: e.MAX_COST,
+    rateLimitCostPerMinute: e.RATE_LIMIT_COST_PER_MINUTE,
+    logLevel: e.LOG_LEVEL,
+    forecastDefaultModel: e.FORECAST_DEFAULT_MODEL,
+  };
+}

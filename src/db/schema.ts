@@ -1,0 +1,160 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  boolean,
+  check,
+  date,
+  doublePrecision,
+  index,
+  integer,
+  numeric,
+  pgEnum,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
+
+// Money and quantities: 30 integer digits and 8 decimals, more than any input can reach
+// (inputs have at most 20 integer digits) so sums of many trades still fit.
+const money = (name: string) => numeric(name, { precision: 38, scale: 8 });
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+
+export const users = pgTable('users', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  email: text('email').notNull().unique(),
+  name: text('name').notNull(),
+  createdAt: createdAt(),
+});
+
+export const portfolios = pgTable(
+  'portfolios',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    ownerId: integer('owner_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    baseCurrency: text('base_currency').notNull().default('USD'),
+    createdAt: createdAt(),
+  },
+  // portfoliosByOwner pages by (owner_id, id)
+  (t) => [index('portfolios_owner_id_idx').on(t.ownerId, t.id)],
+);
+
+export const instruments = pgTable('instruments', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  symbol: text('symbol').notNull().unique(),
+  name: text('name').notNull(),
+  assetClass: text('asset_class').notNull(),
+  currency: text('currency').notNull().default('USD'),
+});
+
+export const prices = pgTable(
+  'prices',
+  {
+    instrumentId: integer('instrument_id').notNull().references(() => instruments.id, { onDelete: 'cascade' }),
+    date: date('date', { mode: 'string' }).notNull(),
+    close: money('close').notNull(),
+  },
+  // The primary key's index serves "latest price" (walked backwards) and date ranges.
+  (t) => [primaryKey({ columns: [t.instrumentId, t.date] }), check('prices_close_positive', sql`${t.close} > 0`)],
+);
+
+export const tradeSide = pgEnum('trade_side', ['BUY', 'SELL']);
+
+export const trades = pgTable(
+  'trades',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    portfolioId: integer('portfolio_id').notNull().references(() => portfolios.id, { onDelete: 'cascade' }),
+    instrumentId: integer('instrument_id').notNull().references(() => instruments.id),
+    side: tradeSide('side').notNull(),
+    quantity: money('quantity').notNull(),
+    price: money('price').notNull(),
+    executedAt: timestamp('executed_at', { withTimezone: true, mode: 'date' }).notNull(),
+    idempotencyKey: text('idempotency_key'),
+    // A digest of the request's input, to tell a replay of an idempotency key from a conflicting reuse.
+    requestDigest: text('request_digest').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('trades_portfolio_idempotency_key_idx').on(t.portfolioId, t.idempotencyKey),
+    // tradesByPortfolio pages newest first
+    index('trades_portfolio_executed_idx').on(t.portfolioId, t.executedAt.desc(), t.id.desc()),
+    index('trades_instrument_id_idx').on(t.instrumentId),
+    check('trades_quantity_positive', sql`${t.quantity} > 0`),
+    check('trades_price_positive', sql`${t.price} > 0`),
+  ],
+);
+
+/** Derived from trades by the trade domain only; one row per (portfolio, instrument) ever traded. */
+export const positions = pgTable(
+  'positions',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    portfolioId: integer('portfolio_id').notNull().references(() => portfolios.id, { onDelete: 'cascade' }),
+    instrumentId: integer('instrument_id').notNull().references(() => instruments.id),
+    quantity: money('quantity').notNull(),
+    averageCost: money('average_cost').notNull(),
+    realizedPnl: money('realized_pnl').notNull().default('0'),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('positions_portfolio_instrument_idx').on(t.portfolioId, t.instrumentId),
+    index('positions_instrument_id_idx').on(t.instrumentId),
+    check('positions_quantity_non_negative', sql`${t.quantity} >= 0`),
+  ],
+);
+
+export const forecastModels = pgTable(
+  'forecast_models',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    name: text('name').notNull(),
+    version: text('version').notNull(),
+    active: boolean('active').notNull().default(false),
+    parameters: text('parameters').notNull().default('{}'),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('forecast_models_name_version_idx').on(t.name, t.version),
+    // at most one active version per model
+    uniqueIndex('forecast_models_one_active_idx').on(t.name).where(sql`${t.active}`),
+  ],
+);
+
+export const forecasts = pgTable(
+  'forecasts',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    modelId: integer('model_id').notNull().references(() => forecastModels.id, { onDelete: 'cascade' }),
+    instrumentId: integer('instrument_id').notNull().references(() => instruments.id, { onDelete: 'cascade' }),
+    asOf: date('as_of', { mode: 'string' }).notNull(),
+    horizonDays: integer('horizon_days').notNull(),
+    expectedReturn: doublePrecision('expected_return').notNull(),
+    lower95: doublePrecision('lower95').notNull(),
+    upper95: doublePrecision('upper95').notNull(),
+    generatedAt: timestamp('generated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [
+    // one forecast per model version, instrument, date and horizon; regeneration replaces it
+    uniqueIndex('forecasts_model_instrument_horizon_asof_idx').on(t.modelId, t.instrumentId, t.horizonDays, t.asOf),
+    index('forecasts_instrument_horizon_idx').on(t.instrumentId, t.horizonDays),
+    check('forecasts_horizon_positive', sql`${t.horizonDays} > 0`),
+  ],
+);
+
+/** Small facts about the database itself, such as whether the demo data set is complete. */
+export const appMeta = pgTable('app_meta', {
+  key: text('key').primaryKey(),
+  value: text('value').notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
+
+export type UserRow = typeof users.$inferSelect;
+export type PortfolioRow = typeof portfolios.$inferSelect;
+export type InstrumentRow = typeof instruments.$inferSelect;
+export type PriceRow = typeof prices.$inferSelect;
+export type TradeRow = typeof trades.$inferSelect;
+export type PositionRow = typeof positions.$inferSelect;
+export type ForecastModelRow = typeof forecastModels.$inferSelect;

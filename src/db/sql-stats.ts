@@ -1,0 +1,32 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Logger } from 'drizzle-orm/logger';
+
+/** What one unit of work (a GraphQL request, a command) has sent to the database so far. */
+export interface SqlStats {
+  statements: number;
+}
+
+const current = new AsyncLocalStorage<SqlStats>();
+let total = 0;
+
+/** Runs `fn` with its own statement counter; everything it awaits is counted there. */
+export function withSqlStats<T>(stats: SqlStats, fn: () => T): T {
+  return current.run(stats, fn);
+}
+
+/** Statements sent by this process since it started (all units of work together). */
+export function totalStatements(): number {
+  return total;
+}
+
+/**
+ * Drizzle calls logQuery synchronously just before a statement goes to the driver, inside the
+ * async context of whoever asked, so the request that caused a statement is the one counted.
+ */
+export const sqlStatsLogger: Logger = {
+  logQuery() {
+    total++;
+    const stats = current.getStore();
+    if (stats) stats.statements++;
+  },
+};

@@ -1,0 +1,75 @@
+import { BadUserInputError } from '../errors.js';
+
+/** Page sizes a client may ask for, per list; larger requests are refused, not silently cut. */
+export const PAGE_CAPS = {
+  portfolios: 100,
+  positions: 200,
+  trades: 100,
+  instruments: 100,
+  prices: 1000,
+  forecasts: 100,
+} as const;
+
+export interface PageArgs {
+  first?: number | null;
+  after?: string | null;
+}
+
+/** A validated page request: how many rows, and the sort key of the row before the page (if any). */
+export interface Page<K> {
+  first: number;
+  after: K | null;
+}
+
+export function pageSize(first: number | null | undefined, fallback: number, cap: number, argument = 'first'): number {
+  const n = first ?? fallback;
+  if (!Number.isInteger(n) || n < 0) throw new BadUserInputError(`${argument} must be a whole number ≥ 0, got ${n}`, argument);
+  if (n > cap) throw new BadUserInputError(`${argument} may be at most ${cap}, got ${n}`, argument);
+  return n;
+}
+
+// Cursors are opaque to clients: base64url of a small JSON sort key, tagged with the list they
+// belong to, so a cursor of one list is refused by another instead of paging somewhere odd.
+export function encodeCursor(list: string, key: unknown): string {
+  return Buffer.from(JSON.stringify([list, key])).toString('base64url');
+}
+
+export function decodeCursor<K>(list: string, cursor: string, valid: (key: unknown) => key is K): K {
+  const bad = () => new BadUserInputError(`after is not a cursor of this list: ${JSON.stringify(cursor.slice(0, 60))}`, 'after');
+  if (cursor.length > 200 || !/^[A-Za-z0-9_-]*$/.test(cursor)) throw bad();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw bad();
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 2 || parsed[0] !== list || !valid(parsed[1])) throw bad();
+  return parsed[1];
+}
+
+export function readPage<K>(list: keyof typeof PAGE_CAPS, args: PageArgs, fallback: number, valid: (key: unknown) => key is K): Page<K> {
+  return {
+    first: pageSize(args.first, fallback, PAGE_CAPS[list]),
+    after: args.after == null ? null : decodeCursor(list, args.after, valid),
+  };
+}
+
+export const isId = (k: unknown): k is number => Number.isSafeInteger(k) && (k as number) > 0 && (k as number) <= 2 ** 31 - 1;
+
+/** Parses a GraphQL ID of one of our integer-keyed tables; anything else matches no row. */
+export function parseId(id: string | number): number | null {
+  const s = String(id);
+  if (!/^[1-9][0-9]{0,9}$/.test(s)) return null;
+  const n = Number(s);
+  return n <= 2 ** 31 - 1 ? n : null;
+}
+
+/** One page of a list fetched with one extra row, to know whether another page follows. */
+export interface Slice<T> {
+  rows: T[];
+  hasNextPage: boolean;
+}
+
+export function slice<T>(fetched: T[], first: number): Slice<T> {
+  return { rows: fetched.slice(0, first), hasNextPage: fetched.length > first };
+}

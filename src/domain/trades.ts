@@ -1,0 +1,174 @@
+import { createHash } from 'node:crypto';
+import { and, eq, sql } from 'drizzle-orm';
+import type { Viewer } from '../auth/tokens.js';
+import type { Db } from '../db/client.js';
+import { instruments, portfolios, positions, trades, type PositionRow, type TradeRow } from '../db/schema.js';
+import { BadUserInputError, NotFoundError, UnauthenticatedError } from '../errors.js';
+import { Decimal, formatDecimal } from './decimal.js';
+import { parseId } from './pagination.js';
+
+export type TradeSide = 'BUY' | 'SELL';
+
+export interface RecordTradeInput {
+  portfolioId: string;
+  symbol: string;
+  side: TradeSide;
+  /** A validated Decimal string (the scalar checked its form). */
+  quantity: string;
+  price: string;
+  executedAt?: Date | null;
+  idempotencyKey?: string | null;
+}
+
+export interface RecordTradeResult {
+  trade: TradeRow;
+  /** The position after the trade; null once it is closed. */
+  position: PositionRow | null;
+  /** True when an idempotency key was replayed and nothing changed. */
+  replayed: boolean;
+}
+
+/** The holding a position carries from trade to trade. */
+export interface Holding {
+  quantity: string;
+  averageCost: string;
+  realizedPnl: string;
+}
+
+// numeric(38, 8) keeps 30 digits before the point.
+const LIMIT = new Decimal('1e30');
+const FUTURE_SLACK_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The position after one trade, exactly. A buy moves the average cost to the quantity-weighted mean;
+ * a sell keeps it and realises (price − average cost) × quantity. Selling more than held is refused.
+ */
+export function applyTrade(current: Holding | null, side: TradeSide, quantity: string, price: string, symbol = 'it'): Holding {
+  const held = new Decimal(current?.quantity ?? 0);
+  const avg = new Decimal(current?.averageCost ?? 0);
+  const realized = new Decimal(current?.realizedPnl ?? 0);
+  const q = new Decimal(quantity);
+  if (side === 'BUY') {
+    const next = held.plus(q);
+    if (next.gte(LIMIT)) throw new BadUserInputError(`quantity: the position in ${symbol} would exceed 10^30 units`, 'quantity');
+    const cost = held.times(avg).plus(q.times(price));
+    return { quantity: formatDecimal(next), averageCost: formatDecimal(cost.dividedBy(next)), realizedPnl: formatDecimal(realized) };
+  }
+  if (q.gt(held)) {
+    throw new BadUserInputError(`quantity: cannot sell ${formatDecimal(q)} ${symbol}, the portfolio holds ${formatDecimal(held)}`, 'quantity');
+  }
+  return {
+    quantity: formatDecimal(held.minus(q)),
+    averageCost: formatDecimal(avg),
+    realizedPnl: formatDecimal(realized.plus(q.times(new Decimal(price).minus(avg)))),
+  };
+}
+
+/** What makes two requests "the same input" for an idempotency key: everything the client sent. */
+export function tradeDigest(symbol: string, side: TradeSide, quantity: string, price: string, executedAt: Date | null): string {
+  return createHash('sha256')
+    .update(JSON.stringify([symbol, side, quantity, price, executedAt?.toISOString() ?? null]))
+    .digest('base64url');
+}
+
+interface CheckedTrade {
+  portfolioId: number;
+  symbol: string;
+  side: TradeSide;
+  quantity: string;
+  price: string;
+  executedAt: Date | null;
+  idempotencyKey: string | null;
+  digest: string;
+}
+
+/** Checks everything that needs no database, so a bad request is refused before any SQL. */
+export function checkTradeInput(input: RecordTradeInput): CheckedTrade {
+  const symbol = input.symbol.trim().toUpperCase();
+  if (!/^[A-Z0-9.^-]{1,20}$/.test(symbol)) throw new BadUserInputError(`symbol: unknown symbol ${JSON.stringify(input.symbol.slice(0, 40))}`, 'symbol');
+  for (const field of ['quantity', 'price'] as const) {
+    if (!new Decimal(input[field]).gt(0)) throw new BadUserInputError(`${field} must be greater than 0, got ${input[field]}`, field);
+  }
+  const executedAt = input.executedAt ?? null;
+  if (executedAt && (Number.isNaN(executedAt.getTime()) || executedAt.getTime() > Date.now() + FUTURE_SLACK_MS)) {
+    throw new BadUserInputError('executedAt must not be more than a day in the future', 'executedAt');
+  }
+  const key = input.idempotencyKey ?? null;
+  if (key !== null && (key.length < 1 || key.length > 200)) {
+    throw new BadUserInputError('idempotencyKey must be 1 to 200 characters', 'idempotencyKey');
+  }
+  const portfolioId = parseId(input.portfolioId);
+  if (portfolioId === null) throw new NotFoundError('portfolio');
+  const quantity = formatDecimal(input.quantity);
+  const price = formatDecimal(input.price);
+  const digest = tradeDigest(symbol, input.side, quantity, price, executedAt);
+  return { portfolioId, symbol, side: input.side, quantity, price, executedAt, idempotencyKey: key, digest };
+}
+
+/**
+ * Records a trade in one of the viewer's portfolios and updates its position, in one transaction.
+ * The portfolio row is locked first, so trades (and replays of one idempotency key) on a portfolio
+ * apply one at a time, whatever the concurrency; the position row need not exist yet for that.
+ */
+export async function recordTrade(db: Db, viewer: Viewer, input: RecordTradeInput): Promise<RecordTradeResult> {
+  if (viewer.kind !== 'user') throw new UnauthenticatedError();
+  const t = checkTradeInput(input);
+  return db.transaction(async (tx) => {
+    const [portfolio] = await tx
+      .select({ id: portfolios.id })
+      .from(portfolios)
+      .where(and(eq(portfolios.id, t.portfolioId), eq(portfolios.ownerId, viewer.userId)))
+      .for('update');
+    if (!portfolio) throw new NotFoundError('portfolio');
+
+    const [instrument] = await tx.select({ id: instruments.id }).from(instruments).where(eq(instruments.symbol, t.symbol));
+    if (!instrument) throw new BadUserInputError(`symbol: unknown symbol ${JSON.stringify(t.symbol)}`, 'symbol');
+
+    if (t.idempotencyKey !== null) {
+      const [first] = await tx
+        .select()
+        .from(trades)
+        .where(and(eq(trades.portfolioId, t.portfolioId), eq(trades.idempotencyKey, t.idempotencyKey)));
+      if (first) {
+        if (first.requestDigest !== t.digest) {
+          throw new BadUserInputError('idempotencyKey was already used for a different trade in this portfolio', 'idempotencyKey');
+        }
+        const [position] = await tx
+          .select()
+          .from(positions)
+          .where(and(eq(positions.portfolioId, t.portfolioId), eq(positions.instrumentId, first.instrumentId)));
+        return { trade: first, position: open(position), replayed: true };
+      }
+    }
+
+    const [current] = await tx
+      .select()
+      .from(positions)
+      .where(and(eq(positions.portfolioId, t.portfolioId), eq(positions.instrumentId, instrument.id)));
+    const next = applyTrade(current ?? null, t.side, t.quantity, t.price, t.symbol);
+    const [position] = await tx
+      .insert(positions)
+      .values({ portfolioId: t.portfolioId, instrumentId: instrument.id, ...next })
+      .onConflictDoUpdate({
+        target: [positions.portfolioId, positions.instrumentId],
+        set: { ...next, updatedAt: sql`now()` },
+      })
+      .returning();
+    const [trade] = await tx
+      .insert(trades)
+      .values({
+        portfolioId: t.portfolioId,
+        instrumentId: instrument.id,
+        side: t.side,
+        quantity: t.quantity,
+        price: t.price,
+        executedAt: t.executedAt ?? sql`now()`,
+        idempotencyKey: t.idempotencyKey,
+        requestDigest: t.digest,
+      })
+      .returning();
+    return { trade, position: open(position), replayed: false };
+  });
+}
+
+const open = (p: PositionRow | undefined): PositionRow | null => (p && new Decimal(p.quantity).gt(0) ? p : null);

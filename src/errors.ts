@@ -1,0 +1,48 @@
+import { GraphQLError } from 'graphql';
+
+/** Every code a client can see in `errors[].extensions.code` (see CONTRACT.md). */
+export enum ErrorCode {
+  UNAUTHENTICATED = 'UNAUTHENTICATED',
+  FORBIDDEN = 'FORBIDDEN',
+  NOT_FOUND = 'NOT_FOUND',
+  BAD_USER_INPUT = 'BAD_USER_INPUT',
+  QUERY_TOO_DEEP = 'QUERY_TOO_DEEP',
+  QUERY_TOO_COSTLY = 'QUERY_TOO_COSTLY',
+  PERSISTED_QUERY_NOT_FOUND = 'PERSISTED_QUERY_NOT_FOUND',
+  PERSISTED_QUERY_REQUIRED = 'PERSISTED_QUERY_REQUIRED',
+  RATE_LIMITED = 'RATE_LIMITED',
+  OVERLOADED = 'OVERLOADED',
+  INTERNAL_SERVER_ERROR = 'INTERNAL_SERVER_ERROR',
+}
+
+type Extensions = Record<string, unknown>;
+
+/** A GraphQL error whose code (and, where the whole request fails, HTTP status) the contract fixes. */
+export class CodedError extends GraphQLError {
+  constructor(code: ErrorCode, message: string, extensions: Extensions = {}, httpStatus?: number) {
+    super(message, {
+      extensions: { ...extensions, code, ...(httpStatus ? { http: { status: httpStatus } } : {}) },
+    });
+    this.name = 'CodedError';
+  }
+}
+
+export class BadUserInputError extends CodedError {
+  /** `argument` names the input that was wrong, so clients can point at it. */
+  constructor(message: string, argument?: string) {
+    super(ErrorCode.BAD_USER_INPUT, message, argument ? { argument } : {});
+  }
+}
+
+export class NotFoundError extends CodedError {
+  constructor(what: string) {
+    super(ErrorCode.NOT_FOUND, `${what} not found`);
+  }
+}
+
+export class UnauthenticatedError extends CodedError {
+  /** Thrown while building the context, the whole request fails with 401. */
+  constructor(message = 'sign in first: send Authorization: Bearer <token>', httpStatus?: number) {
+    super(ErrorCode.UNAUTHENTICATED, message, {}, httpStatus);
+  }
+}

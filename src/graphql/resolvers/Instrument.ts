@@ -1,0 +1,30 @@
+import { BadUserInputError } from '../../errors.js';
+import { PAGE_CAPS, pageSize } from '../../domain/pagination.js';
+import type { InstrumentResolvers } from '../__generated__/resolvers.js';
+
+const isoDate = (d: Date | null | undefined) => (d ? d.toISOString().slice(0, 10) : '');
+
+function horizon(days: number | null | undefined, argument = 'horizonDays'): number {
+  const h = days ?? 21;
+  if (!Number.isInteger(h) || h < 1 || h > 1000) throw new BadUserInputError(`${argument} must be between 1 and 1000 trading days, got ${h}`, argument);
+  return h;
+}
+
+export const Instrument: InstrumentResolvers = {
+  id: (i) => String(i.id),
+  latestPrice: (i, _, { loaders }) => loaders.latestPrice.load(i.id),
+  prices: (i, args, { loaders }) => {
+    const first = pageSize(args.first, 100, PAGE_CAPS.prices);
+    const [from, to] = [isoDate(args.from), isoDate(args.to)];
+    if (from && to && from > to) throw new BadUserInputError(`from (${from}) is after to (${to})`, 'from');
+    return first === 0 ? [] : loaders.priceRange.load({ instrumentId: i.id, from, to, first });
+  },
+  latestForecast: (i, args, { loaders }) => loaders.latestForecast.load({ instrumentId: i.id, horizonDays: horizon(args.horizonDays) }),
+  forecasts: (i, args, { loaders }) => {
+    const first = pageSize(args.first, 20, PAGE_CAPS.forecasts);
+    const model = (args.model ?? '').trim();
+    if (model.length > 100) throw new BadUserInputError('model may be at most 100 characters', 'model');
+    const horizonDays = args.horizonDays == null ? 0 : horizon(args.horizonDays);
+    return first === 0 ? [] : loaders.forecastList.load({ instrumentId: i.id, model, horizonDays, first });
+  },
+};

@@ -1,0 +1,11 @@
+import { createPortfolio } from '../../domain/portfolios.js';
+import { recordTrade } from '../../domain/trades.js';
+import type { MutationResolvers } from '../__generated__/resolvers.js';
+
+export const Mutation: MutationResolvers = {
+  createPortfolio: async (_, { input }, { db, viewer }) => ({ portfolio: await createPortfolio(db, viewer, input) }),
+  recordTrade: async (_, { input }, { db, viewer }) => {
+    const { trade, position } = await recordTrade(db, viewer, input);
+    return { trade, position };
+  },
+};

@@ -1,0 +1,16 @@
+import { marketValue, unrealizedPnl } from '../../domain/valuation.js';
+import { NotFoundError } from '../../errors.js';
+import type { PositionResolvers } from '../__generated__/resolvers.js';
+
+export const Position: PositionResolvers = {
+  id: (p) => String(p.id),
+  instrument: async (p, _, { loaders }) => (await loaders.instrumentById.load(p.instrumentId)) ?? Promise.reject(new NotFoundError('instrument')),
+  marketValue: async (p, _, { loaders }) => {
+    const price = await loaders.latestPrice.load(p.instrumentId);
+    return price ? marketValue(p.quantity, price.close) : null;
+  },
+  unrealizedPnl: async (p, _, { loaders }) => {
+    const price = await loaders.latestPrice.load(p.instrumentId);
+    return price ? unrealizedPnl(p.quantity, p.averageCost, price.close) : null;
+  },
+};

@@ -1,0 +1,59 @@
+import type { Viewer } from '../auth/tokens.js';
+import type { Db } from '../db/client.js';
+import type { InstrumentRow } from '../db/schema.js';
+import { loader, type BatchObserver } from './batch.js';
+import { forecastLists, latestForecasts } from './forecasts.js';
+import { instrumentsById, instrumentsBySymbol, latestPricesByInstrument, priceRangesByInstrument } from './instruments.js';
+import {
+  openPositionsByPortfolio,
+  portfolioCountsByOwner,
+  portfolioPagesByOwner,
+  portfoliosById,
+  tradeCountsByPortfolio,
+  tradePagesByPortfolio,
+} from './portfolios.js';
+import { usersById } from './users.js';
+
+export interface LoaderOptions {
+  /** The model whose active version answers latestForecast. */
+  defaultModel: string;
+  /** Told of every batch, with the loader's name and the batch's size. */
+  observe?: BatchObserver;
+}
+
+/**
+ * The loaders of one request. Made fresh per request (never shared), for the viewer of that request:
+ * the authorization of every private read happens inside these batch functions.
+ */
+export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
+  const o = options.observe;
+  const instrumentById = loader('instrumentById', instrumentsById(db), o);
+  const bySymbol = instrumentsBySymbol(db);
+  // an instrument found by symbol is also known by id for the rest of the request
+  const instrumentBySymbol = loader<string, InstrumentRow | null>(
+    'instrumentBySymbol',
+    async (symbols) => {
+      const found = await bySymbol(symbols);
+      for (const row of found) if (row) instrumentById.prime(row.id, row);
+      return found;
+    },
+    o,
+  );
+  return {
+    userById: loader('userById', usersById(db, viewer), o),
+    portfolioById: loader('portfolioById', portfoliosById(db, viewer), o),
+    portfolioPage: loader('portfolioPage', portfolioPagesByOwner(db, viewer), o),
+    portfolioCount: loader('portfolioCount', portfolioCountsByOwner(db, viewer), o),
+    openPositions: loader('openPositions', openPositionsByPortfolio(db, viewer), o),
+    tradePage: loader('tradePage', tradePagesByPortfolio(db, viewer), o),
+    tradeCount: loader('tradeCount', tradeCountsByPortfolio(db, viewer), o),
+    instrumentById,
+    instrumentBySymbol,
+    latestPrice: loader('latestPrice', latestPricesByInstrument(db), o),
+    priceRange: loader('priceRange', priceRangesByInstrument(db), o),
+    latestForecast: loader('latestForecast', latestForecasts(db, options.defaultModel), o),
+    forecastList: loader('forecastList', forecastLists(db), o),
+  };
+}
+
+export type Loaders = ReturnType<typeof createLoaders>;

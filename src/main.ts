@@ -1,0 +1,66 @@
+import { loadConfig, ConfigError } from './config.js';
+import { createDatabase } from './db/client.js';
+import { migrate } from './db/migrate.js';
+import { isDemoSeeded, seedDemo } from './db/seed.js';
+import { createLogger } from './logger.js';
+import { createApp } from './server/app.js';
+
+// The one place that wires everything: config -> database -> migrations (-> first seed) -> server.
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`foliograph refuses to start: ${e.message}\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+  const logger = createLogger(config.logLevel);
+  if (config.jwtSecretIsDefault) logger.warn('JWT_SECRET is not set: using the fixed development secret (never do this in production)');
+
+  const database = await createDatabase(config);
+  let started = false;
+  const app = createApp({ config, database, logger, isStarted: () => started });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: draining requests');
+    const force = setTimeout(() => {
+      logger.error('shutdown took longer than 10 s; exiting anyway');
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    try {
+      await app.stop();
+      await database.close();
+      logger.info('stopped');
+      process.exit(0);
+    } catch (e) {
+      logger.error({ err: e }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  // Listen first, so that /healthz answers while migrations and the first seed run (and /readyz says 503).
+  const url = await app.listen();
+  logger.info({ url, database: database.driver }, 'listening');
+  const { applied } = await migrate(database);
+  logger.info({ applied }, 'migrations applied');
+  if (database.driver === 'pglite' && !(await isDemoSeeded(database.db))) {
+    logger.info('first start on the embedded database: seeding the demo data set');
+    await seedDemo(database.db, (message) => logger.info(message));
+  }
+  started = true;
+  logger.info({ url }, 'ready');
+}
+
+main().catch((e) => {
+  process.stderr.write(`foliograph failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

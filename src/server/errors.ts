@@ -1,0 +1,53 @@
+import type { GraphQLFormattedError } from 'graphql';
+import { GraphQLError } from 'graphql';
+import { ErrorCode } from '../errors.js';
+
+const CONTRACT_CODES = new Set<string>(Object.values(ErrorCode));
+
+// Apollo's own codes for documents and requests a client got wrong. The contract names these
+// BAD_USER_INPUT; the original stays in extensions.reason for clients that know Apollo's codes.
+const CLIENT_MISTAKES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'OPERATION_RESOLUTION_FAILURE']);
+
+/** The innermost error that carries a code of ours (a validation rule's or a scalar's, say). */
+function ownCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
+    if (e instanceof GraphQLError) {
+      const code = e.extensions?.code;
+      if (typeof code === 'string' && CONTRACT_CODES.has(code)) return code;
+    }
+    e = (e as { originalError?: unknown }).originalError;
+  }
+  return undefined;
+}
+
+export interface FormatErrorOptions {
+  /** Replace the message of unexpected errors (no SQL, no stack, no paths reach clients). */
+  mask: boolean;
+}
+
+/**
+ * Every error leaves with a code from the contract. Unexpected errors (anything without such a code)
+ * become INTERNAL_SERVER_ERROR and, when masking, say nothing about their cause.
+ */
+export function createFormatError({ mask }: FormatErrorOptions) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const given = formatted.extensions?.code;
+    const own = ownCode(error);
+    let code: string;
+    let extra: Record<string, unknown> = {};
+    if (own) code = own;
+    else if (typeof given === 'string' && CONTRACT_CODES.has(given)) code = given;
+    else if (typeof given === 'string' && CLIENT_MISTAKES.has(given)) {
+      code = ErrorCode.BAD_USER_INPUT;
+      extra = { reason: given };
+    } else code = ErrorCode.INTERNAL_SERVER_ERROR;
+
+    const internal = code === ErrorCode.INTERNAL_SERVER_ERROR;
+    const { stacktrace, ...extensions } = formatted.extensions ?? {};
+    return {
+      ...formatted,
+      message: internal && mask ? 'Internal server error' : formatted.message,
+      extensions: { ...extensions, ...extra, code, ...(mask || !stacktrace ? {} : { stacktrace }) },
+    };
+  };
+}

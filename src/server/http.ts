@@ -1,0 +1,155 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HeaderMap, type ApolloServer } from '@apollo/server';
+import { withSqlStats, type SqlStats } from '../db/sql-stats.js';
+import type { Context } from '../graphql/context.js';
+import type { Logger } from '../logger.js';
+
+export interface HttpOptions {
+  apollo: ApolloServer<Context>;
+  logger: Logger;
+  /** Builds the GraphQL context of one request (auth, loaders); may throw a coded error. */
+  context: (req: IncomingMessage, requestId: string, sql: SqlStats) => Promise<Context>;
+  /** Resolves when the database answers; rejects otherwise. */
+  ready: () => Promise<void>;
+  /** Browser origins allowed by CORS; a function so development can allow any localhost. */
+  allowOrigin: (origin: string) => boolean;
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes?: number;
+}
+
+const ALLOWED_HEADERS = [
+  'content-type',
+  'authorization',
+  'x-api-key',
+  'x-request-id',
+  'apollo-require-preflight',
+  'apollographql-client-name',
+  'apollographql-client-version',
+].join(', ');
+
+class BodyTooLarge extends Error {}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new BodyTooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new BodyTooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A GraphQL-shaped error answer for requests that never reach Apollo (bad JSON, huge bodies). */
+function sendError(res: ServerResponse, status: number, message: string, code: string, extra: Record<string, unknown> = {}) {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.end(JSON.stringify({ errors: [{ message, extensions: { code, ...extra } }] }));
+}
+
+const requestIdOf = (req: IncomingMessage) => {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[\w.:-]{1,100}$/.test(given) ? given : randomUUID();
+};
+
+/**
+ * The whole HTTP surface on node:http: /graphql through Apollo's executeHTTPGraphQLRequest (GET, POST,
+ * and the Sandbox landing page), /healthz, /readyz, and CORS. Nothing here knows GraphQL's internals.
+ */
+export function createHttpHandler(options: HttpOptions) {
+  const maxBody = options.maxBodyBytes ?? 1_000_000;
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const requestId = requestIdOf(req);
+    res.setHeader('x-request-id', requestId);
+
+    const origin = req.headers.origin;
+    if (origin && options.allowOrigin(origin)) {
+      res.setHeader('access-control-allow-origin', origin);
+      res.setHeader('vary', 'Origin');
+      if (req.method === 'OPTIONS') {
+        res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
+        res.setHeader('access-control-allow-headers', ALLOWED_HEADERS);
+        res.setHeader('access-control-max-age', '600');
+        res.statusCode = 204;
+        res.end();
+        return;
+      }
+    }
+
+    try {
+      if (url.pathname === '/healthz') {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ status: 'ok' }));
+        return;
+      }
+      if (url.pathname === '/readyz') {
+        res.setHeader('content-type', 'application/json');
+        try {
+          await options.ready();
+          res.end(JSON.stringify({ status: 'ready' }));
+        } catch (e) {
+          res.statusCode = 503;
+          res.end(JSON.stringify({ status: 'not ready', reason: (e as Error).message }));
+        }
+        return;
+      }
+      if (url.pathname !== '/graphql') {
+        sendError(res, 404, `no such endpoint: ${url.pathname.slice(0, 100)}; GraphQL is at /graphql`, 'NOT_FOUND');
+        return;
+      }
+      if (req.method !== 'GET' && req.method !== 'POST') {
+        res.setHeader('allow', 'GET, POST');
+        sendError(res, 405, 'GraphQL accepts GET and POST only', 'BAD_USER_INPUT');
+        return;
+      }
+
+      let body: unknown = undefined;
+      if (req.method === 'POST') {
+        const text = await readBody(req, maxBody);
+        const type = req.headers['content-type'] ?? '';
+        if (/^application\/(graphql-response\+)?json\b/i.test(type) || /^application\/json/i.test(type)) {
+          try {
+            body = JSON.parse(text);
+          } catch {
+            sendError(res, 400, 'the request body is not valid JSON', 'BAD_USER_INPUT', { reason: 'BAD_REQUEST' });
+            return;
+          }
+        } else body = text;
+      }
+
+      const headers = new HeaderMap();
+      for (const [key, value] of Object.entries(req.headers)) {
+        if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+      }
+      // Every statement the request causes, wherever it is sent from, is counted in `sql`.
+      const sql: SqlStats = { statements: 0 };
+      const response = await withSqlStats(sql, () =>
+        options.apollo.executeHTTPGraphQLRequest({
+          httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
+          context: () => options.context(req, requestId, sql),
+        }),
+      );
+      for (const [key, value] of response.headers) res.setHeader(key, value);
+      res.statusCode = response.status ?? 200;
+      if (response.body.kind === 'complete') {
+        res.end(response.body.string);
+      } else {
+        for await (const chunk of response.body.asyncIterator) res.write(chunk);
+        res.end();
+      }
+    } catch (e) {
+      if (e instanceof BodyTooLarge) {
+        res.setHeader('connection', 'close');
+        sendError(res, 413, `the request body is larger than ${maxBody} bytes`, 'BAD_USER_INPUT');
+        return;
+      }
+      options.logger.error({ err: e, requestId }, 'request failed outside GraphQL');
+      if (!res.headersSent) sendError(res, 500, 'Internal server error', 'INTERNAL_SERVER_ERROR', { requestId });
+      else res.destroy();
+    }
+  };
+}
