@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gql } from 'graphql-request';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { seed } from './helpers/seed.js';
+import { startTestServer, type TestServer } from './helpers/server.js';
+
+// The dashboard walks viewer → portfolios → positions → instrument → latest price and forecast, with
+// valuations. Batching must make its SQL grow with the query's depth, never with its breadth.
+const DASHBOARD = gql`
+  query Dashboard($n: Int!, $h: Int!) {
+    viewer {
+      email
+      portfolios(first: $n) {
+        totalCount
+        nodes {
+          id
+          name
+          valuation { marketValue costBasis unrealizedPnl asOf }
+          positions(first: 50) {
+            totalCount
+            nodes {
+              quantity
+              averageCost
+              marketValue
+              unrealizedPnl
+              instrument { symbol name latestPrice { date close } latestForecast(horizonDays: $h) { expectedReturn lower upper model { name version } } }
+            }
+          }
+        }
+      }
+    }
+  }
+`;
+
+describe('dashboard batching', () => {
+  let database: TestDatabase;
+  let server: TestServer;
+  let ownerId: number;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const s = seed(database.db);
+    const owner = await s.user();
+    ownerId = owner.id;
+    const model = await s.model('trailing-lognormal');
+    const symbols = [];
+    for (let i = 0; i < 8; i++) {
+      const inst = await s.instrument(['10', '11', '12.5']);
+      for (const h of [21, 63]) await s.forecast(model.id, inst.id, h, '2024-01-31');
+      symbols.push(inst.symbol);
+    }
+    for (let p = 0; p < 40; p++) {
+      const portfolio = await s.portfolio(owner);
+      for (const symbol of symbols.slice(0, 3 + (p % 5))) {
+        await s.trade(owner.viewer, { portfolioId: portfolio.id, symbol, side: 'BUY', quantity: String(p + 1), price: '10.25' });
+      }
+    }
+    server = await startTestServer(database);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await database?.destroy();
+  });
+
+  it('runs the same, small number of statements for 10 and for 40 portfolios', async () => {
+    const client = await server.client(ownerId);
+    const small = await server.countSql(() => client.request<any>(DASHBOARD, { n: 10, h: 21 }));
+    const large = await server.countSql(() => client.request<any>(DASHBOARD, { n: 40, h: 63 }));
+    expect(small.result.viewer.portfolios.nodes).toHaveLength(10);
+    expect(large.result.viewer.portfolios.nodes).toHaveLength(40);
+    expect(large.result.viewer.portfolios.nodes.every((p: any) => p.positions.nodes.every((x: any) => x.instrument.latestForecast))).toBe(true);
+    // user, portfolio page, portfolio count, open positions, instruments, latest prices, latest forecasts
+    expect(small.statements).toBe(7);
+    expect(large.statements).toBe(small.statements);
+  });
+
+  it('values each portfolio from the positions and prices it already loaded', async () => {
+    const client = await server.client(ownerId);
+    const { result } = await server.countSql(() => client.request<any>(DASHBOARD, { n: 1, h: 21 }));
+    const [first] = result.viewer.portfolios.nodes;
+    // three positions of 1 unit bought at 10.25, each now at 12.5
+    expect(first.valuation).toEqual({ marketValue: '37.5', costBasis: '30.75', unrealizedPnl: '6.75', asOf: '2024-01-31' });
+  });
+});
