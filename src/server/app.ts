@@ -55,6 +55,7 @@ export function createApp({ config, database, logger, isStarted = () => true }: 
         loaders: createLoaders(database.db, viewer, { defaultModel: config.forecastDefaultModel }),
       };
     },
+    accepting: isStarted,
     async ready() {
       if (!isStarted()) throw new Error('starting: migrations or the first seed are not done yet');
       await Promise.race([

@@ -12,6 +12,8 @@ export interface HttpOptions {
   context: (req: IncomingMessage, requestId: string, sql: SqlStats) => Promise<Context>;
   /** Resolves when the database answers; rejects otherwise. */
   ready: () => Promise<void>;
+  /** False while start-up work runs: GraphQL answers 503 with Retry-After instead of failing on a half-made database. */
+  accepting: () => boolean;
   /** Browser origins allowed by CORS; a function so development can allow any localhost. */
   allowOrigin: (origin: string) => boolean;
   /** Largest request body accepted, in bytes. */
@@ -99,6 +101,11 @@ export function createHttpHandler(options: HttpOptions) {
       }
       if (url.pathname !== '/graphql') {
         sendError(res, 404, `no such endpoint: ${url.pathname.slice(0, 100)}; GraphQL is at /graphql`, 'NOT_FOUND');
+        return;
+      }
+      if (!options.accepting()) {
+        res.setHeader('retry-after', '1');
+        sendError(res, 503, 'the server is starting: retry in a moment', 'OVERLOADED');
         return;
       }
       if (req.method !== 'GET' && req.method !== 'POST') {

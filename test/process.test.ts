@@ -1,0 +1,83 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+// `npm start` as a newcomer runs it: the embedded default on a fresh directory, first-start seed,
+// readiness, the PGlite directory lock against a second process, graceful SIGTERM and a restart.
+const dir = mkdtempSync(join(tmpdir(), 'foliograph-process-'));
+const dataDir = join(dir, 'pglite');
+const env = { ...process.env, DATABASE_URL: '', PGLITE_DATA_DIR: dataDir, NODE_ENV: 'development', LOG_LEVEL: 'info', PORT: '0' };
+const tsx = ['--import', 'tsx'];
+
+function startServer(): Promise<{ child: ChildProcess; base: string }> {
+  const child = spawn(process.execPath, [...tsx, 'src/main.ts'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let log = '';
+    child.stderr!.on('data', (chunk) => {
+      log += chunk;
+      const m = /"url":"(http:\/\/[^"]+)\/graphql","database"/.exec(log);
+      if (m) resolve({ child, base: m[1] });
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${log.slice(-500)}`)));
+  });
+}
+
+async function waitReady(base: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const res = await fetch(`${base}/readyz`).catch(() => null);
+    if (res?.status === 200) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('never ready');
+}
+
+const cli = (script: string, ...args: string[]) => spawnSync(process.execPath, [...tsx, script, ...args], { env, encoding: 'utf8', timeout: 60_000 });
+
+const stop = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => resolve(code));
+    child.kill('SIGTERM');
+  });
+
+describe('the server process on the embedded database', () => {
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('seeds on first start, refuses a second process, drains on SIGTERM and keeps its data', async () => {
+    const first = await startServer();
+    expect((await fetch(`${first.base}/healthz`)).status).toBe(200);
+    await waitReady(first.base);
+    const aapl = await fetch(`${first.base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ instrument(symbol: "AAPL") { latestPrice { date close } } }' }),
+    }).then((r) => r.json() as Promise<any>);
+    expect(aapl.data.instrument.latestPrice).toEqual({ date: '2010-03-01', close: '223.02' });
+
+    // a command never opens the directory that a live server holds
+    const refused = cli('src/cli/token.ts', 'alice@example.com');
+    expect(refused.status).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(/in use by process \d+/);
+
+    expect(await stop(first.child)).toBe(0);
+    expect(existsSync(`${dataDir}.lock`)).toBe(false);
+
+    const token = cli('src/cli/token.ts', 'alice@example.com');
+    expect(token.status).toBe(0);
+    expect(token.stdout.trim()).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    expect(cli('src/cli/token.ts', 'nobody@example.com').status).toBe(1);
+
+    // restart: no second seed, alice's data is still there
+    const second = await startServer();
+    await waitReady(second.base);
+    const mine = await fetch(`${second.base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token.stdout.trim()}` },
+      body: JSON.stringify({ query: '{ viewer { email portfolios { totalCount } } }' }),
+    }).then((r) => r.json() as Promise<any>);
+    expect(mine.data.viewer).toEqual({ email: 'alice@example.com', portfolios: { totalCount: 2 } });
+    expect(await stop(second.child)).toBe(0);
+  }, 180_000);
+});
