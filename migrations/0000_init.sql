@@ -50,6 +50,7 @@ CREATE TABLE "positions" (
 	"instrument_id" integer NOT NULL,
 	"quantity" numeric(38, 8) NOT NULL,
 	"average_cost" numeric(38, 8) NOT NULL,
+	"cost_basis" numeric DEFAULT '0' NOT NULL,
 	"realized_pnl" numeric(38, 8) DEFAULT '0' NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "positions_quantity_non_negative" CHECK ("positions"."quantity" >= 0)

@@ -96,6 +96,8 @@ export const positions = pgTable(
     instrumentId: integer('instrument_id').notNull().references(() => instruments.id),
     quantity: money('quantity').notNull(),
     averageCost: money('average_cost').notNull(),
+    // exact: no scale, so the average cost is always rounded once from exact sums (see applyTrade)
+    costBasis: numeric('cost_basis').notNull().default('0'),
     realizedPnl: money('realized_pnl').notNull().default('0'),
     updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
   },

@@ -4,7 +4,7 @@ import { Decimal as DecimalJs } from 'decimal.js';
  * Exact decimal arithmetic for money and quantities. Precision is far above what numeric(38, 8) can
  * hold, so no intermediate result is ever rounded; results are rounded half-even to 8 places.
  */
-export const Decimal = DecimalJs.clone({ precision: 80, rounding: DecimalJs.ROUND_HALF_EVEN, toExpNeg: -40, toExpPos: 60 });
+export const Decimal = DecimalJs.clone({ precision: 120, rounding: DecimalJs.ROUND_HALF_EVEN, toExpNeg: -40, toExpPos: 60 });
 export type Decimal = InstanceType<typeof Decimal>;
 
 /** What a Decimal input must look like (CONTRACT.md): no sign but '-', no exponent, ≤ 20.8 digits. */

@@ -28,39 +28,53 @@ export interface RecordTradeResult {
   replayed: boolean;
 }
 
-/** The holding a position carries from trade to trade. */
+/**
+ * The holding a position carries from trade to trade. `costBasis` is what the units held cost, kept
+ * exact (unrounded) so that the average cost is rounded once, from exact sums, whatever the order
+ * and number of trades; `averageCost` is that average rounded for reading.
+ */
 export interface Holding {
   quantity: string;
   averageCost: string;
+  costBasis: string;
   realizedPnl: string;
 }
 
 // numeric(38, 8) keeps 30 digits before the point.
 const LIMIT = new Decimal('1e30');
+// The exact average cost carried through a sell: far below any rounding the API shows.
+const BASIS_PLACES = 40;
 const FUTURE_SLACK_MS = 24 * 60 * 60 * 1000;
 
 /**
- * The position after one trade, exactly. A buy moves the average cost to the quantity-weighted mean;
- * a sell keeps it and realises (price − average cost) × quantity. Selling more than held is refused.
+ * The position after one trade, exactly. A buy adds quantity × price to the cost basis, so the
+ * average cost is the quantity-weighted mean of every buy; a sell keeps the average cost, takes its
+ * share of the basis, and realises (price − average cost) × quantity. Selling more than held, or a
+ * result beyond what the database holds (10^30), is refused.
  */
 export function applyTrade(current: Holding | null, side: TradeSide, quantity: string, price: string, symbol = 'it'): Holding {
   const held = new Decimal(current?.quantity ?? 0);
-  const avg = new Decimal(current?.averageCost ?? 0);
+  const basis = new Decimal(current?.costBasis ?? 0);
   const realized = new Decimal(current?.realizedPnl ?? 0);
   const q = new Decimal(quantity);
   if (side === 'BUY') {
     const next = held.plus(q);
     if (next.gte(LIMIT)) throw new BadUserInputError(`quantity: the position in ${symbol} would exceed 10^30 units`, 'quantity');
-    const cost = held.times(avg).plus(q.times(price));
-    return { quantity: formatDecimal(next), averageCost: formatDecimal(cost.dividedBy(next)), realizedPnl: formatDecimal(realized) };
+    const nextBasis = basis.plus(q.times(price));
+    return { quantity: formatDecimal(next), averageCost: formatDecimal(nextBasis.dividedBy(next)), costBasis: nextBasis.toFixed(), realizedPnl: formatDecimal(realized) };
   }
   if (q.gt(held)) {
     throw new BadUserInputError(`quantity: cannot sell ${formatDecimal(q)} ${symbol}, the portfolio holds ${formatDecimal(held)}`, 'quantity');
   }
+  const average = held.isZero() ? new Decimal(0) : basis.dividedBy(held).toDecimalPlaces(BASIS_PLACES);
+  const next = held.minus(q);
+  const nextRealized = realized.plus(q.times(new Decimal(price).minus(average)));
+  if (nextRealized.abs().gte(LIMIT)) throw new BadUserInputError(`quantity: the realised P&L in ${symbol} would exceed 10^30`, 'quantity');
   return {
-    quantity: formatDecimal(held.minus(q)),
-    averageCost: formatDecimal(avg),
-    realizedPnl: formatDecimal(realized.plus(q.times(new Decimal(price).minus(avg)))),
+    quantity: formatDecimal(next),
+    averageCost: current?.averageCost ?? '0',
+    costBasis: next.isZero() ? '0' : average.times(next).toFixed(),
+    realizedPnl: formatDecimal(nextRealized),
   };
 }
 

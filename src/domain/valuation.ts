@@ -19,9 +19,9 @@ export function marketValue(quantity: string, close: string): string {
   return formatDecimal(new Decimal(quantity).times(close));
 }
 
-/** quantity × (close − average cost). */
-export function unrealizedPnl(quantity: string, averageCost: string, close: string): string {
-  return formatDecimal(new Decimal(quantity).times(new Decimal(close).minus(averageCost)));
+/** quantity × close − what the units cost (the exact cost basis, not the rounded average). */
+export function unrealizedPnl(quantity: string, costBasis: string, close: string): string {
+  return formatDecimal(new Decimal(quantity).times(close).minus(costBasis));
 }
 
 /**
@@ -40,7 +40,7 @@ export function valuePositions(positions: PositionRow[], latest: (PricePoint | n
       return;
     }
     value = value.plus(new Decimal(p.quantity).times(price.close));
-    cost = cost.plus(new Decimal(p.quantity).times(p.averageCost));
+    cost = cost.plus(p.costBasis);
     if (asOf === null || price.date < asOf) asOf = price.date;
   });
   return {

@@ -255,7 +255,7 @@ export type Position = {
   quantity: Scalars['Decimal']['output'];
   /** Profit or loss realised by sells so far, against the average cost at each sell. */
   realizedPnl: Scalars['Decimal']['output'];
-  /** marketValue − quantity × averageCost; null when the instrument has no price. */
+  /** marketValue − what the units held cost (quantity × the exact average cost); null when the instrument has no price. */
   unrealizedPnl?: Maybe<Scalars['Decimal']['output']>;
 };
 
@@ -436,7 +436,7 @@ export type Valuation = {
   __typename?: 'Valuation';
   /** The oldest of the latest-price dates used: a valuation is as fresh as its stalest price. Null with no priced holdings. */
   asOf?: Maybe<Scalars['Date']['output']>;
-  /** Sum over priced holdings of quantity × average cost. */
+  /** Sum over priced holdings of what their units cost (quantity × the exact average cost). */
   costBasis: Scalars['Decimal']['output'];
   /** Sum over priced holdings of quantity × latest close. */
   marketValue: Scalars['Decimal']['output'];

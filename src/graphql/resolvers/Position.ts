@@ -11,6 +11,6 @@ export const Position: PositionResolvers = {
   },
   unrealizedPnl: async (p, _, { loaders }) => {
     const price = await loaders.latestPrice.load(p.instrumentId);
-    return price ? unrealizedPnl(p.quantity, p.averageCost, price.close) : null;
+    return price ? unrealizedPnl(p.quantity, p.costBasis, price.close) : null;
   },
 };
