@@ -71,7 +71,7 @@ CREATE TABLE "trades" (
 	"side" "trade_side" NOT NULL,
 	"quantity" numeric(38, 8) NOT NULL,
 	"price" numeric(38, 8) NOT NULL,
-	"executed_at" timestamp with time zone NOT NULL,
+	"executed_at" timestamp (3) with time zone NOT NULL,
 	"idempotency_key" text,
 	"request_digest" text NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,

@@ -71,7 +71,8 @@ export const trades = pgTable(
     side: tradeSide('side').notNull(),
     quantity: money('quantity').notNull(),
     price: money('price').notNull(),
-    executedAt: timestamp('executed_at', { withTimezone: true, mode: 'date' }).notNull(),
+    // milliseconds, the precision the API shows and trade cursors carry
+    executedAt: timestamp('executed_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull(),
     idempotencyKey: text('idempotency_key'),
     // A digest of the request's input, to tell a replay of an idempotency key from a conflicting reuse.
     requestDigest: text('request_digest').notNull(),

@@ -89,15 +89,19 @@ export async function seedScale(db: Db, scale: number, log: (message: string) =>
         const chosen = new Set<number>();
         while (chosen.size < Math.min(SCALE_SHAPE.positionsPerPortfolio, pool.length)) chosen.add(Math.floor(rnd() * pool.length));
         let n = 0;
-        for (const index of chosen) {
+        for (const [k, index] of [...chosen].entries()) {
           const inst = pool[index];
-          const steps: [TradeSide, number][] = [['BUY', 1 + Math.floor(rnd() * 200)], ['BUY', 1 + Math.floor(rnd() * 100)]];
-          if (n % 4 === 3) steps.push(['SELL', 1 + Math.floor(rnd() * 50)]);
+          const buys = [1 + Math.floor(rnd() * 200), 1 + Math.floor(rnd() * 100)];
+          const steps: [TradeSide, number][] = buys.map((q): [TradeSide, number] => ['BUY', q]);
+          // every fourth position is partly sold, never below one unit
+          if (k % 4 === 3) steps.push(['SELL', 1 + Math.floor(rnd() * Math.min(50, buys[0] + buys[1] - 1))]);
+          // dated in order, so the trades replay to the same position in time order too
+          const dates = steps.map(() => days[Math.floor(rnd() * days.length)]).sort();
           let holding: Holding | null = null;
-          for (const [side, qty] of steps) {
+          for (const [step, [side, qty]] of steps.entries()) {
             const quantity = String(qty);
             const price = (5 + rnd() * 495).toFixed(2);
-            const executedAt = new Date(`${days[Math.floor(rnd() * days.length)]}T15:30:00Z`);
+            const executedAt = new Date(`${dates[step]}T15:30:00Z`);
             holding = applyTrade(holding, side, quantity, price, inst.symbol);
             tradeRows.push({
               portfolioId: p.id,

@@ -31,7 +31,6 @@ const toInstrument = (r: InstrumentSqlRow): InstrumentRow => ({
 
 /** A page of instruments by symbol, optionally those whose symbol or name contains `search`. */
 export async function listInstruments(db: Db, page: Page<string>, search?: string | null): Promise<Slice<InstrumentRow>> {
-  if (page.first === 0) return { rows: [], hasNextPage: false };
   const s = checkSearch(search);
   const found = await rows<InstrumentSqlRow>(
     db,

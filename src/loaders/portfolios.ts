@@ -48,7 +48,7 @@ interface PortfolioSqlRow {
 export function portfolioPagesByOwner(db: Db, viewer: Viewer) {
   return async (keys: readonly PageKey<number>[]): Promise<Slice<PortfolioRow>[]> => {
     const owner = ownerOf(viewer);
-    const mine = keys.map((k, i) => ({ ...k, ord: i })).filter((k) => k.parent === owner && k.first > 0);
+    const mine = keys.map((k, i) => ({ ...k, ord: i })).filter((k) => k.parent === owner);
     const empty = (): Slice<PortfolioRow> => ({ rows: [], hasNextPage: false });
     if (mine.length === 0) return keys.map(empty);
     const found = await rows<PortfolioSqlRow>(
@@ -132,8 +132,8 @@ export function toTradeRow(r: Omit<TradeSqlRow, 'ord'>): TradeRow {
 export function tradePagesByPortfolio(db: Db, viewer: Viewer) {
   return async (keys: readonly PageKey<TradeCursor>[]): Promise<Slice<TradeRow>[]> => {
     const owner = ownerOf(viewer);
-    const wanted = keys.map((k, i) => ({ ...k, ord: i })).filter((k) => k.first > 0);
-    if (owner === null || wanted.length === 0) return keys.map(() => ({ rows: [], hasNextPage: false }));
+    const wanted = keys.map((k, i) => ({ ...k, ord: i }));
+    if (owner === null) return keys.map(() => ({ rows: [], hasNextPage: false }));
     const found = await rows<TradeSqlRow>(
       db,
       sql`select k.ord::int as ord, t.id::text as id, t.portfolio_id, t.instrument_id, t.side, t.quantity::text as quantity,
