@@ -25,6 +25,12 @@ const schema = z
     MAX_DEPTH: positiveInt(12),
     MAX_COST: positiveInt(50_000),
     RATE_LIMIT_COST_PER_MINUTE: positiveInt(500_000),
+    REQUEST_TIMEOUT_MS: positiveInt(10_000),
+    MAX_ALIASES: positiveInt(30),
+    MAX_ROOT_FIELDS: positiveInt(20),
+    MAX_DIRECTIVES: positiveInt(50),
+    MAX_TOKENS: positiveInt(5_000),
+    MAX_BODY_BYTES: positiveInt(100_000),
     ALLOW_INTROSPECTION: z.enum(['true', 'false']).default('false'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     FORECAST_DEFAULT_MODEL: z.string().min(1).default('trailing-lognormal'),
@@ -56,6 +62,15 @@ export interface Config {
   maxDepth: number;
   maxCost: number;
   rateLimitCostPerMinute: number;
+  /** An operation running longer is answered DEADLINE_EXCEEDED and its SQL cancelled. */
+  requestTimeoutMs: number;
+  maxAliases: number;
+  maxRootFields: number;
+  maxDirectives: number;
+  /** Most lexical tokens a document may have; the parser stops past it. */
+  maxTokens: number;
+  /** Largest request body, in bytes. */
+  maxBodyBytes: number;
   logLevel: string;
   /** Model whose active version answers `Instrument.latestForecast`. */
   forecastDefaultModel: string;
@@ -94,6 +109,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxDepth: e.MAX_DEPTH,
     maxCost: e.MAX_COST,
     rateLimitCostPerMinute: e.RATE_LIMIT_COST_PER_MINUTE,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    maxAliases: e.MAX_ALIASES,
+    maxRootFields: e.MAX_ROOT_FIELDS,
+    maxDirectives: e.MAX_DIRECTIVES,
+    maxTokens: e.MAX_TOKENS,
+    maxBodyBytes: e.MAX_BODY_BYTES,
     logLevel: e.LOG_LEVEL,
     forecastDefaultModel: e.FORECAST_DEFAULT_MODEL,
   };

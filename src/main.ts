@@ -20,7 +20,7 @@ async function main() {
   const logger = createLogger(config.logLevel);
   if (config.jwtSecretIsDefault) logger.warn('JWT_SECRET is not set: using the fixed development secret (never do this in production)');
 
-  const database = await createDatabase(config);
+  const database = await createDatabase({ ...config, statementTimeoutMs: config.requestTimeoutMs });
   let started = false;
   const app = createApp({ config, database, logger, isStarted: () => started });
 

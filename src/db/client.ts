@@ -22,7 +22,10 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export type DatabaseOptions = Pick<Config, 'databaseUrl' | 'pgliteDataDir' | 'dbPoolMax'>;
+export type DatabaseOptions = Pick<Config, 'databaseUrl' | 'pgliteDataDir' | 'dbPoolMax'> & {
+  /** PostgreSQL cancels any statement of this pool running longer (the server's request deadline). */
+  statementTimeoutMs?: number;
+};
 
 /** Rows of a raw statement; the two drivers shape `execute` results differently. */
 export async function rows<T>(db: Db, query: SQL): Promise<T[]> {
@@ -40,7 +43,10 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       idle_timeout: 30,
       connect_timeout: 10,
       onnotice: () => {},
-      connection: { application_name: 'foliograph' },
+      connection: {
+        application_name: 'foliograph',
+        ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+      },
     });
     const db = drizzlePostgres(client, { schema, logger: sqlStatsLogger }) as unknown as Db;
     return {

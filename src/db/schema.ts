@@ -161,3 +161,23 @@ export type PriceRow = typeof prices.$inferSelect;
 export type TradeRow = typeof trades.$inferSelect;
 export type PositionRow = typeof positions.$inferSelect;
 export type ForecastModelRow = typeof forecastModels.$inferSelect;
+
+/**
+ * What operations and list fields really cost against what the schema's @cost/@listSize estimate,
+ * summed per name (kind 'operation': an operation name; kind 'field': a schema coordinate), so that
+ * `npm run cost:report` can point at the weights furthest from the truth.
+ */
+export const costObservations = pgTable(
+  'cost_observations',
+  {
+    kind: text('kind').notNull(),
+    name: text('name').notNull(),
+    samples: bigint('samples', { mode: 'number' }).notNull(),
+    estimatedSum: doublePrecision('estimated_sum').notNull(),
+    actualSum: doublePrecision('actual_sum').notNull(),
+    sqlStatementsSum: bigint('sql_statements_sum', { mode: 'number' }).notNull(),
+    sqlMsSum: doublePrecision('sql_ms_sum').notNull(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.kind, t.name] })],
+);

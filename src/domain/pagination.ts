@@ -10,6 +10,17 @@ export const PAGE_CAPS = {
   forecasts: 100,
 } as const;
 
+/** The same caps by the schema coordinate of each list field, for checks before execution. */
+export const FIELD_PAGE_CAPS: Record<string, number> = {
+  'Query.portfolios': PAGE_CAPS.portfolios,
+  'User.portfolios': PAGE_CAPS.portfolios,
+  'Portfolio.positions': PAGE_CAPS.positions,
+  'Portfolio.trades': PAGE_CAPS.trades,
+  'Query.instruments': PAGE_CAPS.instruments,
+  'Instrument.prices': PAGE_CAPS.prices,
+  'Instrument.forecasts': PAGE_CAPS.forecasts,
+};
+
 export interface PageArgs {
   first?: number | null;
   after?: string | null;

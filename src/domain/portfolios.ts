@@ -1,6 +1,7 @@
 import type { Viewer } from '../auth/tokens.js';
-import type { Db } from '../db/client.js';
-import { portfolios, type PortfolioRow } from '../db/schema.js';
+import { rows, type Db } from '../db/client.js';
+import { sql } from 'drizzle-orm';
+import type { PortfolioRow } from '../db/schema.js';
 import { BadUserInputError, UnauthenticatedError } from '../errors.js';
 
 export interface CreatePortfolioInput {
@@ -17,6 +18,13 @@ export async function createPortfolio(db: Db, viewer: Viewer, input: CreatePortf
   if (!/^[A-Z]{3}$/.test(baseCurrency)) {
     throw new BadUserInputError(`baseCurrency must be an ISO 4217 code of three capital letters, got ${JSON.stringify(baseCurrency.slice(0, 20))}`, 'baseCurrency');
   }
-  const [row] = await db.insert(portfolios).values({ ownerId: viewer.userId, name, baseCurrency }).returning();
-  return row;
+  // Inserted only if the token's user exists (a deleted user's token must not trip the foreign key).
+  const [row] = await rows<{ id: number; owner_id: number; name: string; base_currency: string; created_at: string }>(
+    db,
+    sql`insert into portfolios (owner_id, name, base_currency)
+        select id, ${name}, ${baseCurrency} from users where id = ${viewer.userId}
+        returning id, owner_id, name, base_currency, to_json(created_at) #>> '{}' as created_at`,
+  );
+  if (!row) throw new UnauthenticatedError('the token names no user');
+  return { id: row.id, ownerId: row.owner_id, name: row.name, baseCurrency: row.base_currency, createdAt: new Date(row.created_at) };
 }

@@ -3,13 +3,40 @@ import type { Db } from '../db/client.js';
 import type { SqlStats } from '../db/sql-stats.js';
 import type { Loaders } from '../loaders/index.js';
 
+/** What the request's loaders actually fetched: its actual cost, beside the estimate. */
+export interface WorkStats {
+  batches: number;
+  keys: number;
+  rows: number;
+  /** Time spent waiting for loader batches (their SQL), in milliseconds. */
+  loaderMs: number;
+  /** The same, per loader. */
+  byLoader: Record<string, { batches: number; keys: number; rows: number }>;
+}
+
+/** The operation's estimated cost, once the cost plugin has computed it. */
+export interface CostInfo {
+  estimated: number;
+  /** Sizes that slicing arguments gave list fields, by schema coordinate. */
+  slices: { coordinate: string; value: number }[];
+  budget?: { limit: number; remaining: number };
+}
+
 /** What every resolver gets: who asks, and that request's own loaders over the database. */
 export interface Context {
   requestId: string;
   viewer: Viewer;
+  /** Whose cost budget pays for this request: `user:<id>`, or `ip:<address>` for anonymous callers. */
+  caller: string;
   /** For domain functions that write; reads go through the loaders. */
   db: Db;
   loaders: Loaders;
   /** Statements this request has sent so far. */
   sql: SqlStats;
+  work: WorkStats;
+  cost?: CostInfo;
+}
+
+export function newWorkStats(): WorkStats {
+  return { batches: 0, keys: 0, rows: 0, loaderMs: 0, byLoader: {} };
 }

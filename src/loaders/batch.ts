@@ -23,18 +23,49 @@ export function groupByKey<K, R, V>(keys: readonly K[], rows: R[], rowKey: (r: R
   return keys.map((k) => groups.get(k) ?? []);
 }
 
-/** Observes each batch a loader dispatches (its name and size), e.g. for metrics or slow logs. */
-export type BatchObserver = (loader: string, size: number) => void;
+/** One dispatched batch: which loader, how many keys, how many rows came back, how long it took. */
+export interface BatchEvent {
+  loader: string;
+  keys: number;
+  rows: number;
+  ms: number;
+}
+
+/** Observes each batch a loader dispatches, e.g. for a request's actual cost, metrics or slow logs. */
+export type BatchObserver = (event: BatchEvent) => void;
+
+/** Rows in a batch's results: a page or list counts its items, a single row counts one, null none. */
+function countRows(results: unknown[]): number {
+  let n = 0;
+  for (const r of results) {
+    if (r === null || r === undefined || r instanceof Error) continue;
+    if (Array.isArray(r)) n += r.length;
+    else if (typeof r === 'object' && Array.isArray((r as { rows?: unknown }).rows)) n += (r as { rows: unknown[] }).rows.length;
+    else n += 1; // one row, or a count
+  }
+  return n;
+}
 
 /**
  * A per-request DataLoader whose batch function runs one SQL statement. Object keys (pages, ranges)
  * are cached by their JSON text, so the same page asked twice in one request is fetched once.
  */
-export function loader<K, V>(name: string, batch: (keys: readonly K[]) => Promise<V[]>, observe?: BatchObserver): DataLoader<K, V, string | K> {
+export interface LoaderHooks {
+  observe?: BatchObserver;
+  /** Once aborted (the request's deadline passed), no further batch is sent to the database. */
+  signal?: AbortSignal;
+}
+
+export function loader<K, V>(name: string, batch: (keys: readonly K[]) => Promise<V[]>, hooks: LoaderHooks = {}): DataLoader<K, V, string | K> {
+  const { observe, signal } = hooks;
   return new DataLoader<K, V, string | K>(
     async (keys) => {
-      observe?.(name, keys.length);
-      return batch(keys);
+      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('the request was cancelled');
+      if (!observe) return batch(keys);
+      const started = performance.now();
+      const results = await batch(keys);
+      observe({ loader: name, keys: keys.length, rows: countRows(results), ms: performance.now() - started });
+      return results;
     },
     {
       name,

@@ -17,8 +17,10 @@ import { usersById } from './users.js';
 export interface LoaderOptions {
   /** The model whose active version answers latestForecast. */
   defaultModel: string;
-  /** Told of every batch, with the loader's name and the batch's size. */
+  /** Told of every batch: the loader, its keys, rows and time. */
   observe?: BatchObserver;
+  /** The request's deadline: once aborted, loaders send nothing more. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -26,7 +28,7 @@ export interface LoaderOptions {
  * the authorization of every private read happens inside these batch functions.
  */
 export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
-  const o = options.observe;
+  const o = { observe: options.observe, signal: options.signal };
   const instrumentById = loader('instrumentById', instrumentsById(db), o);
   const bySymbol = instrumentsBySymbol(db);
   // an instrument found by symbol is also known by id for the rest of the request

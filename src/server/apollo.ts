@@ -2,7 +2,7 @@ import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
-import type { GraphQLSchema } from 'graphql';
+import type { GraphQLSchema, ValidationRule } from 'graphql';
 import type { Server } from 'node:http';
 import type { Context } from '../graphql/context.js';
 import type { Logger } from '../logger.js';
@@ -17,6 +17,28 @@ export interface ApolloOptions {
   /** Drained on stop, so that shutdown waits for requests in flight. */
   httpServer?: Server;
   plugins?: ApolloServerPlugin<Context>[];
+  /** Limits checked while validating, before anything executes (depth, aliases, ...). */
+  validationRules?: ValidationRule[];
+  /** Most lexical tokens a document may have; graphql-js stops parsing past it. */
+  maxTokens?: number;
+}
+
+/** Puts the request id on unexpected errors, so a client can quote it and we can find the log line. */
+function createRequestIdPlugin(): ApolloServerPlugin<Context> {
+  return {
+    async requestDidStart() {
+      return {
+        async willSendResponse({ response, contextValue }) {
+          if (response.body.kind !== 'single' || !contextValue?.requestId) return;
+          const errors = response.body.singleResult.errors;
+          if (!errors?.some((e) => e.extensions?.code === 'INTERNAL_SERVER_ERROR')) return;
+          response.body.singleResult.errors = errors.map((e) =>
+            e.extensions?.code === 'INTERNAL_SERVER_ERROR' ? { ...e, extensions: { ...e.extensions, requestId: contextValue.requestId } } : e,
+          );
+        },
+      };
+    },
+  };
 }
 
 /** Logs unexpected errors with the request id the client sees in `x-request-id`. */
@@ -47,11 +69,18 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<Context
     includeStacktraceInErrorResponses: !options.production,
     formatError: createFormatError({ mask: options.production }),
     csrfPrevention: true,
+    // no "did you mean ...?" suggestions that reveal the schema to clients in production
+    hideSchemaDetailsFromClientErrors: options.production,
+    validationRules: options.validationRules,
+    parseOptions: options.maxTokens ? { maxTokens: options.maxTokens } : undefined,
+    // a JSON array of operations is refused (400): one request, one operation, one cost
+    allowBatchedHttpRequests: false,
     logger: options.logger,
     plugins: [
       options.production ? ApolloServerPluginLandingPageDisabled() : ApolloServerPluginLandingPageLocalDefault({ embed: true }),
       ...(options.httpServer ? [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })] : []),
       createInternalErrorLogPlugin(options.logger),
+      createRequestIdPlugin(),
       ...(options.plugins ?? []),
     ],
   });

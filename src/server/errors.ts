@@ -35,11 +35,17 @@ export function createFormatError({ mask }: FormatErrorOptions) {
     const own = ownCode(error);
     let code: string;
     let extra: Record<string, unknown> = {};
+    // Apollo's own request errors (a persisted query of an unknown version, a hash that does not
+    // match) come without a code but with a 4xx status: they are the client's mistakes too.
+    const status = (error as { extensions?: { http?: { status?: number } } } | null)?.extensions?.http?.status;
     if (own) code = own;
-    else if (typeof given === 'string' && CONTRACT_CODES.has(given)) code = given;
+    else if (typeof given === 'string' && CONTRACT_CODES.has(given) && given !== ErrorCode.INTERNAL_SERVER_ERROR) code = given;
     else if (typeof given === 'string' && CLIENT_MISTAKES.has(given)) {
       code = ErrorCode.BAD_USER_INPUT;
       extra = { reason: given };
+    } else if (typeof status === 'number' && status >= 400 && status < 500) {
+      code = ErrorCode.BAD_USER_INPUT;
+      extra = { reason: 'BAD_REQUEST' };
     } else code = ErrorCode.INTERNAL_SERVER_ERROR;
 
     const internal = code === ErrorCode.INTERNAL_SERVER_ERROR;

@@ -3,13 +3,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
 import { withSqlStats, type SqlStats } from '../db/sql-stats.js';
 import type { Context } from '../graphql/context.js';
+import { CodedError, ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 export interface HttpOptions {
   apollo: ApolloServer<Context>;
   logger: Logger;
   /** Builds the GraphQL context of one request (auth, loaders); may throw a coded error. */
-  context: (req: IncomingMessage, requestId: string, sql: SqlStats) => Promise<Context>;
+  context: (request: { req: IncomingMessage; requestId: string; sql: SqlStats; signal: AbortSignal }) => Promise<Context>;
+  /** An operation still running after this is answered DEADLINE_EXCEEDED (504) and its loaders stop. */
+  timeoutMs?: number;
   /** Resolves when the database answers; rejects otherwise. */
   ready: () => Promise<void>;
   /** False while start-up work runs: GraphQL answers 503 with Retry-After instead of failing on a half-made database. */
@@ -31,6 +34,13 @@ const ALLOWED_HEADERS = [
 ].join(', ');
 
 class BodyTooLarge extends Error {}
+
+/** Why a request's signal aborts when its deadline passes (loaders throw it if asked to fetch after). */
+export class DeadlineExceeded extends CodedError {
+  constructor(ms: number) {
+    super(ErrorCode.DEADLINE_EXCEEDED, `the operation ran longer than its deadline of ${ms} ms and was cancelled`, { limit: ms });
+  }
+}
 
 async function readBody(req: IncomingMessage, limit: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? 0);
@@ -63,6 +73,7 @@ const requestIdOf = (req: IncomingMessage) => {
  */
 export function createHttpHandler(options: HttpOptions) {
   const maxBody = options.maxBodyBytes ?? 1_000_000;
+  const timeoutMs = options.timeoutMs ?? 10_000;
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const requestId = requestIdOf(req);
@@ -134,12 +145,23 @@ export function createHttpHandler(options: HttpOptions) {
       }
       // Every statement the request causes, wherever it is sent from, is counted in `sql`.
       const sql: SqlStats = { statements: 0 };
-      const response = await withSqlStats(sql, () =>
+      const deadline = new AbortController();
+      const timer = setTimeout(() => deadline.abort(new DeadlineExceeded(timeoutMs)), timeoutMs);
+      const execution = withSqlStats(sql, () =>
         options.apollo.executeHTTPGraphQLRequest({
           httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
-          context: () => options.context(req, requestId, sql),
+          context: () => options.context({ req, requestId, sql, signal: deadline.signal }),
         }),
       );
+      const expired = new Promise<'expired'>((resolve) => deadline.signal.addEventListener('abort', () => resolve('expired'), { once: true }));
+      const response = await Promise.race([execution, expired]).finally(() => clearTimeout(timer));
+      if (response === 'expired') {
+        // The operation goes on only until its next loader batch (which refuses to start) or until
+        // PostgreSQL's statement_timeout stops its current statement; its answer is dropped.
+        execution.catch(() => {});
+        sendError(res, 504, `the operation ran longer than its deadline of ${timeoutMs} ms and was cancelled`, ErrorCode.DEADLINE_EXCEEDED, { limit: timeoutMs });
+        return;
+      }
       for (const [key, value] of response.headers) res.setHeader(key, value);
       res.statusCode = response.status ?? 200;
       if (response.body.kind === 'complete') {

@@ -590,6 +590,21 @@ export type ResolversParentTypes = {
   Valuation: ValuationResult;
 };
 
+export type CostDirectiveArgs = {
+  weight: Scalars['Int']['input'];
+};
+
+export type CostDirectiveResolver<Result, Parent, ContextType = Context, Args = CostDirectiveArgs> = DirectiveResolverFn<Result, Parent, ContextType, Args>;
+
+export type ListSizeDirectiveArgs = {
+  assumedSize?: Maybe<Scalars['Int']['input']>;
+  requireOneSlicingArgument?: Maybe<Scalars['Boolean']['input']>;
+  sizedFields?: Maybe<Array<Scalars['String']['input']>>;
+  slicingArguments?: Maybe<Array<Scalars['String']['input']>>;
+};
+
+export type ListSizeDirectiveResolver<Result, Parent, ContextType = Context, Args = ListSizeDirectiveArgs> = DirectiveResolverFn<Result, Parent, ContextType, Args>;
+
 export type CreatePortfolioPayloadResolvers<ContextType = Context, ParentType extends ResolversParentTypes['CreatePortfolioPayload'] = ResolversParentTypes['CreatePortfolioPayload']> = {
   portfolio?: Resolver<ResolversTypes['Portfolio'], ParentType, ContextType>;
 };
@@ -783,3 +798,7 @@ export type Resolvers<ContextType = Context> = {
   Valuation?: ValuationResolvers<ContextType>;
 };
 
+export type DirectiveResolvers<ContextType = Context> = {
+  cost?: CostDirectiveResolver<any, any, ContextType>;
+  listSize?: ListSizeDirectiveResolver<any, any, ContextType>;
+};
