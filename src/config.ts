@@ -31,6 +31,9 @@ const schema = z
     MAX_DIRECTIVES: positiveInt(50),
     MAX_TOKENS: positiveInt(5_000),
     MAX_BODY_BYTES: positiveInt(100_000),
+    PARTNER_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
+    APQ_TTL_SECONDS: positiveInt(24 * 60 * 60),
+    APQ_MAX_BYTES: positiveInt(16 * 1024 * 1024),
     ALLOW_INTROSPECTION: z.enum(['true', 'false']).default('false'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     FORECAST_DEFAULT_MODEL: z.string().min(1).default('trailing-lognormal'),
@@ -71,6 +74,11 @@ export interface Config {
   maxTokens: number;
   /** Largest request body, in bytes. */
   maxBodyBytes: number;
+  /** How long an API key's or trusted document's lookup is reused (0: never). */
+  partnerCacheTtlMs: number;
+  /** How long an automatic persisted query stays registered without use, and the store's size bound. */
+  apqTtlSeconds: number;
+  apqMaxBytes: number;
   logLevel: string;
   /** Model whose active version answers `Instrument.latestForecast`. */
   forecastDefaultModel: string;
@@ -115,6 +123,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxDirectives: e.MAX_DIRECTIVES,
     maxTokens: e.MAX_TOKENS,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
+    apqTtlSeconds: e.APQ_TTL_SECONDS,
+    apqMaxBytes: e.APQ_MAX_BYTES,
     logLevel: e.LOG_LEVEL,
     forecastDefaultModel: e.FORECAST_DEFAULT_MODEL,
   };

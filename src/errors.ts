@@ -13,6 +13,8 @@ export enum ErrorCode {
   RATE_LIMITED = 'RATE_LIMITED',
   OVERLOADED = 'OVERLOADED',
   INTERNAL_SERVER_ERROR = 'INTERNAL_SERVER_ERROR',
+  /** Our addition to the contract: a persisted query's hash is not the SHA-256 of the query sent with it (400). */
+  PERSISTED_QUERY_HASH_MISMATCH = 'PERSISTED_QUERY_HASH_MISMATCH',
   /** Our addition to the contract: the operation ran past REQUEST_TIMEOUT_MS and was cancelled (HTTP 504). */
   DEADLINE_EXCEEDED = 'DEADLINE_EXCEEDED',
 }

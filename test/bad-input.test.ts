@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../src/errors.js';
@@ -241,11 +242,17 @@ describe('bad input', () => {
       expect(unknown.status).toBe(200);
       expectError(unknown, 'PERSISTED_QUERY_NOT_FOUND');
 
+      // a hash that is not the query's SHA-256 is refused before Apollo sees it
       for (const persistedQuery of [{ version: 2, sha256Hash: 'a'.repeat(64) }, { version: 'x', sha256Hash: 'abc' }, { version: 1, sha256Hash: 'abc' }]) {
         const res = await server.post({ query: '{ __typename }', extensions: { persistedQuery } });
         expect(res.status, JSON.stringify(persistedQuery)).toBe(400);
-        expectError(res, 'BAD_USER_INPUT');
+        expectError(res, 'PERSISTED_QUERY_HASH_MISMATCH');
       }
+      // the right hash in a protocol version Apollo does not know
+      const sha = createHash('sha256').update('{ __typename }').digest('hex');
+      const version = await server.post({ query: '{ __typename }', extensions: { persistedQuery: { version: 2, sha256Hash: sha } } });
+      expect(version.status).toBe(400);
+      expectError(version, 'BAD_USER_INPUT');
     });
   });
 

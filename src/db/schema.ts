@@ -181,3 +181,62 @@ export const costObservations = pgTable(
   },
   (t) => [primaryKey({ columns: [t.kind, t.name] })],
 );
+
+/** Partners call with API keys and may run only trusted documents. */
+export const partners = pgTable('partners', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  name: text('name').notNull().unique(),
+  /** What the partner may do: see src/partners/scopes.ts. */
+  scopes: text('scopes').array().notNull().default(sql`'{instruments:read}'::text[]`),
+  createdAt: createdAt(),
+});
+
+/** API keys, stored as SHA-256 digests; the key itself is shown once, when it is made. */
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    partnerId: integer('partner_id').notNull().references(() => partners.id, { onDelete: 'cascade' }),
+    keyHash: text('key_hash').notNull().unique(),
+    /** The first characters of the key, to tell keys apart in listings. */
+    prefix: text('prefix').notNull(),
+    createdAt: createdAt(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [index('api_keys_partner_id_idx').on(t.partnerId)],
+);
+
+/** Users' consent for a partner to act for them (within the partner's scopes). */
+export const partnerGrants = pgTable(
+  'partner_grants',
+  {
+    partnerId: integer('partner_id').notNull().references(() => partners.id, { onDelete: 'cascade' }),
+    userId: integer('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.partnerId, t.userId] })],
+);
+
+/**
+ * Trusted documents from Apollo persisted query manifests, by SHA-256 of their text, for one partner
+ * or (partner_id null) for every partner.
+ */
+export const persistedDocuments = pgTable(
+  'persisted_documents',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    sha256: text('sha256').notNull(),
+    partnerId: integer('partner_id').references(() => partners.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    type: text('type').notNull(),
+    body: text('body').notNull(),
+    /** The estimated cost when published (variables at their defaults). */
+    cost: integer('cost').notNull(),
+    publishedAt: createdAt(),
+    retiredAt: timestamp('retired_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [uniqueIndex('persisted_documents_sha_partner_idx').on(t.sha256, sql`coalesce(${t.partnerId}, 0)`)],
+);
+
+export type PartnerRow = typeof partners.$inferSelect;
+export type PersistedDocumentRow = typeof persistedDocuments.$inferSelect;

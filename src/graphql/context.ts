@@ -26,8 +26,10 @@ export interface CostInfo {
 export interface Context {
   requestId: string;
   viewer: Viewer;
-  /** Whose cost budget pays for this request: `user:<id>`, or `ip:<address>` for anonymous callers. */
+  /** Whose cost budget pays for this request: `partner:<id>`, `user:<id>`, or `ip:<address>`. */
   caller: string;
+  /** The partner calling with an API key, if any. */
+  partner: { id: number; name: string } | null;
   /** For domain functions that write; reads go through the loaders. */
   db: Db;
   loaders: Loaders;

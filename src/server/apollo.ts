@@ -2,6 +2,7 @@ import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
+import type { KeyValueCache } from '@apollo/utils.keyvaluecache';
 import type { GraphQLSchema, ValidationRule } from 'graphql';
 import type { Server } from 'node:http';
 import type { Context } from '../graphql/context.js';
@@ -21,6 +22,8 @@ export interface ApolloOptions {
   validationRules?: ValidationRule[];
   /** Most lexical tokens a document may have; graphql-js stops parsing past it. */
   maxTokens?: number;
+  /** Apollo's automatic persisted queries: where hashes are kept, and for how long. */
+  persistedQueries?: { cache: KeyValueCache<string>; ttl: number };
 }
 
 /** Puts the request id on unexpected errors, so a client can quote it and we can find the log line. */
@@ -75,6 +78,7 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<Context
     parseOptions: options.maxTokens ? { maxTokens: options.maxTokens } : undefined,
     // a JSON array of operations is refused (400): one request, one operation, one cost
     allowBatchedHttpRequests: false,
+    persistedQueries: options.persistedQueries ?? false,
     logger: options.logger,
     plugins: [
       options.production ? ApolloServerPluginLandingPageDisabled() : ApolloServerPluginLandingPageLocalDefault({ embed: true }),

@@ -14,13 +14,15 @@ import { CostEstimator } from './cost/estimate.js';
 import { createCostPlugin } from './cost/plugin.js';
 import { createCostRecorder, type CostRecorder } from './cost/recorder.js';
 import { createHttpHandler } from './http.js';
-import { aliasLimitRule } from './rules/aliasLimitRule.js';
-import { depthLimitRule } from './rules/depthLimitRule.js';
-import { directiveLimitRule } from './rules/directiveLimitRule.js';
-import { noSubscriptionRule } from './rules/noSubscriptionRule.js';
-import { rootFieldLimitRule } from './rules/rootFieldLimitRule.js';
 import { createNulGuardPlugin } from './nulGuard.js';
+import { limitRules } from './rules/index.js';
 import { viewerFromHeaders } from './viewer.js';
+import { InMemoryLRUCache } from '@apollo/utils.keyvaluecache';
+import { ANONYMOUS } from '../auth/tokens.js';
+import { CodedError, ErrorCode } from '../errors.js';
+import { createPartnerGate } from '../partners/gate.js';
+import { hasGrant } from '../partners/keys.js';
+import { createRedisKeyValueCache } from './redisCache.js';
 
 export interface AppOptions {
   config: Config;
@@ -55,6 +57,12 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
       ? createRedisBudget(config.redisUrl, { costPerMinute: config.rateLimitCostPerMinute }, logger)
       : createMemoryBudget({ costPerMinute: config.rateLimitCostPerMinute }));
   const recorder = createCostRecorder(database.db);
+  const gate = createPartnerGate({ db: database.db, cacheTtlMs: config.partnerCacheTtlMs });
+  // Automatic persisted queries for everyone but partners: a bounded store that forgets unused
+  // entries, shared by instances through Redis when there is one.
+  const apqCache = config.redisUrl
+    ? createRedisKeyValueCache(config.redisUrl, 'foliograph:apq:', logger)
+    : new InMemoryLRUCache<string>({ maxSize: config.apqMaxBytes, ttl: config.apqTtlSeconds * 1000 });
   const apollo = createApolloServer({
     schema,
     logger,
@@ -62,13 +70,8 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
     allowIntrospection: config.allowIntrospection,
     httpServer,
     maxTokens: config.maxTokens,
-    validationRules: [
-      depthLimitRule(config.maxDepth),
-      aliasLimitRule(config.maxAliases),
-      rootFieldLimitRule(config.maxRootFields),
-      directiveLimitRule(config.maxDirectives),
-      noSubscriptionRule,
-    ],
+    persistedQueries: { cache: apqCache, ttl: config.apqTtlSeconds },
+    validationRules: limitRules(config),
     plugins: [
       createNulGuardPlugin(),
       createCostPlugin({
@@ -86,8 +89,15 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
     logger,
     maxBodyBytes: config.maxBodyBytes,
     timeoutMs: config.requestTimeoutMs,
-    async context({ req, requestId, sql, signal }) {
-      const viewer = await viewerFromHeaders(req.headers.authorization, config.jwtSecret);
+    gate,
+    async context({ req, requestId, sql, signal, partner }) {
+      let viewer = await viewerFromHeaders(req.headers.authorization, config.jwtSecret);
+      if (partner && viewer.kind === 'user') {
+        // a partner acts for a user only with the scope, the user's grant and the user's own token
+        if (!partner.scopes.includes('portfolios:read')) throw new CodedError(ErrorCode.FORBIDDEN, 'this partner has no portfolios:read scope', {}, 403);
+        if (!(await hasGrant(database.db, partner.id, viewer.userId))) throw new CodedError(ErrorCode.FORBIDDEN, 'this user has not granted the partner access', {}, 403);
+      }
+      if (partner && viewer.kind !== 'user') viewer = ANONYMOUS;
       const work = newWorkStats();
       const loaders = createLoaders(database.db, viewer, {
         defaultModel: config.forecastDefaultModel,
@@ -103,8 +113,9 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
           mine.rows += rows;
         },
       });
-      const caller = viewer.kind === 'user' ? `user:${viewer.userId}` : `ip:${req.socket.remoteAddress ?? 'unknown'}`;
-      return { requestId, viewer, caller, db: database.db, sql, work, loaders } satisfies Context;
+      // each partner has its own budget, whoever it acts for
+      const caller = partner ? `partner:${partner.id}` : viewer.kind === 'user' ? `user:${viewer.userId}` : `ip:${req.socket.remoteAddress ?? 'unknown'}`;
+      return { requestId, viewer, caller, partner: partner && { id: partner.id, name: partner.name }, db: database.db, sql, work, loaders } satisfies Context;
     },
     accepting: isStarted,
     async ready() {
@@ -139,6 +150,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
       if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
       await recorder.stop();
       await costBudget.close();
+      if ('close' in apqCache) await apqCache.close();
     },
   };
 }

@@ -5,12 +5,16 @@ import { withSqlStats, type SqlStats } from '../db/sql-stats.js';
 import type { Context } from '../graphql/context.js';
 import { CodedError, ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { AuthenticatedPartner } from '../partners/keys.js';
+import type { PartnerGate } from '../partners/gate.js';
 
 export interface HttpOptions {
   apollo: ApolloServer<Context>;
   logger: Logger;
   /** Builds the GraphQL context of one request (auth, loaders); may throw a coded error. */
-  context: (request: { req: IncomingMessage; requestId: string; sql: SqlStats; signal: AbortSignal }) => Promise<Context>;
+  context: (request: { req: IncomingMessage; requestId: string; sql: SqlStats; signal: AbortSignal; partner: AuthenticatedPartner | null }) => Promise<Context>;
+  /** Admission before Apollo: API keys, trusted documents, persisted-query hashes. */
+  gate?: PartnerGate;
   /** An operation still running after this is answered DEADLINE_EXCEEDED (504) and its loaders stop. */
   timeoutMs?: number;
   /** Resolves when the database answers; rejects otherwise. */
@@ -143,14 +147,29 @@ export function createHttpHandler(options: HttpOptions) {
       for (const [key, value] of Object.entries(req.headers)) {
         if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
       }
+      const apiKey = req.headers['x-api-key'];
+      let request = { method: req.method, body, search: url.search, partner: null as AuthenticatedPartner | null };
+      if (options.gate) {
+        try {
+          request = await options.gate.admit({ method: req.method, body, search: url.search, apiKey: Array.isArray(apiKey) ? apiKey[0] : apiKey });
+        } catch (e) {
+          if (!(e instanceof CodedError)) throw e;
+          const http = e.extensions.http as { status?: number } | undefined;
+          const { http: _http, ...extensions } = e.extensions;
+          sendError(res, http?.status ?? 400, e.message, String(extensions.code), extensions);
+          return;
+        }
+        // a partner's trusted document goes to Apollo as a plain JSON POST
+        if (request.partner) headers.set('content-type', 'application/json');
+      }
       // Every statement the request causes, wherever it is sent from, is counted in `sql`.
       const sql: SqlStats = { statements: 0 };
       const deadline = new AbortController();
       const timer = setTimeout(() => deadline.abort(new DeadlineExceeded(timeoutMs)), timeoutMs);
       const execution = withSqlStats(sql, () =>
         options.apollo.executeHTTPGraphQLRequest({
-          httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
-          context: () => options.context({ req, requestId, sql, signal: deadline.signal }),
+          httpGraphQLRequest: { method: request.method, headers, search: request.search, body: request.body },
+          context: () => options.context({ req, requestId, sql, signal: deadline.signal, partner: request.partner }),
         }),
       );
       const expired = new Promise<'expired'>((resolve) => deadline.signal.addEventListener('abort', () => resolve('expired'), { once: true }));

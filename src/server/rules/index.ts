@@ -1,0 +1,18 @@
+import type { ValidationRule } from 'graphql';
+import type { Config } from '../../config.js';
+import { aliasLimitRule } from './aliasLimitRule.js';
+import { depthLimitRule } from './depthLimitRule.js';
+import { directiveLimitRule } from './directiveLimitRule.js';
+import { noSubscriptionRule } from './noSubscriptionRule.js';
+import { rootFieldLimitRule } from './rootFieldLimitRule.js';
+
+/** Every limit checked while validating a document: at request time, and when documents are published. */
+export function limitRules(config: Pick<Config, 'maxDepth' | 'maxAliases' | 'maxRootFields' | 'maxDirectives'>): ValidationRule[] {
+  return [
+    depthLimitRule(config.maxDepth),
+    aliasLimitRule(config.maxAliases),
+    rootFieldLimitRule(config.maxRootFields),
+    directiveLimitRule(config.maxDirectives),
+    noSubscriptionRule,
+  ];
+}
