@@ -23,6 +23,8 @@ import { CodedError, ErrorCode } from '../errors.js';
 import { createPartnerGate } from '../partners/gate.js';
 import { hasGrant } from '../partners/keys.js';
 import { createRedisKeyValueCache } from './redisCache.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { createOperationLogPlugin } from './operationLog.js';
 
 export interface AppOptions {
   config: Config;
@@ -32,12 +34,15 @@ export interface AppOptions {
   isStarted?: () => boolean;
   /** Cost budgets; by default from the config (Redis when REDIS_URL is set, else in process). */
   budget?: CostBudget;
+  /** Prometheus metrics; a new registry by default. */
+  metrics?: Metrics;
 }
 
 export interface App {
   httpServer: Server;
   apollo: ApolloServer<Context>;
   recorder: CostRecorder;
+  metrics: Metrics;
   /** Starts Apollo and listens; resolves with the URL of /graphql. */
   listen(port?: number, host?: string): Promise<string>;
   /** Stops taking requests, drains those in flight, and stops Apollo (the database is the caller's). */
@@ -48,7 +53,7 @@ const localhostOrigin = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
 // The embedded Apollo Sandbox of the development landing page calls the API from these origins.
 const sandboxOrigins = new Set(['https://sandbox.embed.apollographql.com', 'https://studio.apollographql.com']);
 
-export function createApp({ config, database, logger, isStarted = () => true, budget }: AppOptions): App {
+export function createApp({ config, database, logger, isStarted = () => true, budget, metrics = createMetrics() }: AppOptions): App {
   const httpServer = createServer();
   const schema = buildSchema();
   const costBudget =
@@ -73,6 +78,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
     persistedQueries: { cache: apqCache, ttl: config.apqTtlSeconds },
     validationRules: limitRules(config),
     plugins: [
+      createOperationLogPlugin({ logger, metrics }),
       createNulGuardPlugin(),
       createCostPlugin({
         estimator: new CostEstimator(schema),
@@ -118,6 +124,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
       return { requestId, viewer, caller, partner: partner && { id: partner.id, name: partner.name }, db: database.db, sql, work, loaders } satisfies Context;
     },
     accepting: isStarted,
+    metrics: () => metrics.registry.metrics().then((text) => ({ text, contentType: metrics.registry.contentType })),
     async ready() {
       if (!isStarted()) throw new Error('starting: migrations or the first seed are not done yet');
       await Promise.race([
@@ -134,6 +141,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
     httpServer,
     apollo,
     recorder,
+    metrics,
     async listen(port = config.port, host = config.host) {
       await apollo.start();
       await new Promise<void>((resolve, reject) => {

@@ -19,6 +19,8 @@ export interface HttpOptions {
   timeoutMs?: number;
   /** Resolves when the database answers; rejects otherwise. */
   ready: () => Promise<void>;
+  /** The Prometheus text of /metrics. */
+  metrics?: () => Promise<{ text: string; contentType: string }>;
   /** False while start-up work runs: GraphQL answers 503 with Retry-After instead of failing on a half-made database. */
   accepting: () => boolean;
   /** Browser origins allowed by CORS; a function so development can allow any localhost. */
@@ -112,6 +114,12 @@ export function createHttpHandler(options: HttpOptions) {
           res.statusCode = 503;
           res.end(JSON.stringify({ status: 'not ready', reason: (e as Error).message }));
         }
+        return;
+      }
+      if (url.pathname === '/metrics' && options.metrics) {
+        const { text, contentType } = await options.metrics();
+        res.setHeader('content-type', contentType);
+        res.end(text);
         return;
       }
       if (url.pathname !== '/graphql') {

@@ -1,0 +1,41 @@
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+
+/**
+ * Every metric of one process, in its own registry (tests build several apps in one process).
+ * Label values stay bounded: operation and client names pass through `bounded` first.
+ */
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'foliograph_' });
+  const operationDuration = new Histogram({
+    name: 'foliograph_graphql_operation_duration_seconds',
+    help: 'GraphQL operations by name, type, client, partner and outcome (ok or the first error code)',
+    labelNames: ['operation', 'type', 'client', 'partner', 'outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: 'foliograph_graphql_errors_total',
+    help: 'GraphQL errors by code',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  return { registry, operationDuration, errors };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Keeps a label's distinct values bounded: the first `max` values seen are kept, later new ones
+ * become "other", so a client inventing operation names cannot grow the metrics without end.
+ */
+export function boundedLabel(max: number) {
+  const seen = new Set<string>();
+  return (value: string | null | undefined): string => {
+    const v = (value ?? '').slice(0, 100) || 'anonymous';
+    if (seen.has(v)) return v;
+    if (seen.size >= max) return 'other';
+    seen.add(v);
+    return v;
+  };
+}

@@ -1,0 +1,57 @@
+import type { ApolloServerPlugin } from '@apollo/server';
+import type { Context } from '../graphql/context.js';
+import type { Logger } from '../logger.js';
+import { boundedLabel, type Metrics } from '../observability/metrics.js';
+
+export interface OperationLogOptions {
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * One log line and one histogram observation per operation: who (client name, caller kind, partner),
+ * what (operation name and type), what it cost (estimate, SQL statements, rows) and how it ended.
+ * Never variables, never credentials.
+ */
+export function createOperationLogPlugin({ logger, metrics }: OperationLogOptions): ApolloServerPlugin<Context> {
+  const operationLabel = boundedLabel(500);
+  const clientLabel = boundedLabel(100);
+  return {
+    async requestDidStart({ request }) {
+      const started = performance.now();
+      const client = request.http?.headers.get('apollographql-client-name') ?? null;
+      const clientVersion = request.http?.headers.get('apollographql-client-version') ?? null;
+      return {
+        async willSendResponse({ response, contextValue, operationName, operation }) {
+          const seconds = (performance.now() - started) / 1000;
+          const errors = response.body.kind === 'single' ? (response.body.singleResult.errors ?? []) : [];
+          const codes = errors.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
+          for (const code of codes) metrics.errors.inc({ code });
+          const outcome = codes[0] ?? 'ok';
+          const partner = contextValue?.partner?.name ?? '';
+          metrics.operationDuration.observe(
+            { operation: operationLabel(operationName), type: operation?.operation ?? 'unknown', client: clientLabel(client), partner, outcome },
+            seconds,
+          );
+          logger.info(
+            {
+              requestId: contextValue?.requestId,
+              operation: operationName ?? null,
+              type: operation?.operation ?? null,
+              client,
+              clientVersion,
+              caller: contextValue?.caller?.split(':')[0] ?? 'unknown',
+              partner: partner || null,
+              cost: contextValue?.cost?.estimated ?? null,
+              sql: contextValue?.sql.statements ?? 0,
+              rows: contextValue?.work.rows ?? 0,
+              ms: Math.round(seconds * 1000 * 10) / 10,
+              outcome,
+            },
+            'operation',
+          );
+        },
+      };
+    },
+  };
+}
