@@ -29,10 +29,10 @@ export type Metrics = ReturnType<typeof createMetrics>;
  * Keeps a label's distinct values bounded: the first `max` values seen are kept, later new ones
  * become "other", so a client inventing operation names cannot grow the metrics without end.
  */
-export function boundedLabel(max: number) {
+export function boundedLabel(max: number, fallback = 'unknown') {
   const seen = new Set<string>();
   return (value: string | null | undefined): string => {
-    const v = (value ?? '').slice(0, 100) || 'anonymous';
+    const v = (value ?? '').slice(0, 100) || fallback;
     if (seen.has(v)) return v;
     if (seen.size >= max) return 'other';
     seen.add(v);

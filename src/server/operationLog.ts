@@ -14,7 +14,7 @@ export interface OperationLogOptions {
  * Never variables, never credentials.
  */
 export function createOperationLogPlugin({ logger, metrics }: OperationLogOptions): ApolloServerPlugin<Context> {
-  const operationLabel = boundedLabel(500);
+  const operationLabel = boundedLabel(500, 'anonymous');
   const clientLabel = boundedLabel(100);
   return {
     async requestDidStart({ request }) {
