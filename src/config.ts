@@ -34,6 +34,10 @@ const schema = z
     PARTNER_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
     APQ_TTL_SECONDS: positiveInt(24 * 60 * 60),
     APQ_MAX_BYTES: positiveInt(16 * 1024 * 1024),
+    RESPONSE_CACHE: z.enum(['on', 'off']).default('on'),
+    RESPONSE_CACHE_MAX_ENTRIES: positiveInt(10_000),
+    RESPONSE_CACHE_MAX_BYTES: positiveInt(64 * 1024 * 1024),
+    HOT_CACHE_TTL_MS: z.coerce.number().int().min(0).default(30_000),
     ALLOW_INTROSPECTION: z.enum(['true', 'false']).default('false'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     FORECAST_DEFAULT_MODEL: z.string().min(1).default('trailing-lognormal'),
@@ -79,6 +83,12 @@ export interface Config {
   /** How long an automatic persisted query stays registered without use, and the store's size bound. */
   apqTtlSeconds: number;
   apqMaxBytes: number;
+  /** Whole-operation response cache (and single flight); `off` runs every operation. */
+  responseCache: boolean;
+  responseCacheMaxEntries: number;
+  responseCacheMaxBytes: number;
+  /** How long instruments and latest prices are shared across requests (0: not at all). */
+  hotCacheTtlMs: number;
   logLevel: string;
   /** Model whose active version answers `Instrument.latestForecast`. */
   forecastDefaultModel: string;
@@ -126,6 +136,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
     apqTtlSeconds: e.APQ_TTL_SECONDS,
     apqMaxBytes: e.APQ_MAX_BYTES,
+    responseCache: e.RESPONSE_CACHE === 'on',
+    responseCacheMaxEntries: e.RESPONSE_CACHE_MAX_ENTRIES,
+    responseCacheMaxBytes: e.RESPONSE_CACHE_MAX_BYTES,
+    hotCacheTtlMs: e.HOT_CACHE_TTL_MS,
     logLevel: e.LOG_LEVEL,
     forecastDefaultModel: e.FORECAST_DEFAULT_MODEL,
   };

@@ -1,3 +1,4 @@
+import type { Cache as ResponseCache } from '@envelop/response-cache';
 import type { Viewer } from '../auth/tokens.js';
 import type { Db } from '../db/client.js';
 import type { SqlStats } from '../db/sql-stats.js';
@@ -37,6 +38,18 @@ export interface Context {
   sql: SqlStats;
   work: WorkStats;
   cost?: CostInfo;
+  /** Set by the executor: whose answers these are (null: shared by everyone) and where they are cached. */
+  cache?: ResponseCacheScope;
+}
+
+export interface ResponseCacheScope {
+  session: string | null;
+  /** Mutations are never answered from the cache. */
+  mutation: boolean;
+  /** Identifies the document for cache keys (Apollo's hash of its text). */
+  documentKey: string;
+  /** The response cache of this request, when caching is on. */
+  store?: ResponseCache;
 }
 
 export function newWorkStats(): WorkStats {

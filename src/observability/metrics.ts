@@ -20,7 +20,29 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     labelNames: ['code'] as const,
     registers: [registry],
   });
-  return { registry, operationDuration, errors };
+  const cacheRequests = new Counter({
+    name: 'foliograph_response_cache_requests_total',
+    help: 'Response cache lookups by result (hit or miss) and tier (local or redis)',
+    labelNames: ['result', 'tier'] as const,
+    registers: [registry],
+  });
+  const cacheEvictions = new Counter({
+    name: 'foliograph_response_cache_evictions_total',
+    help: 'Cached answers dropped to stay within the entry and byte bounds',
+    registers: [registry],
+  });
+  const cacheInvalidations = new Counter({
+    name: 'foliograph_response_cache_invalidations_total',
+    help: 'Invalidations by the type of what changed (Session for a caller\'s private answers, Instrument, ...)',
+    labelNames: ['type'] as const,
+    registers: [registry],
+  });
+  const singleFlightJoins = new Counter({
+    name: 'foliograph_single_flight_joined_total',
+    help: 'Operations that waited for an identical operation already running instead of executing',
+    registers: [registry],
+  });
+  return { registry, operationDuration, errors, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

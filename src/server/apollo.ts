@@ -1,6 +1,7 @@
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import type { GatewayInterface } from '@apollo/server-gateway-interface';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import type { KeyValueCache } from '@apollo/utils.keyvaluecache';
 import type { GraphQLSchema, ValidationRule } from 'graphql';
@@ -11,6 +12,8 @@ import { createFormatError } from './errors.js';
 
 export interface ApolloOptions {
   schema: GraphQLSchema;
+  /** Runs operations instead of Apollo's own executor (envelop with the response cache). */
+  gateway?: GatewayInterface;
   logger: Logger;
   /** Production: no Sandbox, no introspection (unless allowed), masked internal errors. */
   production: boolean;
@@ -67,7 +70,7 @@ function createInternalErrorLogPlugin(logger: Logger): ApolloServerPlugin<Contex
 
 export function createApolloServer(options: ApolloOptions): ApolloServer<Context> {
   return new ApolloServer<Context>({
-    schema: options.schema,
+    ...(options.gateway ? { gateway: options.gateway } : { schema: options.schema }),
     introspection: !options.production || options.allowIntrospection,
     includeStacktraceInErrorResponses: !options.production,
     formatError: createFormatError({ mask: options.production }),
@@ -81,6 +84,8 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<Context
     persistedQueries: options.persistedQueries ?? false,
     logger: options.logger,
     plugins: [
+      // caching is the response cache's job, from hints read once per document (see executor.ts)
+      ApolloServerPluginCacheControlDisabled(),
       options.production ? ApolloServerPluginLandingPageDisabled() : ApolloServerPluginLandingPageLocalDefault({ embed: true }),
       ...(options.httpServer ? [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })] : []),
       createInternalErrorLogPlugin(options.logger),

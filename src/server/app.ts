@@ -25,6 +25,8 @@ import { hasGrant } from '../partners/keys.js';
 import { createRedisKeyValueCache } from './redisCache.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { createOperationLogPlugin } from './operationLog.js';
+import { createResponseStore, type ResponseStore } from '../cache/store.js';
+import { createEnvelopGateway } from './executor.js';
 
 export interface AppOptions {
   config: Config;
@@ -43,6 +45,8 @@ export interface App {
   apollo: ApolloServer<Context>;
   recorder: CostRecorder;
   metrics: Metrics;
+  /** The response cache, when on (tests and commands invalidate through it). */
+  store: ResponseStore | null;
   /** Starts Apollo and listens; resolves with the URL of /graphql. */
   listen(port?: number, host?: string): Promise<string>;
   /** Stops taking requests, drains those in flight, and stops Apollo (the database is the caller's). */
@@ -68,8 +72,12 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
   const apqCache = config.redisUrl
     ? createRedisKeyValueCache(config.redisUrl, 'foliograph:apq:', logger)
     : new InMemoryLRUCache<string>({ maxSize: config.apqMaxBytes, ttl: config.apqTtlSeconds * 1000 });
+  const store = config.responseCache
+    ? createResponseStore({ maxEntries: config.responseCacheMaxEntries, maxBytes: config.responseCacheMaxBytes, redisUrl: config.redisUrl, logger, metrics })
+    : null;
   const apollo = createApolloServer({
     schema,
+    gateway: createEnvelopGateway({ schema, store, metrics }),
     logger,
     production: config.production,
     allowIntrospection: config.allowIntrospection,
@@ -142,6 +150,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
     apollo,
     recorder,
     metrics,
+    store,
     async listen(port = config.port, host = config.host) {
       await apollo.start();
       await new Promise<void>((resolve, reject) => {
@@ -159,6 +168,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
       await recorder.stop();
       await costBudget.close();
       if ('close' in apqCache) await apqCache.close();
+      await store?.close();
     },
   };
 }

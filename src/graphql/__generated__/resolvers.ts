@@ -30,6 +30,13 @@ export type Scalars = {
   Decimal: { input: string; output: string; }
 };
 
+/** Who may share a cached answer. */
+export type CacheControlScope =
+  /** Only the caller it was made for. */
+  | 'PRIVATE'
+  /** Anyone: the answer does not depend on who asks. */
+  | 'PUBLIC';
+
 /** What a new portfolio is called and in which currency it is valued. */
 export type CreatePortfolioInput = {
   /** An ISO 4217 currency code of three capital letters. */
@@ -520,6 +527,7 @@ export type DirectiveResolverFn<TResult = Record<PropertyKey, never>, TParent = 
 /** Mapping between all available schema types and the resolvers types */
 export type ResolversTypes = {
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
+  CacheControlScope: CacheControlScope;
   CreatePortfolioInput: CreatePortfolioInput;
   CreatePortfolioPayload: ResolverTypeWrapper<Omit<CreatePortfolioPayload, 'portfolio'> & { portfolio: ResolversTypes['Portfolio'] }>;
   Date: ResolverTypeWrapper<Scalars['Date']['output']>;
@@ -589,6 +597,13 @@ export type ResolversParentTypes = {
   User: UserRow;
   Valuation: ValuationResult;
 };
+
+export type CacheControlDirectiveArgs = {
+  maxAge?: Maybe<Scalars['Int']['input']>;
+  scope?: Maybe<CacheControlScope>;
+};
+
+export type CacheControlDirectiveResolver<Result, Parent, ContextType = Context, Args = CacheControlDirectiveArgs> = DirectiveResolverFn<Result, Parent, ContextType, Args>;
 
 export type CostDirectiveArgs = {
   weight: Scalars['Int']['input'];
@@ -799,6 +814,7 @@ export type Resolvers<ContextType = Context> = {
 };
 
 export type DirectiveResolvers<ContextType = Context> = {
+  cacheControl?: CacheControlDirectiveResolver<any, any, ContextType>;
   cost?: CostDirectiveResolver<any, any, ContextType>;
   listSize?: ListSizeDirectiveResolver<any, any, ContextType>;
 };

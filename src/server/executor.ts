@@ -1,0 +1,110 @@
+import type { GatewayInterface } from '@apollo/server-gateway-interface';
+import { envelop, useEngine, useSchema } from '@envelop/core';
+import { useResponseCache } from '@envelop/response-cache';
+import { GraphQLError, execute, parse, printSchema, specifiedRules, subscribe, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { createScopeAnalyzer } from '../cache/policy.js';
+import type { ResponseStore } from '../cache/store.js';
+import { ErrorCode } from '../errors.js';
+import type { Context } from '../graphql/context.js';
+import type { Metrics } from '../observability/metrics.js';
+
+export interface ExecutorOptions {
+  schema: GraphQLSchema;
+  /** The response cache; null runs every operation (caching off). */
+  store: ResponseStore | null;
+  metrics?: Metrics;
+}
+
+/** Variables in a stable order, so that {a,b} and {b,a} are one single flight. */
+function stableJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  return `{${Object.keys(value as object)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
+    .join(',')}}`;
+}
+
+/**
+ * Execution through envelop, plugged into Apollo Server as a gateway's executor: Apollo still parses,
+ * validates (our limit rules) and runs its plugins (cost, budgets, logs); envelop then executes, with
+ * @envelop/response-cache in front. Its policy comes from the schema's @cacheControl hints once per
+ * document, not from a hook on every resolved field (the cost of Apollo's cache-control plugin):
+ *
+ * - a query that can touch PRIVATE data is cached per caller (`user:<id>`, or one shared anonymous
+ *   session, whose answers hold no private data); a wholly public one is shared by everyone;
+ * - an answer with errors, or with no cacheControl hint, is not cached;
+ * - a successful mutation drops every cached answer of its caller's session, lists included;
+ * - identical queries in flight at once (same document, variables and session) run once: the
+ *   others wait for the first one's result (single flight).
+ */
+export function createEnvelopGateway({ schema, store, metrics }: ExecutorOptions): GatewayInterface {
+  const isPrivate = createScopeAnalyzer(schema);
+  const getEnveloped = envelop({
+    plugins: [
+      useEngine({ parse, validate, specifiedRules, execute, subscribe }),
+      useSchema(schema),
+      ...(store
+        ? [
+            useResponseCache<Context>({
+              // never for mutations: a replayed write must run, not be answered from a cache
+              enabled: (ctx) => Boolean(ctx.cache?.store) && !ctx.cache?.mutation,
+              session: (ctx) => ctx.cache?.session ?? null,
+              cache: (ctx) => (ctx as Context).cache!.store!,
+              // Apollo parsed the document, so envelop never saw its text: key by Apollo's hash of it
+              getDocumentString: (args) => (args.contextValue as Context).cache!.documentKey,
+              // answers with no cacheControl hint are not cached
+              ttl: 0,
+              includeExtensionMetadata: true,
+              // a write's effects are private to its author: the executor drops their session instead
+              invalidateViaMutation: false,
+            }),
+          ]
+        : []),
+    ],
+  });
+  const flights = new Map<string, Promise<ExecutionResult>>();
+
+  return {
+    async load() {
+      return {
+        executor: async (request) => {
+          const ctx = request.context as Context;
+          const document = request.document;
+          if (!request.operation) {
+            // Apollo leaves operation resolution to the executor when a gateway runs operations
+            const name = request.operationName;
+            const message = name ? `Unknown operation named "${name}".` : 'Must provide operation name if query contains multiple operations.';
+            return { errors: [new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, reason: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } } })] };
+          }
+          const mutation = request.operation.operation === 'mutation';
+          const session = mutation || isPrivate(document) ? (ctx.viewer.kind === 'user' ? `user:${ctx.viewer.userId}` : 'anonymous') : null;
+          ctx.cache = { session, mutation, documentKey: request.queryHash, store: store?.forRequest(session) };
+          const run = async () => {
+            const { execute: run } = getEnveloped(ctx);
+            return (await run({ schema, document, contextValue: ctx, variableValues: request.request.variables, operationName: request.operationName })) as ExecutionResult;
+          };
+          if (mutation) {
+            const result = await run();
+            if (store && ctx.viewer.kind === 'user' && result.data) await store.invalidate([{ typename: 'Session', id: `user:${ctx.viewer.userId}` }]);
+            return result;
+          }
+          const key = `${session ?? 'public'}\u0000${request.queryHash}\u0000${request.operationName ?? ''}\u0000${stableJson(request.request.variables ?? {})}`;
+          const running = flights.get(key);
+          if (running) {
+            metrics?.singleFlightJoins.inc();
+            return running;
+          }
+          const flight = run().finally(() => flights.delete(key));
+          flights.set(key, flight);
+          return flight;
+        },
+      };
+    },
+    onSchemaLoadOrUpdate(callback) {
+      callback({ apiSchema: schema, coreSupergraphSdl: printSchema(schema) });
+      return () => {};
+    },
+    async stop() {},
+  };
+}
