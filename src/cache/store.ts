@@ -55,7 +55,6 @@ return 1
 `;
 
 export function createResponseStore(options: ResponseStoreOptions): ResponseStore {
-  let store: ResponseStore; // eslint-disable-line prefer-const -- the per-request caches refer to it
   const { logger, metrics } = options;
   const origin = randomUUID();
   const byTag = new Map<string, Set<string>>();
@@ -113,7 +112,7 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
     }
   }
 
-  store = {
+  const store: ResponseStore = {
     forRequest(session) {
       const tag = session ? sessionTag(session) : null;
       const startGeneration = tag ? (generations.get(tag) ?? 0) : 0;
