@@ -55,7 +55,8 @@ describe('dashboard batching', () => {
         await s.trade(owner.viewer, { portfolioId: portfolio.id, symbol, side: 'BUY', quantity: String(p + 1), price: '10.25' });
       }
     }
-    server = await startTestServer(database);
+    // the shared hot-entity cache off: this measures the loaders' batching alone
+    server = await startTestServer(database, { HOT_CACHE_TTL_MS: '0' });
   });
   afterAll(async () => {
     await server?.stop();
@@ -72,6 +73,21 @@ describe('dashboard batching', () => {
     // user, portfolio page, portfolio count, open positions, instruments, latest prices, latest forecasts
     expect(small.statements).toBe(7);
     expect(large.statements).toBe(small.statements);
+  });
+
+  it('serves instruments and latest prices from the hot-entity cache on later misses', async () => {
+    const hot = await startTestServer(database);
+    try {
+      const client = await hot.client(ownerId);
+      const first = await hot.countSql(() => client.request<any>(DASHBOARD, { n: 10, h: 21 }));
+      // other variables: a response-cache miss, but instruments and their latest prices are shared
+      const second = await hot.countSql(() => client.request<any>(DASHBOARD, { n: 40, h: 63 }));
+      expect(first.statements).toBe(7);
+      expect(second.statements).toBe(5);
+      expect(second.result.viewer.portfolios.nodes[0].positions.nodes[0].instrument.latestPrice).toEqual({ date: '2024-01-31', close: '12.5' });
+    } finally {
+      await hot.stop();
+    }
   });
 
   it('values each portfolio from the positions and prices it already loaded', async () => {

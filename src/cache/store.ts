@@ -26,6 +26,8 @@ export interface ResponseStore {
   forRequest(session: string | null): Cache;
   /** Drops every answer tagged with one of these entities, here and (with Redis) on every instance. */
   invalidate(entities: CacheEntityRecord[]): Promise<void>;
+  /** Drops answers tagged with these here only (another process has already cleared the shared tier). */
+  invalidateLocal(tags: string[]): void;
   /** Calls `listener` for every invalidation, from this instance or another (e.g. for the hot-entity cache). */
   onInvalidate(listener: (tags: string[]) => void): void;
   close(): Promise<void>;
@@ -189,6 +191,10 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
       } catch (e) {
         logger.warn({ err: e, tags }, 'response cache: redis invalidation failed');
       }
+    },
+
+    invalidateLocal(tags) {
+      dropLocal(tags);
     },
 
     onInvalidate(listener) {

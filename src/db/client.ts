@@ -17,6 +17,8 @@ export interface Database {
   driver: 'pglite' | 'postgres';
   /** Answers when the database can run a statement; throws otherwise. */
   ping(): Promise<void>;
+  /** Calls `onMessage` with every NOTIFY payload on `channel` (from any process); resolves to stop. */
+  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
   /** Runs `fn` holding a cluster-wide lock (migrations by several instances at once). */
   exclusive<T>(fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -55,6 +57,11 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       async ping() {
         await client`select 1`;
       },
+      async listen(channel, onMessage) {
+        // postgres.js keeps one extra connection for LISTEN and re-listens after reconnecting
+        const { unlisten } = await client.listen(channel, onMessage);
+        return unlisten;
+      },
       async exclusive(fn) {
         const lock = await client.reserve();
         try {
@@ -86,6 +93,10 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     driver: 'pglite',
     async ping() {
       await client.query('select 1');
+    },
+    async listen(channel, onMessage) {
+      const stop = await client.listen(channel, onMessage);
+      return () => stop();
     },
     // PGlite has one connection in one process: everything is already exclusive.
     exclusive: (fn) => fn(),

@@ -1,6 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/client.js';
 import { forecastModels, forecasts } from '../db/schema.js';
+import { notifyInvalidation } from '../cache/notify.js';
 import { forecastTrailingLognormal, TRAILING_LOGNORMAL, type PricePoint } from './trailing-lognormal.js';
 
 /** The horizons every model forecasts, in trading days (CONTRACT.md). */
@@ -27,6 +28,8 @@ export interface GenerateResult {
   models: number;
   instruments: number;
   forecasts: number;
+  /** Instruments that got new forecasts. */
+  touched: number[];
 }
 
 /**
@@ -42,6 +45,7 @@ export async function generateForecasts(db: Db, options: { model?: string } = {}
   const runnable = active.filter((m) => MODELS[m.name]);
   const instrumentIds = (await rows<{ id: number }>(db, sql`select id from instruments order by id`)).map((r) => r.id);
   let written = 0;
+  const touched: number[] = [];
   for (const id of instrumentIds) {
     const series = (
       await rows<{ date: string; close: string }>(db, sql`select date::text as date, close::text as close from prices where instrument_id = ${id} order by date`)
@@ -65,7 +69,10 @@ export async function generateForecasts(db: Db, options: { model?: string } = {}
         .onConflictDoNothing()
         .returning({ id: forecasts.id });
       written += inserted.length;
+      if (inserted.length && !touched.includes(id)) touched.push(id);
     }
   }
-  return { models: runnable.length, instruments: instrumentIds.length, forecasts: written };
+  // answers that show these instruments' forecasts are stale now, on every server
+  if (written > 0) await notifyInvalidation(db, touched.map((id) => `Instrument:${id}`));
+  return { models: runnable.length, instruments: instrumentIds.length, forecasts: written, touched };
 }

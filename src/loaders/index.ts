@@ -1,6 +1,7 @@
 import type { Viewer } from '../auth/tokens.js';
 import type { Db } from '../db/client.js';
 import type { InstrumentRow } from '../db/schema.js';
+import type { HotCache } from '../cache/hot.js';
 import { loader, type BatchObserver } from './batch.js';
 import { forecastLists, latestForecasts } from './forecasts.js';
 import { instrumentsById, instrumentsBySymbol, latestPricesByInstrument, priceRangesByInstrument } from './instruments.js';
@@ -21,6 +22,8 @@ export interface LoaderOptions {
   observe?: BatchObserver;
   /** The request's deadline: once aborted, loaders send nothing more. */
   signal?: AbortSignal;
+  /** Instruments and latest prices shared across requests (a short TTL, invalidated explicitly). */
+  hot?: HotCache;
 }
 
 /**
@@ -29,8 +32,9 @@ export interface LoaderOptions {
  */
 export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
   const o = { observe: options.observe, signal: options.signal };
-  const instrumentById = loader('instrumentById', instrumentsById(db), o);
-  const bySymbol = instrumentsBySymbol(db);
+  const hot = options.hot;
+  const instrumentById = loader('instrumentById', hot ? hot.instrumentsById(instrumentsById(db)) : instrumentsById(db), o);
+  const bySymbol = hot ? hot.instrumentsBySymbol(instrumentsBySymbol(db)) : instrumentsBySymbol(db);
   // an instrument found by symbol is also known by id for the rest of the request
   const instrumentBySymbol = loader<string, InstrumentRow | null>(
     'instrumentBySymbol',
@@ -51,7 +55,7 @@ export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
     tradeCount: loader('tradeCount', tradeCountsByPortfolio(db, viewer), o),
     instrumentById,
     instrumentBySymbol,
-    latestPrice: loader('latestPrice', latestPricesByInstrument(db), o),
+    latestPrice: loader('latestPrice', hot ? hot.latestPrices(latestPricesByInstrument(db)) : latestPricesByInstrument(db), o),
     priceRange: loader('priceRange', priceRangesByInstrument(db), o),
     latestForecast: loader('latestForecast', latestForecasts(db, options.defaultModel), o),
     forecastList: loader('forecastList', forecastLists(db), o),

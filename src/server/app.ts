@@ -27,6 +27,8 @@ import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { createOperationLogPlugin } from './operationLog.js';
 import { createResponseStore, type ResponseStore } from '../cache/store.js';
 import { createEnvelopGateway } from './executor.js';
+import { createHotCache } from '../cache/hot.js';
+import { INVALIDATION_CHANNEL, parseInvalidation } from '../cache/notify.js';
 
 export interface AppOptions {
   config: Config;
@@ -75,6 +77,9 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
   const store = config.responseCache
     ? createResponseStore({ maxEntries: config.responseCacheMaxEntries, maxBytes: config.responseCacheMaxBytes, redisUrl: config.redisUrl, logger, metrics })
     : null;
+  const hot = config.hotCacheTtlMs > 0 ? createHotCache({ ttlMs: config.hotCacheTtlMs }) : undefined;
+  if (hot) store?.onInvalidate((tags) => hot.invalidate(tags));
+  let stopListening: (() => Promise<void>) | undefined;
   const apollo = createApolloServer({
     schema,
     gateway: createEnvelopGateway({ schema, store, metrics }),
@@ -116,6 +121,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
       const loaders = createLoaders(database.db, viewer, {
         defaultModel: config.forecastDefaultModel,
         signal,
+        hot,
         observe({ loader, keys, rows, ms }) {
           work.batches++;
           work.keys += keys;
@@ -158,6 +164,17 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
         httpServer.listen(port, host, () => resolve());
       });
       recorder.start();
+      // writers in other processes (forecasts:generate, seeds) announce stale entities with NOTIFY
+      stopListening = await database
+        .listen(INVALIDATION_CHANNEL, (payload) => {
+          const tags = parseInvalidation(payload);
+          store?.invalidateLocal(tags);
+          hot?.invalidate(tags);
+        })
+        .catch((e) => {
+          logger.warn({ err: e }, 'cannot LISTEN for invalidations: cached public data refreshes at its TTL');
+          return undefined;
+        });
       const address = httpServer.address() as AddressInfo;
       const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       return `http://${shownHost}:${address.port}/graphql`;
@@ -166,6 +183,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
       await apollo.stop();
       if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
       await recorder.stop();
+      await stopListening?.().catch(() => {});
       await costBudget.close();
       if ('close' in apqCache) await apqCache.close();
       await store?.close();
