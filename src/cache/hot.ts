@@ -22,7 +22,7 @@ export function createHotCache({ ttlMs, max = 50_000 }: HotCacheOptions) {
   const prices = new LRUCache<number, { price: PriceRecord | null }>({ max, ttl: ttlMs });
 
   /** A batch function that asks the database only for the keys the cache does not hold. */
-  function through<K extends {}, V, E extends object>(cache: LRUCache<K, E>, batch: Batch<K, V>, wrap: (v: V) => E, unwrap: (e: E) => V): Batch<K, V> {
+  function through<K extends string | number, V, E extends object>(cache: LRUCache<K, E>, batch: Batch<K, V>, wrap: (v: V) => E, unwrap: (e: E) => V): Batch<K, V> {
     return async (keys) => {
       const out = new Array<V>(keys.length);
       const missing: K[] = [];
