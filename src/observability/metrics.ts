@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { totalStatements } from '../db/sql-stats.js';
 
 /**
  * Every metric of one process, in its own registry (tests build several apps in one process).
@@ -41,6 +42,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     name: 'foliograph_single_flight_joined_total',
     help: 'Operations that waited for an identical operation already running instead of executing',
     registers: [registry],
+  });
+  // SQL statements this process sent (counted by the Drizzle logger), read at every scrape
+  let reported = 0;
+  new Counter({
+    name: 'foliograph_sql_statements_total',
+    help: 'SQL statements sent to the database by this process',
+    registers: [registry],
+    collect() {
+      const now = totalStatements();
+      this.inc(Math.max(0, now - reported));
+      reported = now;
+    },
   });
   return { registry, operationDuration, errors, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
 }

@@ -182,6 +182,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
     async stop() {
       await apollo.stop();
       if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      await handler.settle(10_000);
       await recorder.stop();
       await stopListening?.().catch(() => {});
       await costBudget.close();

@@ -78,9 +78,12 @@ const requestIdOf = (req: IncomingMessage) => {
  * and the Sandbox landing page), /healthz, /readyz, and CORS. Nothing here knows GraphQL's internals.
  */
 export function createHttpHandler(options: HttpOptions) {
+  // executions still running, even for clients that have gone (or were answered DEADLINE_EXCEEDED):
+  // shutdown waits for them before the database closes under them
+  const running = new Set<Promise<unknown>>();
   const maxBody = options.maxBodyBytes ?? 1_000_000;
   const timeoutMs = options.timeoutMs ?? 10_000;
-  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const requestId = requestIdOf(req);
     res.setHeader('x-request-id', requestId);
@@ -180,6 +183,8 @@ export function createHttpHandler(options: HttpOptions) {
           context: () => options.context({ req, requestId, sql, signal: deadline.signal, partner: request.partner }),
         }),
       );
+      running.add(execution);
+      void execution.catch(() => {}).finally(() => running.delete(execution));
       const expired = new Promise<'expired'>((resolve) => deadline.signal.addEventListener('abort', () => resolve('expired'), { once: true }));
       const response = await Promise.race([execution, expired]).finally(() => clearTimeout(timer));
       if (response === 'expired') {
@@ -208,4 +213,9 @@ export function createHttpHandler(options: HttpOptions) {
       else res.destroy();
     }
   };
+
+  return Object.assign(handle, {
+    /** Resolves when every execution has ended, or after `ms`. */
+    settle: (ms: number) => Promise.race([Promise.allSettled([...running]), new Promise((r) => setTimeout(r, ms).unref())]),
+  });
 }
