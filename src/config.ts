@@ -34,6 +34,7 @@ const schema = z
     PARTNER_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
     APQ_TTL_SECONDS: positiveInt(24 * 60 * 60),
     APQ_MAX_BYTES: positiveInt(16 * 1024 * 1024),
+    COST_FLUSH_INTERVAL_MS: positiveInt(30_000),
     RESPONSE_CACHE: z.enum(['on', 'off']).default('on'),
     RESPONSE_CACHE_MAX_ENTRIES: positiveInt(10_000),
     RESPONSE_CACHE_MAX_BYTES: positiveInt(64 * 1024 * 1024),
@@ -83,6 +84,8 @@ export interface Config {
   /** How long an automatic persisted query stays registered without use, and the store's size bound. */
   apqTtlSeconds: number;
   apqMaxBytes: number;
+  /** How often observed costs are written to cost_observations. */
+  costFlushIntervalMs: number;
   /** Whole-operation response cache (and single flight); `off` runs every operation. */
   responseCache: boolean;
   responseCacheMaxEntries: number;
@@ -136,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
     apqTtlSeconds: e.APQ_TTL_SECONDS,
     apqMaxBytes: e.APQ_MAX_BYTES,
+    costFlushIntervalMs: Math.min(e.COST_FLUSH_INTERVAL_MS, 2 ** 31 - 1),
     responseCache: e.RESPONSE_CACHE === 'on',
     responseCacheMaxEntries: e.RESPONSE_CACHE_MAX_ENTRIES,
     responseCacheMaxBytes: e.RESPONSE_CACHE_MAX_BYTES,

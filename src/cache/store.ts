@@ -184,7 +184,7 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
         if (members.length) write.del(...members);
         for (const tag of tags) {
           write.del(`${PREFIX}tag:${tag}`);
-          if (tag.startsWith('Session:')) write.incr(`${PREFIX}gen:${tag}`);
+          if (tag.startsWith('Session:')) write.incr(`${PREFIX}gen:${tag}`).pexpire(`${PREFIX}gen:${tag}`, 3_600_000);
         }
         write.publish(CHANNEL, JSON.stringify({ from: origin, tags }));
         await write.exec();

@@ -74,7 +74,8 @@ export function checkManifest(input: unknown, checks: DocumentChecks): { operati
     else if (checked.type !== op.type) problems.push(`${label}: declared a ${op.type}, the body is a ${checked.type}`);
     else operations.push({ ...op, cost: checked.cost });
   }
-  return { operations, problems };
+  // all or nothing: a manifest with any problem offers nothing to publish
+  return { operations: problems.length ? [] : operations, problems };
 }
 
 export interface PublishResult {

@@ -11,7 +11,8 @@ export interface IncomingGraphQL {
   body: unknown;
   /** The query string, with its leading "?". */
   search: string;
-  apiKey?: string;
+  /** The partner behind the request's X-Api-Key, already authenticated (see `authenticate`). */
+  partner?: AuthenticatedPartner | null;
 }
 
 /** What Apollo should run, and for which partner (null for everyone else). */
@@ -86,6 +87,13 @@ export function createPartnerGate({ db, cacheTtlMs = 10_000 }: GateOptions) {
   }
 
   return {
+    /** Credentials come first: an unknown or revoked key is refused before the request is even read. */
+    async authenticate(apiKey: string): Promise<AuthenticatedPartner> {
+      const partner = await partnerOf(apiKey.trim());
+      if (!partner) throw refuse(ErrorCode.UNAUTHENTICATED, 'the API key is unknown or revoked', 401);
+      return partner;
+    },
+
     async admit(request: IncomingGraphQL): Promise<Admitted> {
       const params = paramsOf(request);
       const persisted = params.extensions?.persistedQuery;
@@ -93,10 +101,8 @@ export function createPartnerGate({ db, cacheTtlMs = 10_000 }: GateOptions) {
       if (hash !== undefined && typeof params.query === 'string' && sha256(params.query) !== hash.toLowerCase()) {
         throw refuse(ErrorCode.PERSISTED_QUERY_HASH_MISMATCH, 'extensions.persistedQuery.sha256Hash is not the SHA-256 of the query sent with it', 400);
       }
-      if (request.apiKey === undefined) return { ...request, partner: null };
-
-      const partner = await partnerOf(request.apiKey.trim());
-      if (!partner) throw refuse(ErrorCode.UNAUTHENTICATED, 'the API key is unknown or revoked', 401);
+      const partner = request.partner ?? null;
+      if (!partner) return { method: request.method, body: request.body, search: request.search, partner: null };
       if (hash === undefined) {
         throw refuse(ErrorCode.PERSISTED_QUERY_REQUIRED, 'partners may run trusted documents only: send extensions.persistedQuery.sha256Hash of a published operation', 403);
       }

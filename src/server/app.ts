@@ -109,11 +109,14 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
     maxBodyBytes: config.maxBodyBytes,
     timeoutMs: config.requestTimeoutMs,
     gate,
-    async context({ req, requestId, sql, signal, partner }) {
+    onRefusal: (code) => metrics.errors.inc({ code }),
+    async context({ req, requestId, sql, signal, partner, operationType }) {
       let viewer = await viewerFromHeaders(req.headers.authorization, config.jwtSecret);
       if (partner && viewer.kind === 'user') {
-        // a partner acts for a user only with the scope, the user's grant and the user's own token
-        if (!partner.scopes.includes('portfolios:read')) throw new CodedError(ErrorCode.FORBIDDEN, 'this partner has no portfolios:read scope', {}, 403);
+        // a partner acts for a user only with the scope, the user's grant and the user's own token:
+        // trades:write to run a mutation, portfolios:read to read
+        const scope = operationType === 'mutation' ? 'trades:write' : 'portfolios:read';
+        if (!partner.scopes.includes(scope)) throw new CodedError(ErrorCode.FORBIDDEN, `this partner has no ${scope} scope`, {}, 403);
         if (!(await hasGrant(database.db, partner.id, viewer.userId))) throw new CodedError(ErrorCode.FORBIDDEN, 'this user has not granted the partner access', {}, 403);
       }
       if (partner && viewer.kind !== 'user') viewer = ANONYMOUS;
@@ -163,7 +166,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
         httpServer.once('error', reject);
         httpServer.listen(port, host, () => resolve());
       });
-      recorder.start();
+      recorder.start(config.costFlushIntervalMs);
       // writers in other processes (forecasts:generate, seeds) announce stale entities with NOTIFY
       stopListening = await database
         .listen(INVALIDATION_CHANNEL, (payload) => {

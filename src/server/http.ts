@@ -6,13 +6,23 @@ import type { Context } from '../graphql/context.js';
 import { CodedError, ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AuthenticatedPartner } from '../partners/keys.js';
-import type { PartnerGate } from '../partners/gate.js';
+import type { Admitted, PartnerGate } from '../partners/gate.js';
 
 export interface HttpOptions {
   apollo: ApolloServer<Context>;
   logger: Logger;
   /** Builds the GraphQL context of one request (auth, loaders); may throw a coded error. */
-  context: (request: { req: IncomingMessage; requestId: string; sql: SqlStats; signal: AbortSignal; partner: AuthenticatedPartner | null }) => Promise<Context>;
+  context: (request: {
+    req: IncomingMessage;
+    requestId: string;
+    sql: SqlStats;
+    signal: AbortSignal;
+    partner: AuthenticatedPartner | null;
+    /** The type of a partner's trusted document (query or mutation). */
+    operationType?: string;
+  }) => Promise<Context>;
+  /** Told of every request refused before Apollo (its error code), e.g. for metrics. */
+  onRefusal?: (code: string) => void;
   /** Admission before Apollo: API keys, trusted documents, persisted-query hashes. */
   gate?: PartnerGate;
   /** An operation still running after this is answered DEADLINE_EXCEEDED (504) and its loaders stop. */
@@ -83,6 +93,17 @@ export function createHttpHandler(options: HttpOptions) {
   const running = new Set<Promise<unknown>>();
   const maxBody = options.maxBodyBytes ?? 1_000_000;
   const timeoutMs = options.timeoutMs ?? 10_000;
+  /** Answers a refusal from the gate (a coded error with its status); false for any other error. */
+  function refused(e: unknown, res: ServerResponse): boolean {
+    if (!(e instanceof CodedError)) return false;
+    const http = e.extensions.http as { status?: number } | undefined;
+    const { http: _http, ...extensions } = e.extensions;
+    options.logger.info({ requestId: res.getHeader('x-request-id'), outcome: extensions.code }, 'refused before execution');
+    options.onRefusal?.(String(extensions.code));
+    sendError(res, http?.status ?? 400, e.message, String(extensions.code), extensions);
+    return true;
+  }
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const requestId = requestIdOf(req);
@@ -140,6 +161,19 @@ export function createHttpHandler(options: HttpOptions) {
         return;
       }
 
+      // an API key is checked before anything else of the request is read
+      const apiKeyHeader = req.headers['x-api-key'];
+      const apiKey = Array.isArray(apiKeyHeader) ? apiKeyHeader[0] : apiKeyHeader;
+      let partner: AuthenticatedPartner | null = null;
+      if (apiKey !== undefined && options.gate) {
+        try {
+          partner = await options.gate.authenticate(apiKey);
+        } catch (e) {
+          if (refused(e, res)) return;
+          throw e;
+        }
+      }
+
       let body: unknown = undefined;
       if (req.method === 'POST') {
         const text = await readBody(req, maxBody);
@@ -158,17 +192,13 @@ export function createHttpHandler(options: HttpOptions) {
       for (const [key, value] of Object.entries(req.headers)) {
         if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
       }
-      const apiKey = req.headers['x-api-key'];
-      let request = { method: req.method, body, search: url.search, partner: null as AuthenticatedPartner | null };
+      let request: Admitted = { method: req.method, body, search: url.search, partner };
       if (options.gate) {
         try {
-          request = await options.gate.admit({ method: req.method, body, search: url.search, apiKey: Array.isArray(apiKey) ? apiKey[0] : apiKey });
+          request = await options.gate.admit({ method: req.method, body, search: url.search, partner });
         } catch (e) {
-          if (!(e instanceof CodedError)) throw e;
-          const http = e.extensions.http as { status?: number } | undefined;
-          const { http: _http, ...extensions } = e.extensions;
-          sendError(res, http?.status ?? 400, e.message, String(extensions.code), extensions);
-          return;
+          if (refused(e, res)) return;
+          throw e;
         }
         // a partner's trusted document goes to Apollo as a plain JSON POST
         if (request.partner) headers.set('content-type', 'application/json');
@@ -180,7 +210,7 @@ export function createHttpHandler(options: HttpOptions) {
       const execution = withSqlStats(sql, () =>
         options.apollo.executeHTTPGraphQLRequest({
           httpGraphQLRequest: { method: request.method, headers, search: request.search, body: request.body },
-          context: () => options.context({ req, requestId, sql, signal: deadline.signal, partner: request.partner }),
+          context: () => options.context({ req, requestId, sql, signal: deadline.signal, partner: request.partner, operationType: request.document?.type }),
         }),
       );
       running.add(execution);

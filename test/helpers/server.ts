@@ -24,7 +24,8 @@ export interface TestServer {
 
 /** The real HTTP server on an ephemeral port over the test's database; nothing is mocked. */
 export async function startTestServer(database: TestDatabase, env: Record<string, string> = {}): Promise<TestServer> {
-  const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'silent', ...env });
+  // the cost recorder writes only when a test asks (its periodic write would land in SQL counts)
+  const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'silent', COST_FLUSH_INTERVAL_MS: String(2 ** 31 - 1), ...env });
   const app = createApp({ config, database, logger: createLogger('silent') });
   const url = await app.listen(0, '127.0.0.1');
   const token = (userId: number, expiresIn?: string) => signUserToken(config.jwtSecret, userId, expiresIn);

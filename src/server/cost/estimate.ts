@@ -131,7 +131,8 @@ export class CostEstimator {
 
     let sliced: number | undefined;
     for (const argument of listSize?.slicingArguments ?? []) {
-      const value = args[argument];
+      // an explicit null reads as the argument's default, as the resolvers read it (first ?? fallback)
+      const value = args[argument] ?? def.args.find((a) => a.name === argument)?.defaultValue;
       if (typeof value === 'number' && Number.isFinite(value)) {
         sliced = Math.max(0, value);
         slices.push({ coordinate, argument, value });

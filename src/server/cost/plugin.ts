@@ -67,7 +67,9 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
             ...response.body.singleResult.extensions,
             cost: { estimated: cost?.estimated ?? null, limit: maxCost, actual, ...(cost?.budget ? { budget: cost.budget } : {}) },
           };
-          if (cost && !response.body.singleResult.errors?.length) recorder?.record(operationName ?? null, cost, contextValue.sql, work);
+          // a cache hit did no work: it says nothing about what the operation costs
+          const hit = (response.body.singleResult.extensions?.responseCache as { hit?: boolean } | undefined)?.hit === true;
+          if (cost && !hit && !response.body.singleResult.errors?.length) recorder?.record(operationName ?? null, cost, contextValue.sql, work);
         },
       };
     },

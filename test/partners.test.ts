@@ -1,0 +1,496 @@
+import { createHash } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq, sql } from 'drizzle-orm';
+import { getOperationAST, parse } from 'graphql';
+import { pino } from 'pino';
+import { signUserToken } from '../src/auth/tokens.js';
+import { loadConfig, type Config } from '../src/config.js';
+import { rows, type Db } from '../src/db/client.js';
+import { apiKeys, partners, portfolios } from '../src/db/schema.js';
+import { buildSchema } from '../src/graphql/schema.js';
+import { checkManifest, publishOperations, sha256, type DocumentChecks } from '../src/partners/documents.js';
+import { createPartner, grantPartner, hashKey, listKeys, partnerForKey, PartnerError, revokeKeys, rotateKey } from '../src/partners/keys.js';
+import { createApp, type App } from '../src/server/app.js';
+import { CostEstimator } from '../src/server/cost/estimate.js';
+import { limitRules } from '../src/server/rules/index.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { seed } from './helpers/seed.js';
+import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';
+
+// Partners: API keys (shown once, stored hashed, rotated and revoked), scopes and users' grants,
+// a cost budget per partner, and an operation log that names the partner but never a credential.
+// Partners run trusted documents only, so every call here goes by a published document's hash.
+
+const QUOTE = `query Quote($symbol: String!) {
+  instrument(symbol: $symbol) { symbol name latestPrice { date close } }
+}`;
+const MY_PORTFOLIOS = `query MyPortfolios {
+  viewer { email }
+  portfolios(first: 50) { totalCount nodes { id name } }
+}`;
+const PORTFOLIO_BY_ID = `query PortfolioById($id: ID!) {
+  portfolio(id: $id) { id name }
+}`;
+const CREATE_PORTFOLIO = `mutation CreatePortfolio($input: CreatePortfolioInput!) {
+  createPortfolio(input: $input) { portfolio { id name } }
+}`;
+
+const unique = () => Math.random().toString(36).slice(2, 10);
+
+function checksFor(config: Config): DocumentChecks {
+  const schema = buildSchema();
+  return { schema, estimator: new CostEstimator(schema), rules: limitRules(config), maxCost: config.maxCost };
+}
+
+/** An Apollo persisted query manifest of these bodies, ids and types taken from the text. */
+function manifestOf(bodies: string[]) {
+  return {
+    format: 'apollo-persisted-query-manifest',
+    version: 1,
+    operations: bodies.map((body) => {
+      const op = getOperationAST(parse(body))!;
+      return { id: sha256(body), name: op.name!.value, type: op.operation, body };
+    }),
+  };
+}
+
+/** Publishes as `npm run pq:publish` does: a manifest with any problem publishes nothing. */
+async function publish(db: Db, config: Config, bodies: string[], partnerId: number | null) {
+  const { operations, problems } = checkManifest(manifestOf(bodies), checksFor(config));
+  expect(problems).toEqual([]);
+  return publishOperations(db, operations, partnerId);
+}
+
+/** A partner's request: the hash of a trusted document (and nothing else unless told). */
+function persisted(query: string, variables: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) {
+  return { variables, extensions: { persistedQuery: { version: 1, sha256Hash: sha256(query) } }, ...extra };
+}
+
+const codeOf = (body: any) => body?.errors?.[0]?.extensions?.code;
+
+describe('partner keys', () => {
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await database?.destroy();
+  });
+
+  it('creates a partner with a key that is returned once and stored only as its SHA-256', async () => {
+    const name = `acme-${unique()}`;
+    const { partner, key } = await createPartner(database.db, name);
+    expect(partner).toMatchObject({ name, scopes: ['instruments:read'] });
+    expect(key).toMatch(/^fgk_[A-Za-z0-9_-]{43}$/);
+
+    const [stored] = await database.db.select().from(apiKeys).where(eq(apiKeys.partnerId, partner.id));
+    expect(stored.keyHash).toBe(createHash('sha256').update(key).digest('hex'));
+    expect(stored.keyHash).toBe(hashKey(key));
+    expect(stored.prefix).toBe(key.slice(0, 10));
+    expect(stored.revokedAt).toBeNull();
+
+    // no row of any table holds the key (only its digest and a short prefix)
+    const tables = await rows<{ name: string }>(database.db, sql`select table_name as name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`);
+    expect(tables.map((t) => t.name)).toContain('api_keys');
+    for (const { name: table } of tables) {
+      const found = await rows<{ n: number }>(database.db, sql`select count(*)::int as n from ${sql.identifier(table)} t where row_to_json(t)::text like ${`%${key.slice(4)}%`}`);
+      expect(found[0].n, `a row of ${table} holds the key`).toBe(0);
+    }
+    expect(await partnerForKey(database.db, key)).toEqual({ id: partner.id, name, scopes: ['instruments:read'] });
+  });
+
+  it('refuses a second partner of the same name and keeps the first as it was', async () => {
+    const name = `dup-${unique()}`;
+    const first = await createPartner(database.db, name);
+    await expect(createPartner(database.db, name, ['portfolios:read'])).rejects.toThrow(PartnerError);
+    await expect(createPartner(database.db, name)).rejects.toThrow(/exists already/);
+    const found = await database.db.select().from(partners).where(eq(partners.name, name));
+    expect(found).toHaveLength(1);
+    expect(found[0].scopes).toEqual(['instruments:read']);
+    const keys = await database.db.select().from(apiKeys).where(eq(apiKeys.partnerId, first.partner.id));
+    expect(keys).toHaveLength(1);
+  });
+
+  it('refuses unknown scopes and bad names, storing nothing', async () => {
+    const name = `scoped-${unique()}`;
+    await expect(createPartner(database.db, name, ['portfolios:read', 'admin:everything'])).rejects.toThrow(/unknown scope\(s\) admin:everything/);
+    await expect(createPartner(database.db, 'has space')).rejects.toThrow(PartnerError);
+    await expect(createPartner(database.db, '')).rejects.toThrow(PartnerError);
+    expect(await database.db.select().from(partners).where(eq(partners.name, name))).toHaveLength(0);
+
+    const { partner } = await createPartner(database.db, name, ['trades:write', 'portfolios:read', 'trades:write']);
+    expect([...partner.scopes].sort()).toEqual(['instruments:read', 'portfolios:read', 'trades:write']);
+  });
+
+  it('lists keys by prefix, live or revoked, never the key itself', async () => {
+    const name = `listed-${unique()}`;
+    const { key } = await createPartner(database.db, name, ['portfolios:read']);
+    const second = await rotateKey(database.db, name);
+    await revokeKeys(database.db, name, key.slice(0, 10));
+    const mine = (await listKeys(database.db)).filter((k) => k.partner === name);
+    expect(mine).toHaveLength(2);
+    expect(mine.map((k) => k.prefix).sort()).toEqual([key.slice(0, 10), second.slice(0, 10)].sort());
+    for (const k of mine) expect(k.scopes).toEqual(['instruments:read', 'portfolios:read']);
+    expect(mine.find((k) => k.prefix === key.slice(0, 10))!.revokedAt).toBeInstanceOf(Date);
+    expect(mine.find((k) => k.prefix === second.slice(0, 10))!.revokedAt).toBeNull();
+    const text = JSON.stringify(await listKeys(database.db));
+    expect(text).not.toContain(key);
+    expect(text).not.toContain(second);
+  });
+
+  it('refuses rotating, revoking or granting for a partner that does not exist', async () => {
+    await expect(rotateKey(database.db, `ghost-${unique()}`)).rejects.toThrow(PartnerError);
+    await expect(revokeKeys(database.db, `ghost-${unique()}`)).rejects.toThrow(PartnerError);
+    const { partner } = await createPartner(database.db, `granting-${unique()}`);
+    await expect(grantPartner(database.db, partner.name, 'nobody@example.invalid')).rejects.toThrow(/no user/);
+  });
+});
+
+describe('partners over HTTP', () => {
+  let database: TestDatabase;
+  let server: TestServer;
+  let symbol: string;
+  let alice: { id: number; email: string };
+  let bob: { id: number; email: string };
+  let alicePortfolios: number[];
+  let bobPortfolio: number;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const s = seed(database.db);
+    symbol = (await s.instrument(['100', '101.5'])).symbol;
+    alice = await s.user();
+    bob = await s.user();
+    alicePortfolios = [(await s.portfolio(alice, 'Alice one')).id, (await s.portfolio(alice, 'Alice two')).id];
+    bobPortfolio = (await s.portfolio(bob, 'Bob only')).id;
+    // revocations and retirements act at once
+    server = await startTestServer(database, { PARTNER_CACHE_TTL_MS: '0' });
+    await publish(database.db, server.config, [QUOTE, MY_PORTFOLIOS, PORTFOLIO_BY_ID, CREATE_PORTFOLIO], null);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await database?.destroy();
+  });
+
+  const withKey = (key: string, headers: Record<string, string> = {}) => ({ 'x-api-key': key, ...headers });
+  const bearer = async (userId: number) => ({ authorization: `Bearer ${await server.token(userId)}` });
+  const quote = (key: string, headers: Record<string, string> = {}) => server.post(persisted(QUOTE, { symbol }), withKey(key, headers));
+
+  describe('keys', () => {
+    it("runs a trusted document with a new partner's key", async () => {
+      const { key } = await createPartner(database.db, `quoter-${unique()}`);
+      const res = await quote(key);
+      expect(res.status).toBe(200);
+      expect(res.body.errors).toBeUndefined();
+      expect(res.body.data.instrument).toMatchObject({ symbol, latestPrice: { close: '101.5' } });
+    });
+
+    it('gives a rotated partner a second working key; with revokeOthers the earlier ones stop with 401', async () => {
+      const name = `rotating-${unique()}`;
+      const { key: first } = await createPartner(database.db, name);
+      const second = await rotateKey(database.db, name);
+      expect(second).not.toBe(first);
+      expect((await quote(first)).status).toBe(200);
+      expect((await quote(second)).status).toBe(200);
+
+      const third = await rotateKey(database.db, name, true);
+      for (const old of [first, second]) {
+        const res = await quote(old);
+        expect(res.status).toBe(401);
+        expect(codeOf(res.body)).toBe('UNAUTHENTICATED');
+        expect(res.body.data).toBeUndefined();
+      }
+      const res = await quote(third);
+      expect(res.status).toBe(200);
+      expect(res.body.data.instrument.symbol).toBe(symbol);
+      expect((await listKeys(database.db)).filter((k) => k.partner === name).map((k) => k.revokedAt === null)).toEqual([false, false, true]);
+    });
+
+    it('answers 401 UNAUTHENTICATED to a revoked key, one key by prefix or all of them', async () => {
+      const name = `revoked-${unique()}`;
+      const { key: first } = await createPartner(database.db, name);
+      const second = await rotateKey(database.db, name);
+
+      expect(await revokeKeys(database.db, name, first.slice(0, 10))).toBe(1);
+      const refused = await quote(first);
+      expect(refused.status).toBe(401);
+      expect(codeOf(refused.body)).toBe('UNAUTHENTICATED');
+      expect((await quote(second)).status).toBe(200);
+
+      expect(await revokeKeys(database.db, name)).toBe(1);
+      expect(await revokeKeys(database.db, name)).toBe(0);
+      const all = await quote(second);
+      expect(all.status).toBe(401);
+      expect(codeOf(all.body)).toBe('UNAUTHENTICATED');
+    });
+
+    it('answers an unknown key 401 before anything else, with only the credential looked up', async () => {
+      const unknown = `fgk_${'x'.repeat(43)}`;
+      const cases: { body: unknown; headers?: Record<string, string> }[] = [
+        { body: persisted(QUOTE, { symbol }) }, // a valid hash of a published document
+        { body: persisted(QUOTE, { symbol }, { query: QUOTE }) }, // with its text
+        { body: { query: '{ instruments { nodes { symbol } } }' } }, // free-form
+        { body: persisted(CREATE_PORTFOLIO, { input: { name: 'x' } }) }, // a mutation
+        { body: persisted(QUOTE, { symbol }), headers: await bearer(alice.id) }, // with a user's token
+        { body: persisted(MY_PORTFOLIOS), headers: { authorization: 'Bearer not-a-jwt' } }, // with a broken token
+        { body: { extensions: { persistedQuery: { version: 1, sha256Hash: 'f'.repeat(64) } } } }, // an unknown hash
+      ];
+      for (const { body, headers } of cases) {
+        const { result: res, statements } = await server.countSql(() => server.post(body, withKey(unknown, headers)));
+        expect(res.status, JSON.stringify(body)).toBe(401);
+        expect(codeOf(res.body)).toBe('UNAUTHENTICATED');
+        expect(res.body.data).toBeUndefined();
+        expect(statements).toBe(1); // the key's lookup; nothing else
+      }
+      // an empty key is a key too: not a way to be treated as an ordinary client
+      const empty = await server.post(persisted(QUOTE, { symbol }), { 'x-api-key': '' });
+      expect(empty.status).toBe(401);
+      expect(codeOf(empty.body)).toBe('UNAUTHENTICATED');
+    });
+
+    // BUG (src/partners/gate.ts, admit): the hash-mismatch check runs before the key is authenticated,
+    // so an unknown key with a mismatching hash gets 400 PERSISTED_QUERY_HASH_MISMATCH instead of
+    // 401. The contract: "Credentials are checked first: an unknown or revoked key is UNAUTHENTICATED".
+    // Remove `.fails` once the gate authenticates the key first.
+    it('answers an unknown key 401 even when its hash does not match its query', async () => {
+      const res = await server.post(
+        { query: QUOTE, variables: { symbol }, extensions: { persistedQuery: { version: 1, sha256Hash: sha256('something else') } } },
+        withKey(`fgk_${'y'.repeat(43)}`),
+      );
+      expect(res.status).toBe(401);
+      expect(codeOf(res.body)).toBe('UNAUTHENTICATED');
+    });
+  });
+
+  describe('scopes and grants', () => {
+    it("refuses 403 FORBIDDEN to a partner with only instruments:read that sends a user's token", async () => {
+      const { key } = await createPartner(database.db, `public-only-${unique()}`);
+      const res = await quote(key, await bearer(alice.id));
+      expect(res.status).toBe(403);
+      expect(codeOf(res.body)).toBe('FORBIDDEN');
+      expect(res.body.data).toBeUndefined();
+      const mine = await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(alice.id)));
+      expect(mine.status).toBe(403);
+      expect(codeOf(mine.body)).toBe('FORBIDDEN');
+
+      // without a token it reads public data, and no private data at all
+      expect((await quote(key)).body.data.instrument.symbol).toBe(symbol);
+      const anonymous = await server.post(persisted(MY_PORTFOLIOS), withKey(key));
+      expect(anonymous.status).toBe(200);
+      expect(anonymous.body.data.viewer).toBeNull();
+      expect(anonymous.body.data.portfolios).toEqual({ totalCount: 0, nodes: [] });
+    });
+
+    it('refuses 403 FORBIDDEN to a partner with portfolios:read for a user who has not granted it', async () => {
+      const { partner, key } = await createPartner(database.db, `ungranted-${unique()}`, ['portfolios:read']);
+      const res = await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(alice.id)));
+      expect(res.status).toBe(403);
+      expect(codeOf(res.body)).toBe('FORBIDDEN');
+      expect(res.body.data).toBeUndefined();
+
+      // a grant to another partner is not a grant to this one
+      const other = await createPartner(database.db, `granted-elsewhere-${unique()}`, ['portfolios:read']);
+      await grantPartner(database.db, other.partner.name, alice.email);
+      expect((await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(alice.id)))).status).toBe(403);
+      expect(partner.id).not.toBe(other.partner.id);
+    });
+
+    it("reads a granting user's portfolios through a trusted document, and never another user's", async () => {
+      const { partner, key } = await createPartner(database.db, `reader-${unique()}`, ['portfolios:read']);
+      await grantPartner(database.db, partner.name, alice.email.toUpperCase());
+      await grantPartner(database.db, partner.name, alice.email); // granting twice changes nothing
+
+      const mine = await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(alice.id)));
+      expect(mine.status).toBe(200);
+      expect(mine.body.errors).toBeUndefined();
+      expect(mine.body.data.viewer).toEqual({ email: alice.email });
+      expect(mine.body.data.portfolios.totalCount).toBe(2);
+      expect(mine.body.data.portfolios.nodes.map((n: any) => Number(n.id)).sort()).toEqual([...alicePortfolios].sort());
+
+      // bob's portfolio through alice's grant: exactly like one that does not exist
+      const theirs = await server.post(persisted(PORTFOLIO_BY_ID, { id: String(bobPortfolio) }), withKey(key, await bearer(alice.id)));
+      expect(theirs.status).toBe(200);
+      expect(theirs.body.data).toEqual({ portfolio: null });
+      const own = await server.post(persisted(PORTFOLIO_BY_ID, { id: String(alicePortfolios[0]) }), withKey(key, await bearer(alice.id)));
+      expect(own.body.data).toEqual({ portfolio: { id: String(alicePortfolios[0]), name: 'Alice one' } });
+
+      // bob's own token does not help: bob has not granted this partner
+      const asBob = await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(bob.id)));
+      expect(asBob.status).toBe(403);
+      expect(codeOf(asBob.body)).toBe('FORBIDDEN');
+
+      // and a partner cannot run the user's query text as free-form
+      const freeForm = await server.post({ query: MY_PORTFOLIOS }, withKey(key, await bearer(alice.id)));
+      expect(freeForm.status).toBe(403);
+      expect(codeOf(freeForm.body)).toBe('PERSISTED_QUERY_REQUIRED');
+    });
+
+    it('runs a mutation document only for a partner with trades:write', async () => {
+      const countAlice = async () => (await database.db.select().from(portfolios).where(eq(portfolios.ownerId, alice.id))).length;
+      const before = await countAlice();
+      const input = { input: { name: `Partner-made ${unique()}` } };
+
+      const { key: publicKey } = await createPartner(database.db, `no-write-${unique()}`);
+      const reader = await createPartner(database.db, `read-no-write-${unique()}`, ['portfolios:read']);
+      await grantPartner(database.db, reader.partner.name, alice.email);
+      for (const key of [publicKey, reader.key]) {
+        for (const headers of [{}, await bearer(alice.id)]) {
+          const res = await server.post(persisted(CREATE_PORTFOLIO, input), withKey(key, headers));
+          expect(res.status).toBe(403);
+          expect(codeOf(res.body)).toBe('FORBIDDEN');
+          expect(res.body.data).toBeUndefined();
+        }
+      }
+      expect(await countAlice()).toBe(before);
+
+      const writer = await createPartner(database.db, `writer-${unique()}`, ['portfolios:read', 'trades:write']);
+      await grantPartner(database.db, writer.partner.name, alice.email);
+      // a mutation goes by POST only, even for a partner allowed to write
+      const url = new URL(server.url);
+      url.searchParams.set('variables', JSON.stringify(input));
+      url.searchParams.set('extensions', JSON.stringify(persisted(CREATE_PORTFOLIO).extensions));
+      const get = await fetch(url, { headers: { 'x-api-key': writer.key, 'apollo-require-preflight': 'true', ...(await bearer(alice.id)) } });
+      expect(get.status).toBe(405);
+      expect(await countAlice()).toBe(before);
+
+      const res = await server.post(persisted(CREATE_PORTFOLIO, input), withKey(writer.key, await bearer(alice.id)));
+      expect(res.status).toBe(200);
+      expect(res.body.errors).toBeUndefined();
+      expect(res.body.data.createPortfolio.portfolio.name).toBe(input.input.name);
+      const [created] = await database.db.select().from(portfolios).where(eq(portfolios.id, Number(res.body.data.createPortfolio.portfolio.id)));
+      expect(created.ownerId).toBe(alice.id);
+      expect(await countAlice()).toBe(before + 1);
+
+      // with write scope but no user token, there is nobody to write for
+      const anonymous = await server.post(persisted(CREATE_PORTFOLIO, input), withKey(writer.key));
+      expect(codeOf(anonymous.body)).toBe('UNAUTHENTICATED');
+      expect(await countAlice()).toBe(before + 1);
+    });
+  });
+});
+
+describe('partner budgets', () => {
+  let database: TestDatabase;
+  let server: TestServer;
+  let symbol: string;
+  let quoteCost: number;
+  let alice: { id: number; email: string };
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const s = seed(database.db);
+    symbol = (await s.instrument(['10'])).symbol;
+    alice = await s.user();
+    const schema = buildSchema();
+    const document = parse(QUOTE);
+    quoteCost = new CostEstimator(schema).estimate(document, getOperationAST(document)!, { symbol }).cost;
+    expect(quoteCost).toBeGreaterThan(0);
+    // room for two quotes a minute, not three; lookups kept for the whole test (no SQL once warm)
+    server = await startTestServer(database, { RATE_LIMIT_COST_PER_MINUTE: String(Math.floor(quoteCost * 2.5)), PARTNER_CACHE_TTL_MS: '3600000' });
+    await publish(database.db, server.config, [QUOTE], null);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await database?.destroy();
+  });
+
+  it('rate limits each partner on its own budget, whoever it acts for', async () => {
+    const a = await createPartner(database.db, `budget-a-${unique()}`, ['portfolios:read']);
+    const b = await createPartner(database.db, `budget-b-${unique()}`);
+    await grantPartner(database.db, a.partner.name, alice.email);
+    const run = (key: string, headers: Record<string, string> = {}) => server.post(persisted(QUOTE, { symbol }), { 'x-api-key': key, ...headers });
+
+    for (let i = 0; i < 2; i++) {
+      const ok = await run(a.key);
+      expect(ok.status).toBe(200);
+      expect(ok.body.data.instrument.symbol).toBe(symbol);
+    }
+    const { result: limited, statements } = await server.countSql(() => run(a.key));
+    expect(limited.status).toBe(429);
+    expect(codeOf(limited.body)).toBe('RATE_LIMITED');
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(limited.body.data).toBeUndefined();
+    expect(statements).toBe(0); // refused before any SQL (the key and document lookups are cached)
+
+    // acting for a user does not give partner A the user's budget
+    const forAlice = await run(a.key, { authorization: `Bearer ${await server.token(alice.id)}` });
+    expect(forAlice.status).toBe(429);
+    expect(codeOf(forAlice.body)).toBe('RATE_LIMITED');
+
+    // partner B, and alice herself, still have their own budgets
+    const other = await run(b.key);
+    expect(other.status).toBe(200);
+    expect(other.body.data.instrument.symbol).toBe(symbol);
+    const direct = await server.post({ query: QUOTE, variables: { symbol } }, { authorization: `Bearer ${await server.token(alice.id)}` });
+    expect(direct.status).toBe(200);
+    expect(direct.body.data.instrument.symbol).toBe(symbol);
+  });
+});
+
+describe('operation log', () => {
+  let database: TestDatabase;
+  let app: App;
+  let url: string;
+  let lines: string[];
+  let symbol: string;
+  let alice: { id: number; email: string };
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const s = seed(database.db);
+    symbol = (await s.instrument(['42'])).symbol;
+    alice = await s.user();
+    lines = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(...String(chunk).split('\n').filter(Boolean));
+        done();
+      },
+    });
+    const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'debug', PARTNER_CACHE_TTL_MS: '0' });
+    app = createApp({ config, database, logger: pino({ level: 'debug' }, sink) });
+    url = await app.listen(0, '127.0.0.1');
+    await publish(database.db, config, [QUOTE, CREATE_PORTFOLIO], null);
+  });
+  afterAll(async () => {
+    await app?.stop();
+    await database?.destroy();
+  });
+
+  it('names the partner and the operation, and never the key, the token or a mutation’s variables', async () => {
+    const name = `logged-${unique()}`;
+    const { key } = await createPartner(database.db, name, ['portfolios:read', 'trades:write']);
+    await grantPartner(database.db, name, alice.email);
+    const token = await signUserToken(TEST_SECRET, alice.id);
+    const secretName = `Secret portfolio ${unique()}`;
+    const post = (body: unknown, headers: Record<string, string>) =>
+      fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+
+    const quoted = await post(persisted(QUOTE, { symbol }), { 'x-api-key': key, 'apollographql-client-name': 'partner-app' });
+    expect(quoted.status).toBe(200);
+    const created = await post(persisted(CREATE_PORTFOLIO, { input: { name: secretName } }), { 'x-api-key': key, authorization: `Bearer ${token}` });
+    expect(created.status).toBe(200);
+    expect(created.body.data.createPortfolio.portfolio.name).toBe(secretName);
+    // an ordinary user's mutation, too: its variables stay out of the log
+    const direct = await post({ query: CREATE_PORTFOLIO, variables: { input: { name: `${secretName} direct` } } }, { authorization: `Bearer ${token}` });
+    expect(direct.status).toBe(200);
+
+    const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const operations = entries.filter((e) => e.msg === 'operation');
+    expect(operations.find((e) => e.operation === 'Quote')).toMatchObject({ partner: name, caller: 'partner', type: 'query', client: 'partner-app', outcome: 'ok' });
+    expect(operations.filter((e) => e.operation === 'CreatePortfolio')).toEqual([
+      expect.objectContaining({ partner: name, caller: 'partner', type: 'mutation', outcome: 'ok' }),
+      expect.objectContaining({ partner: null, caller: 'user', type: 'mutation', outcome: 'ok' }),
+    ]);
+
+    const everything = lines.join('\n');
+    expect(everything).not.toContain(key);
+    expect(everything).not.toContain(key.slice(10));
+    expect(everything).not.toContain(token);
+    expect(everything).not.toContain(token.split('.')[2]);
+    expect(everything).not.toContain(secretName);
+    expect(everything).not.toContain('"variables"');
+  });
+});
