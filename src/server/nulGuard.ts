@@ -9,7 +9,12 @@ function hasNul(value: unknown, depth = 0): boolean {
   return Object.values(value).some((v) => hasNul(v, depth + 1));
 }
 
+const checked = new WeakMap<DocumentNode, boolean>();
+
+/** Documents are parsed once and reused (Apollo's document store), so each is walked once. */
 function documentHasNul(document: DocumentNode): boolean {
+  const known = checked.get(document);
+  if (known !== undefined) return known;
   let found = false;
   visit(document, {
     StringValue(node) {
@@ -18,6 +23,7 @@ function documentHasNul(document: DocumentNode): boolean {
       return BREAK;
     },
   });
+  checked.set(document, found);
   return found;
 }
 

@@ -1,3 +1,5 @@
+import { LRUCache } from 'lru-cache';
+import { decodeJwt } from 'jose';
 import { ANONYMOUS, InvalidTokenError, verifyUserToken, type Viewer } from '../auth/tokens.js';
 import { UnauthenticatedError } from '../errors.js';
 
@@ -6,12 +8,25 @@ import { UnauthenticatedError } from '../errors.js';
  * that is present but wrong (not Bearer, bad signature, expired) fails the whole request with 401,
  * so a client with a broken token never silently gets anonymous answers.
  */
+// A verified token stays valid until it expires (no revocation list), so a client's repeated token is
+// verified once: the signature check is the largest cost of a cached answer otherwise.
+// (one cache per secret: a token verified under one secret says nothing under another)
+const verifiedBySecret = new Map<string, LRUCache<string, { viewer: Viewer; expiresAt: number }>>();
+
 export async function viewerFromHeaders(authorization: string | undefined, secret: string): Promise<Viewer> {
   if (authorization === undefined || authorization.trim() === '') return ANONYMOUS;
   const match = /^Bearer\s+(\S{1,4096})\s*$/i.exec(authorization);
   if (!match) throw new UnauthenticatedError('Authorization must be "Bearer <token>"', 401);
+  let verified = verifiedBySecret.get(secret);
+  if (!verified) verifiedBySecret.set(secret, (verified = new LRUCache({ max: 10_000 })));
+  const key = match[1];
+  const known = verified.get(key);
+  if (known && known.expiresAt > Date.now()) return known.viewer;
   try {
-    return await verifyUserToken(secret, match[1]);
+    const viewer = await verifyUserToken(secret, match[1]);
+    const exp = decodeJwt(match[1]).exp;
+    if (typeof exp === 'number') verified.set(key, { viewer, expiresAt: exp * 1000 });
+    return viewer;
   } catch (e) {
     if (e instanceof InvalidTokenError) throw new UnauthenticatedError(e.reason, 401);
     throw e;
