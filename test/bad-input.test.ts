@@ -6,6 +6,7 @@ import { encodeCursor } from '../src/domain/pagination.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
+import { seededRandom } from '../src/random.js';
 
 // Whatever a client sends, the answer is a GraphQL-shaped JSON error with a code from the contract,
 // at a 4xx status, and nothing changes; the server keeps serving afterwards.
@@ -624,17 +625,8 @@ describe('bad input', () => {
   });
 
   describe('fuzz', () => {
-    // mulberry32: a small deterministic generator, so a failure can be replayed exactly.
-    function rng(seedValue: number) {
-      let a = seedValue >>> 0;
-      return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-    }
+    // a deterministic generator, so a failure can be replayed exactly
+    const rng = seededRandom;
 
     it('answers a few hundred malformed requests with contract errors, and keeps serving', async () => {
       const random = rng(20240531);

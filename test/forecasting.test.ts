@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { forecastTrailingLognormal, tradingDaysPerRow, type PricePoint } from '../src/forecasting/trailing-lognormal.js';
+import { seededRandom } from '../src/random.js';
 
 // The trailing-lognormal model is pure arithmetic over a price series: these tests build series whose
 // true log-return distribution is known and check the model recovers it. No database, no clock.
@@ -33,21 +34,9 @@ function constantGrowth(dates: string[], mu: number, start = 100): PricePoint[] 
   return dates.map((date, i) => ({ date, close: start * Math.exp(mu * i) }));
 }
 
-/** mulberry32: a tiny deterministic PRNG, so the "random" series is the same on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Standard normal draws by Box–Muller over a uniform PRNG. */
 function normals(seed: number): () => number {
-  const uniform = mulberry32(seed);
+  const uniform = seededRandom(seed);
   return () => {
     const u1 = 1 - uniform(); // (0, 1]: log(u1) is finite
     const u2 = uniform();

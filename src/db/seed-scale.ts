@@ -1,23 +1,12 @@
 import { sql } from 'drizzle-orm';
 import { applyTrade, tradeDigest, type Holding, type TradeSide } from '../domain/trades.js';
 import { ensureDefaultModel, generateForecasts } from '../forecasting/generate.js';
+import { seededRandom } from '../random.js';
 import type { Db } from './client.js';
 import { instruments, portfolios, positions, prices, trades, users } from './schema.js';
 
 /** Per unit of scale: 25 users × 4 portfolios × 20 positions = 100 portfolios and 2,000 positions. */
 export const SCALE_SHAPE = { usersPerUnit: 25, portfoliosPerUser: 4, positionsPerPortfolio: 20, priceDays: 520 } as const;
-
-/** A small deterministic PRNG (mulberry32): the same scale always makes the same data. */
-function random(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The last `n` weekdays up to and including 2020-04-17 (the demo's last S&P 500 close), oldest first. */
 function businessDays(n: number): string[] {
@@ -50,7 +39,7 @@ export async function seedScale(db: Db, scale: number, log: (message: string) =>
   }));
   const created = await db.insert(instruments).values(synthetic).onConflictDoNothing().returning({ id: instruments.id, symbol: instruments.symbol });
   for (const inst of created) {
-    const rnd = random(Number(inst.symbol.slice(3)) * 7919);
+    const rnd = seededRandom(Number(inst.symbol.slice(3)) * 7919);
     let close = 10 + rnd() * 490;
     const vol = 0.01 + rnd() * 0.02;
     const rows = days.map((date) => {
@@ -85,7 +74,7 @@ export async function seedScale(db: Db, scale: number, log: (message: string) =>
       const tradeRows: (typeof trades.$inferInsert)[] = [];
       const positionRows: (typeof positions.$inferInsert)[] = [];
       for (const p of owned) {
-        const rnd = random(p.ownerId * 31 + Number(p.name.slice(5)));
+        const rnd = seededRandom(p.ownerId * 31 + Number(p.name.slice(5)));
         const chosen = new Set<number>();
         while (chosen.size < Math.min(SCALE_SHAPE.positionsPerPortfolio, pool.length)) chosen.add(Math.floor(rnd() * pool.length));
         let n = 0;

@@ -48,6 +48,15 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
           }
           const decision = await budget.spend(contextValue.caller, cost);
           contextValue.cost.budget = { limit: decision.limit, remaining: decision.remaining };
+          if (!decision.allowed && cost > decision.limit) {
+            // no wait would help: the operation is larger than a whole minute's budget
+            throw new CodedError(
+              ErrorCode.QUERY_TOO_COSTLY,
+              `the operation's estimated cost ${cost} is above this caller's budget of ${decision.limit} per minute`,
+              { cost, limit: decision.limit },
+              400,
+            );
+          }
           if (!decision.allowed) {
             const error = new CodedError(
               ErrorCode.RATE_LIMITED,
