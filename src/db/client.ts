@@ -17,6 +17,8 @@ export interface Database {
   driver: 'pglite' | 'postgres';
   /** Answers when the database can run a statement; throws otherwise. */
   ping(): Promise<void>;
+  /** This process's connections by state, as the database sees them (PGlite: its one connection). */
+  connections(): Promise<{ inUse: number; idle: number }>;
   /** Calls `onMessage` with every NOTIFY payload on `channel` (from any process); resolves to stop. */
   listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
   /** Runs `fn` holding a cluster-wide lock (migrations by several instances at once). */
@@ -46,7 +48,8 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       connect_timeout: 10,
       onnotice: () => {},
       connection: {
-        application_name: 'foliograph',
+        // the pid tells this process's connections from other instances' in pg_stat_activity
+        application_name: `foliograph:${process.pid}`,
         ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
       },
     });
@@ -56,6 +59,12 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       driver: 'postgres',
       async ping() {
         await client`select 1`;
+      },
+      async connections() {
+        const [row] = await client`select count(*) filter (where state <> 'idle')::int as in_use, count(*) filter (where state = 'idle')::int as idle
+          from pg_stat_activity where application_name = ${`foliograph:${process.pid}`} and pid <> pg_backend_pid()`;
+        // this query's own connection is busy answering it: count it as idle
+        return { inUse: Number(row.in_use), idle: Number(row.idle) + 1 };
       },
       async listen(channel, onMessage) {
         // postgres.js keeps one extra connection for LISTEN and re-listens after reconnecting
@@ -93,6 +102,9 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     driver: 'pglite',
     async ping() {
       await client.query('select 1');
+    },
+    async connections() {
+      return { inUse: 0, idle: 1 };
     },
     async listen(channel, onMessage) {
       const stop = await client.listen(channel, onMessage);

@@ -4,6 +4,8 @@ import type { Logger } from 'drizzle-orm/logger';
 /** What one unit of work (a GraphQL request, a command) has sent to the database so far. */
 export interface SqlStats {
   statements: number;
+  /** When present, every statement's text and parameters are appended (e.g. to EXPLAIN them). */
+  capture?: { query: string; params: unknown[] }[];
 }
 
 const current = new AsyncLocalStorage<SqlStats>();
@@ -24,9 +26,11 @@ export function totalStatements(): number {
  * async context of whoever asked, so the request that caused a statement is the one counted.
  */
 export const sqlStatsLogger: Logger = {
-  logQuery() {
+  logQuery(query, params) {
     total++;
     const stats = current.getStore();
-    if (stats) stats.statements++;
+    if (!stats) return;
+    stats.statements++;
+    stats.capture?.push({ query, params });
   },
 };

@@ -1,11 +1,19 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { totalStatements } from '../db/sql-stats.js';
 
 /**
  * Every metric of one process, in its own registry (tests build several apps in one process).
  * Label values stay bounded: operation and client names pass through `bounded` first.
  */
-export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+export interface MetricsOptions {
+  defaultMetrics?: boolean;
+  /** Reads the database's connections of this process by state (in use, idle), at scrape time. */
+  poolConnections?: () => Promise<{ inUse: number; idle: number }>;
+  /** Most connections this process opens (DB_POOL_MAX). */
+  poolMax?: number;
+}
+
+export function createMetrics(options: MetricsOptions = {}) {
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'foliograph_' });
   const operationDuration = new Histogram({
@@ -55,7 +63,68 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       reported = now;
     },
   });
-  return { registry, operationDuration, errors, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
+  const httpDuration = new Histogram({
+    name: 'foliograph_http_request_duration_seconds',
+    help: 'HTTP requests by route, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const loaderBatchDuration = new Histogram({
+    name: 'foliograph_loader_batch_duration_seconds',
+    help: 'Time of one DataLoader batch (its one SQL statement, or a hot-cache answer) by loader',
+    labelNames: ['loader'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const loaderBatchSize = new Histogram({
+    name: 'foliograph_loader_batch_keys',
+    help: 'Keys in one DataLoader batch by loader',
+    labelNames: ['loader'] as const,
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    registers: [registry],
+  });
+  const operationCost = new Histogram({
+    name: 'foliograph_operation_cost',
+    help: 'Operation cost: estimated (from @cost/@listSize) and actual (rows fetched)',
+    labelNames: ['kind'] as const,
+    buckets: [1, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 50_000, 100_000],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'foliograph_db_pool_connections',
+    help: "This process's database connections by state (in_use: running a statement or in a transaction; idle), as PostgreSQL sees them",
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect() {
+      if (!options.poolConnections) return;
+      const seen = await options.poolConnections().catch(() => null);
+      if (!seen) return;
+      this.set({ state: 'in_use' }, seen.inUse);
+      this.set({ state: 'idle' }, seen.idle);
+    },
+  });
+  new Gauge({
+    name: 'foliograph_db_pool_max',
+    help: 'Most database connections this process opens (DB_POOL_MAX)',
+    registers: [registry],
+    collect() {
+      this.set(options.poolMax ?? 1);
+    },
+  });
+  const ready = new Gauge({
+    name: 'foliograph_ready',
+    help: '1 while the server is ready (database answering, migrations and first seed done), else 0',
+    registers: [registry],
+  });
+  const modelDuration = new Histogram({
+    name: 'foliograph_forecast_model_duration_seconds',
+    help: 'Forecast model work by model, version and stage (inference: one series; generation: a whole run)',
+    labelNames: ['model', 'version', 'stage'] as const,
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
+    registers: [registry],
+  });
+  return { registry, ready, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

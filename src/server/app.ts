@@ -59,7 +59,14 @@ const localhostOrigin = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
 // The embedded Apollo Sandbox of the development landing page calls the API from these origins.
 const sandboxOrigins = new Set(['https://sandbox.embed.apollographql.com', 'https://studio.apollographql.com']);
 
-export function createApp({ config, database, logger, isStarted = () => true, budget, metrics = createMetrics() }: AppOptions): App {
+export function createApp({
+  config,
+  database,
+  logger,
+  isStarted = () => true,
+  budget,
+  metrics = createMetrics({ poolConnections: () => database.connections(), poolMax: database.driver === 'pglite' ? 1 : config.dbPoolMax }),
+}: AppOptions): App {
   const httpServer = createServer();
   const schema = buildSchema();
   const costBudget =
@@ -99,9 +106,28 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
         caps: FIELD_PAGE_CAPS,
         budget: costBudget,
         recorder,
+        observe: (estimated, actual) => {
+          metrics.operationCost.observe({ kind: 'estimated' }, estimated);
+          metrics.operationCost.observe({ kind: 'actual' }, actual);
+        },
       }),
     ],
   });
+
+  async function checkReady(): Promise<void> {
+    try {
+      if (!isStarted()) throw new Error('starting: migrations or the first seed are not done yet');
+      await Promise.race([
+        database.ping(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('the database did not answer within 2 s')), 2000).unref()),
+      ]);
+      metrics.ready.set(1);
+    } catch (e) {
+      metrics.ready.set(0);
+      throw e;
+    }
+  }
+  let readiness: NodeJS.Timeout | undefined;
 
   const handler = createHttpHandler({
     apollo,
@@ -110,6 +136,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
     timeoutMs: config.requestTimeoutMs,
     gate,
     onRefusal: (code) => metrics.errors.inc({ code }),
+    onResponse: (route, method, status, seconds) => metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
     async context({ req, requestId, sql, signal, partner, operationType }) {
       let viewer = await viewerFromHeaders(req.headers.authorization, config.jwtSecret);
       if (partner && viewer.kind === 'user') {
@@ -126,6 +153,8 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
         signal,
         hot,
         observe({ loader, keys, rows, ms }) {
+          metrics.loaderBatchDuration.observe({ loader }, ms / 1000);
+          metrics.loaderBatchSize.observe({ loader }, keys);
           work.batches++;
           work.keys += keys;
           work.rows += rows;
@@ -142,13 +171,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
     },
     accepting: isStarted,
     metrics: () => metrics.registry.metrics().then((text) => ({ text, contentType: metrics.registry.contentType })),
-    async ready() {
-      if (!isStarted()) throw new Error('starting: migrations or the first seed are not done yet');
-      await Promise.race([
-        database.ping(),
-        new Promise((_, reject) => setTimeout(() => reject(new Error('the database did not answer within 2 s')), 2000).unref()),
-      ]);
-    },
+    ready: checkReady,
     allowOrigin: (origin) =>
       config.corsOrigins.includes(origin) || (!config.production && (localhostOrigin.test(origin) || sandboxOrigins.has(origin))),
   });
@@ -167,6 +190,9 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
         httpServer.listen(port, host, () => resolve());
       });
       recorder.start(config.costFlushIntervalMs);
+      // foliograph_ready follows the database between scrapes of /readyz
+      readiness = setInterval(() => void checkReady().catch(() => {}), 5000);
+      readiness.unref();
       // writers in other processes (forecasts:generate, seeds) announce stale entities with NOTIFY
       stopListening = await database
         .listen(INVALIDATION_CHANNEL, (payload) => {
@@ -183,6 +209,7 @@ export function createApp({ config, database, logger, isStarted = () => true, bu
       return `http://${shownHost}:${address.port}/graphql`;
     },
     async stop() {
+      clearInterval(readiness);
       await apollo.stop();
       if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
       await handler.settle(10_000);

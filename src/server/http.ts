@@ -21,6 +21,8 @@ export interface HttpOptions {
     /** The type of a partner's trusted document (query or mutation). */
     operationType?: string;
   }) => Promise<Context>;
+  /** Told of every finished response: its route (a known path, else "other"), method, status and time. */
+  onResponse?: (route: string, method: string, status: number, seconds: number) => void;
   /** Told of every request refused before Apollo (its error code), e.g. for metrics. */
   onRefusal?: (code: string) => void;
   /** Admission before Apollo: API keys, trusted documents, persisted-query hashes. */
@@ -107,6 +109,11 @@ export function createHttpHandler(options: HttpOptions) {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const arrived = performance.now();
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (options.onResponse) {
+      const route = ['/graphql', '/healthz', '/readyz', '/metrics'].includes(url.pathname) ? url.pathname : 'other';
+      const method = ['GET', 'POST', 'OPTIONS'].includes(req.method ?? '') ? req.method! : 'other';
+      res.once('finish', () => options.onResponse!(route, method, res.statusCode, (performance.now() - arrived) / 1000));
+    }
     const requestId = requestIdOf(req);
     res.setHeader('x-request-id', requestId);
 

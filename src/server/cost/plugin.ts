@@ -15,6 +15,8 @@ export interface CostPluginOptions {
   budget: CostBudget;
   /** Learns estimated against actual cost per operation and field. */
   recorder?: CostRecorder;
+  /** Observes each executed operation's estimated and actual cost. */
+  observe?: (estimated: number, actual: number) => void;
 }
 
 /**
@@ -24,7 +26,7 @@ export interface CostPluginOptions {
  * runs. Every answer then carries `extensions.cost`: the estimate, and what the request really did.
  */
 export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin<Context> {
-  const { estimator, maxCost, caps, budget, recorder } = options;
+  const { estimator, maxCost, caps, budget, recorder, observe } = options;
   return {
     async requestDidStart() {
       return {
@@ -78,7 +80,10 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
           };
           // a cache hit did no work: it says nothing about what the operation costs
           const hit = (response.body.singleResult.extensions?.responseCache as { hit?: boolean } | undefined)?.hit === true;
-          if (cost && !hit && !response.body.singleResult.errors?.length) recorder?.record(operationName ?? null, cost, contextValue.sql, work);
+          if (cost && !hit && !response.body.singleResult.errors?.length) {
+            recorder?.record(operationName ?? null, cost, contextValue.sql, work);
+            observe?.(cost.estimated, work.rows);
+          }
         },
       };
     },
