@@ -35,6 +35,8 @@ const schema = z
     APQ_TTL_SECONDS: positiveInt(24 * 60 * 60),
     APQ_MAX_BYTES: positiveInt(16 * 1024 * 1024),
     COST_FLUSH_INTERVAL_MS: positiveInt(30_000),
+    SLOW_OPERATION_MS: positiveInt(1_000),
+    SLOW_SQL_MS: positiveInt(250),
     RESPONSE_CACHE: z.enum(['on', 'off']).default('on'),
     RESPONSE_CACHE_MAX_ENTRIES: positiveInt(10_000),
     RESPONSE_CACHE_MAX_BYTES: positiveInt(64 * 1024 * 1024),
@@ -86,6 +88,10 @@ export interface Config {
   apqMaxBytes: number;
   /** How often observed costs are written to cost_observations. */
   costFlushIntervalMs: number;
+  /** Operations slower than this are logged with the loader batches they ran. */
+  slowOperationMs: number;
+  /** Loader batches (one SQL statement each) slower than this are logged with their loader's name. */
+  slowSqlMs: number;
   /** Whole-operation response cache (and single flight); `off` runs every operation. */
   responseCache: boolean;
   responseCacheMaxEntries: number;
@@ -140,6 +146,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apqTtlSeconds: e.APQ_TTL_SECONDS,
     apqMaxBytes: e.APQ_MAX_BYTES,
     costFlushIntervalMs: Math.min(e.COST_FLUSH_INTERVAL_MS, 2 ** 31 - 1),
+    slowOperationMs: e.SLOW_OPERATION_MS,
+    slowSqlMs: e.SLOW_SQL_MS,
     responseCache: e.RESPONSE_CACHE === 'on',
     responseCacheMaxEntries: e.RESPONSE_CACHE_MAX_ENTRIES,
     responseCacheMaxBytes: e.RESPONSE_CACHE_MAX_BYTES,

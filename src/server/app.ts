@@ -98,7 +98,7 @@ export function createApp({
     persistedQueries: { cache: apqCache, ttl: config.apqTtlSeconds },
     validationRules: limitRules(config),
     plugins: [
-      createOperationLogPlugin({ logger, metrics }),
+      createOperationLogPlugin({ logger, metrics, slowMs: config.slowOperationMs }),
       createNulGuardPlugin(),
       createCostPlugin({
         estimator: new CostEstimator(schema),
@@ -154,6 +154,7 @@ export function createApp({
         hot,
         observe({ loader, keys, rows, ms }) {
           metrics.loaderBatchDuration.observe({ loader }, ms / 1000);
+          if (ms > config.slowSqlMs) logger.warn({ requestId, loader, keys, rows, ms: Math.round(ms) }, 'slow sql');
           metrics.loaderBatchSize.observe({ loader }, keys);
           work.batches++;
           work.keys += keys;
@@ -191,6 +192,7 @@ export function createApp({
       });
       recorder.start(config.costFlushIntervalMs);
       // foliograph_ready follows the database between scrapes of /readyz
+      void checkReady().catch(() => {});
       readiness = setInterval(() => void checkReady().catch(() => {}), 5000);
       readiness.unref();
       // writers in other processes (forecasts:generate, seeds) announce stale entities with NOTIFY

@@ -6,6 +6,8 @@ import { boundedLabel, type Metrics } from '../observability/metrics.js';
 export interface OperationLogOptions {
   logger: Logger;
   metrics: Metrics;
+  /** Above this, the operation is also logged at warn level with the loader batches it ran. */
+  slowMs?: number;
 }
 
 /**
@@ -13,7 +15,7 @@ export interface OperationLogOptions {
  * what (operation name and type), what it cost (estimate, SQL statements, rows) and how it ended.
  * Never variables, never credentials.
  */
-export function createOperationLogPlugin({ logger, metrics }: OperationLogOptions): ApolloServerPlugin<Context> {
+export function createOperationLogPlugin({ logger, metrics, slowMs = 1000 }: OperationLogOptions): ApolloServerPlugin<Context> {
   const operationLabel = boundedLabel(500, 'anonymous');
   const clientLabel = boundedLabel(100);
   return {
@@ -33,8 +35,7 @@ export function createOperationLogPlugin({ logger, metrics }: OperationLogOption
             { operation: operationLabel(operationName), type: operation?.operation ?? 'unknown', client: clientLabel(client), partner, outcome },
             seconds,
           );
-          logger.info(
-            {
+          const line = {
               requestId: contextValue?.requestId,
               operation: operationName ?? null,
               type: operation?.operation ?? null,
@@ -47,9 +48,9 @@ export function createOperationLogPlugin({ logger, metrics }: OperationLogOption
               rows: contextValue?.work.rows ?? 0,
               ms: Math.round(seconds * 1000 * 10) / 10,
               outcome,
-            },
-            'operation',
-          );
+          };
+          logger.info(line, 'operation');
+          if (seconds * 1000 > slowMs) logger.warn({ ...line, batches: contextValue?.work.byLoader ?? {} }, 'slow operation');
         },
       };
     },
