@@ -37,6 +37,7 @@ const schema = z
     COST_FLUSH_INTERVAL_MS: positiveInt(30_000),
     SLOW_OPERATION_MS: positiveInt(1_000),
     SLOW_SQL_MS: positiveInt(250),
+    OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
     RESPONSE_CACHE: z.enum(['on', 'off']).default('on'),
     RESPONSE_CACHE_MAX_ENTRIES: positiveInt(10_000),
     RESPONSE_CACHE_MAX_BYTES: positiveInt(64 * 1024 * 1024),
@@ -92,6 +93,8 @@ export interface Config {
   slowOperationMs: number;
   /** Loader batches (one SQL statement each) slower than this are logged with their loader's name. */
   slowSqlMs: number;
+  /** Where spans go over OTLP/HTTP; unset: no tracing, at no cost. */
+  otlpEndpoint?: string;
   /** Whole-operation response cache (and single flight); `off` runs every operation. */
   responseCache: boolean;
   responseCacheMaxEntries: number;
@@ -148,6 +151,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     costFlushIntervalMs: Math.min(e.COST_FLUSH_INTERVAL_MS, 2 ** 31 - 1),
     slowOperationMs: e.SLOW_OPERATION_MS,
     slowSqlMs: e.SLOW_SQL_MS,
+    otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     responseCache: e.RESPONSE_CACHE === 'on',
     responseCacheMaxEntries: e.RESPONSE_CACHE_MAX_ENTRIES,
     responseCacheMaxBytes: e.RESPONSE_CACHE_MAX_BYTES,

@@ -4,6 +4,7 @@ import { migrate } from './db/migrate.js';
 import { isDemoSeeded, seedDemo } from './db/seed.js';
 import { createLogger } from './logger.js';
 import { createApp } from './server/app.js';
+import { startTracing } from './observability/tracing.js';
 
 // The one place that wires everything: config -> database -> migrations (-> first seed) -> server.
 async function main() {
@@ -20,6 +21,8 @@ async function main() {
   const logger = createLogger(config.logLevel);
   if (config.jwtSecretIsDefault) logger.warn('JWT_SECRET is not set: using the fixed development secret (never do this in production)');
 
+  const stopTracing = await startTracing(config.otlpEndpoint);
+  if (config.otlpEndpoint) logger.info({ endpoint: config.otlpEndpoint }, 'exporting traces over OTLP');
   const database = await createDatabase({ ...config, statementTimeoutMs: config.requestTimeoutMs });
   let started = false;
   const app = createApp({ config, database, logger, isStarted: () => started });
@@ -37,6 +40,7 @@ async function main() {
     try {
       await app.stop();
       await database.close();
+      await stopTracing().catch(() => {});
       logger.info('stopped');
       process.exit(0);
     } catch (e) {

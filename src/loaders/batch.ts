@@ -1,5 +1,6 @@
 import DataLoader from 'dataloader';
 import { sql, type SQL } from 'drizzle-orm';
+import { inSpan } from '../observability/tracing.js';
 
 /**
  * An array bound as ONE parameter (`$1::int[]`), so a batch of any size is the same statement text:
@@ -61,11 +62,15 @@ export function loader<K, V>(name: string, batch: (keys: readonly K[]) => Promis
   return new DataLoader<K, V, string | K>(
     async (keys) => {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('the request was cancelled');
-      if (!observe) return batch(keys);
-      const started = performance.now();
-      const results = await batch(keys);
-      observe({ loader: name, keys: keys.length, rows: countRows(results), ms: performance.now() - started });
-      return results;
+      // one span per batch: the loading a resolver waits for, and its one SQL statement
+      return inSpan(`loader ${name}`, { 'foliograph.loader': name, 'foliograph.keys': keys.length, 'db.system': 'postgresql' }, async (span) => {
+        const started = performance.now();
+        const results = await batch(keys);
+        const rows = countRows(results);
+        span.setAttribute('foliograph.rows', rows);
+        observe?.({ loader: name, keys: keys.length, rows, ms: performance.now() - started });
+        return results;
+      });
     },
     {
       name,

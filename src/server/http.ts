@@ -5,6 +5,7 @@ import { withSqlStats, type SqlStats } from '../db/sql-stats.js';
 import type { Context } from '../graphql/context.js';
 import { CodedError, ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { inSpan } from '../observability/tracing.js';
 import type { AuthenticatedPartner } from '../partners/keys.js';
 import type { Admitted, PartnerGate } from '../partners/gate.js';
 
@@ -216,10 +217,13 @@ export function createHttpHandler(options: HttpOptions) {
       const deadline = new AbortController();
       const timer = setTimeout(() => deadline.abort(new DeadlineExceeded(timeoutMs)), timeoutMs);
       const execution = withSqlStats(sql, () =>
-        options.apollo.executeHTTPGraphQLRequest({
-          httpGraphQLRequest: { method: request.method, headers, search: request.search, body: request.body },
-          context: () => options.context({ req, requestId, sql, signal: deadline.signal, partner: request.partner, operationType: request.document?.type }),
-        }),
+        // the operation's span: loader spans nest under it; the operation log plugin names it
+        inSpan('graphql', { 'foliograph.request_id': requestId, ...(request.partner ? { 'foliograph.partner': request.partner.name } : {}) }, () =>
+          options.apollo.executeHTTPGraphQLRequest({
+            httpGraphQLRequest: { method: request.method, headers, search: request.search, body: request.body },
+            context: () => options.context({ req, requestId, sql, signal: deadline.signal, partner: request.partner, operationType: request.document?.type }),
+          }),
+        ),
       );
       running.add(execution);
       void execution.catch(() => {}).finally(() => running.delete(execution));

@@ -1,4 +1,5 @@
 import type { ApolloServerPlugin } from '@apollo/server';
+import { trace } from '@opentelemetry/api';
 import type { Context } from '../graphql/context.js';
 import type { Logger } from '../logger.js';
 import { boundedLabel, type Metrics } from '../observability/metrics.js';
@@ -49,6 +50,9 @@ export function createOperationLogPlugin({ logger, metrics, slowMs = 1000 }: Ope
               ms: Math.round(seconds * 1000 * 10) / 10,
               outcome,
           };
+          const span = trace.getActiveSpan();
+          span?.updateName(`graphql ${operation?.operation ?? 'operation'} ${operationName ?? ''}`.trim());
+          span?.setAttributes({ 'graphql.operation.name': operationName ?? '', 'graphql.operation.type': operation?.operation ?? '', 'foliograph.outcome': outcome, 'foliograph.sql': line.sql, 'foliograph.cost': line.cost ?? 0 });
           logger.info(line, 'operation');
           if (seconds * 1000 > slowMs) logger.warn({ ...line, batches: contextValue?.work.byLoader ?? {} }, 'slow operation');
         },
