@@ -318,6 +318,7 @@ describe('cost recorder', () => {
     keys: Object.values(byLoader).reduce((n, l) => n + l.keys, 0),
     rows,
     loaderMs,
+    models: {},
     byLoader,
   });
 

@@ -13,6 +13,8 @@ export interface WorkStats {
   loaderMs: number;
   /** The same, per loader. */
   byLoader: Record<string, { batches: number; keys: number; rows: number }>;
+  /** On-request model computations (such as portfolio risk), by `model@version`. */
+  models: Record<string, { runs: number; ms: number }>;
 }
 
 /** The operation's estimated cost, once the cost plugin has computed it. */
@@ -38,6 +40,11 @@ export interface Context {
   sql: SqlStats;
   work: WorkStats;
   cost?: CostInfo;
+  /**
+   * Runs and times an on-request model computation: the time goes to the model-duration histogram
+   * (stage `request`) and to the slow-operation log.
+   */
+  timeModel<T>(model: string, version: string, run: () => T): T;
   /** Set by the executor: whose answers these are (null: shared by everyone) and where they are cached. */
   cache?: ResponseCacheScope;
 }
@@ -53,5 +60,5 @@ export interface ResponseCacheScope {
 }
 
 export function newWorkStats(): WorkStats {
-  return { batches: 0, keys: 0, rows: 0, loaderMs: 0, byLoader: {} };
+  return { batches: 0, keys: 0, rows: 0, loaderMs: 0, byLoader: {}, models: {} };
 }

@@ -168,7 +168,19 @@ export function createApp({
       });
       // each partner has its own budget, whoever it acts for
       const caller = partner ? `partner:${partner.id}` : viewer.kind === 'user' ? `user:${viewer.userId}` : `ip:${req.socket.remoteAddress ?? 'unknown'}`;
-      return { requestId, viewer, caller, partner: partner && { id: partner.id, name: partner.name }, db: database.db, sql, work, loaders } satisfies Context;
+      const timeModel = <T>(model: string, version: string, run: () => T): T => {
+        const started = performance.now();
+        try {
+          return run();
+        } finally {
+          const ms = performance.now() - started;
+          metrics.modelDuration.observe({ model, version, stage: 'request' }, ms / 1000);
+          const mine = (work.models[`${model}@${version}`] ??= { runs: 0, ms: 0 });
+          mine.runs++;
+          mine.ms += ms;
+        }
+      };
+      return { requestId, viewer, caller, partner: partner && { id: partner.id, name: partner.name }, db: database.db, sql, work, loaders, timeModel } satisfies Context;
     },
     accepting: isStarted,
     metrics: () => metrics.registry.metrics().then((text) => ({ text, contentType: metrics.registry.contentType })),

@@ -54,7 +54,7 @@ export function createOperationLogPlugin({ logger, metrics, slowMs = 1000 }: Ope
           span?.updateName(`graphql ${operation?.operation ?? 'operation'} ${operationName ?? ''}`.trim());
           span?.setAttributes({ 'graphql.operation.name': operationName ?? '', 'graphql.operation.type': operation?.operation ?? '', 'foliograph.outcome': outcome, 'foliograph.sql': line.sql, 'foliograph.cost': line.cost ?? 0 });
           logger.info(line, 'operation');
-          if (seconds * 1000 > slowMs) logger.warn({ ...line, batches: contextValue?.work.byLoader ?? {} }, 'slow operation');
+          if (seconds * 1000 > slowMs) logger.warn({ ...line, batches: contextValue?.work.byLoader ?? {}, models: contextValue?.work.models ?? {} }, 'slow operation');
         },
       };
     },
