@@ -20,6 +20,7 @@ const schema = z
     READ_REPLICA_URLS: csv,
     REDIS_URL: z.string().url().optional(),
     DB_POOL_MAX: positiveInt(10),
+    DB_QUEUE_MAX: positiveInt(100),
     JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
     CORS_ORIGINS: csv,
     MAX_DEPTH: positiveInt(12),
@@ -36,7 +37,9 @@ const schema = z
     APQ_MAX_BYTES: positiveInt(16 * 1024 * 1024),
     COST_FLUSH_INTERVAL_MS: positiveInt(30_000),
     SLOW_OPERATION_MS: positiveInt(1_000),
-    SLOW_SQL_MS: positiveInt(250),
+    SLOW_SQL_MS: z.coerce.number().int().min(0).default(250),
+    SLOW_SQL_PLAN_MS: z.coerce.number().int().min(0).default(1000),
+    SLOW_SQL_PLAN_SAMPLE: z.coerce.number().min(0).max(1).default(0.1),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
     RESPONSE_CACHE: z.enum(['on', 'off']).default('on'),
     RESPONSE_CACHE_MAX_ENTRIES: positiveInt(10_000),
@@ -64,6 +67,8 @@ export interface Config {
   readReplicaUrls: string[];
   redisUrl?: string;
   dbPoolMax: number;
+  /** When more statements than this wait for a database connection, new requests are shed (503 OVERLOADED). */
+  dbQueueMax: number;
   jwtSecret: string;
   /** True when JWT_SECRET was not set and the development secret is in use. */
   jwtSecretIsDefault: boolean;
@@ -93,6 +98,9 @@ export interface Config {
   slowOperationMs: number;
   /** Loader batches (one SQL statement each) slower than this are logged with their loader's name. */
   slowSqlMs: number;
+  /** Slow SQL above this also has its plan logged, for a sample (slowSqlPlanSample, 0–1) of the batches. */
+  slowSqlPlanMs: number;
+  slowSqlPlanSample: number;
   /** Where spans go over OTLP/HTTP; unset: no tracing, at no cost. */
   otlpEndpoint?: string;
   /** Whole-operation response cache (and single flight); `off` runs every operation. */
@@ -132,6 +140,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     readReplicaUrls: e.READ_REPLICA_URLS,
     redisUrl: e.REDIS_URL,
     dbPoolMax: e.DB_POOL_MAX,
+    dbQueueMax: e.DB_QUEUE_MAX,
     jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
     jwtSecretIsDefault: !e.JWT_SECRET,
     corsOrigins: e.CORS_ORIGINS,
@@ -151,6 +160,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     costFlushIntervalMs: Math.min(e.COST_FLUSH_INTERVAL_MS, 2 ** 31 - 1),
     slowOperationMs: e.SLOW_OPERATION_MS,
     slowSqlMs: e.SLOW_SQL_MS,
+    slowSqlPlanMs: e.SLOW_SQL_PLAN_MS,
+    slowSqlPlanSample: e.SLOW_SQL_PLAN_SAMPLE,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     responseCache: e.RESPONSE_CACHE === 'on',
     responseCacheMaxEntries: e.RESPONSE_CACHE_MAX_ENTRIES,

@@ -91,6 +91,68 @@ describe('observability', () => {
     }
   });
 
+  it('logs slow SQL with its statement and, above the plan threshold, its plan; never its parameters', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        for (const text of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(text));
+        done();
+      },
+    });
+    // every batch is slow and every slow batch is explained here
+    const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, SLOW_SQL_MS: '0', SLOW_SQL_PLAN_MS: '0', SLOW_SQL_PLAN_SAMPLE: '1', RESPONSE_CACHE: 'off', HOT_CACHE_TTL_MS: '0' });
+    const app = createApp({ config, database, logger: pino({ level: 'info' }, sink) });
+    const url = await app.listen(0, '127.0.0.1');
+    try {
+      await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: 'query Quote($s: String!) { instrument(symbol: $s) { symbol } }', variables: { s: symbol } }),
+      });
+      const slow = lines.find((l) => l.msg === 'slow sql' && l.loader === 'instrumentBySymbol');
+      expect(slow?.sql).toEqual([expect.stringMatching(/^select .*from "?instruments"?/i)]);
+      // the plan comes a moment later, from its own EXPLAIN
+      for (let i = 0; i < 100 && !lines.some((l) => l.msg === 'slow sql plan'); i++) await new Promise((r) => setTimeout(r, 20));
+      const plan = lines.find((l) => l.msg === 'slow sql plan');
+      expect(plan).toMatchObject({ loader: 'instrumentBySymbol' });
+      expect((plan?.plan as string[]).join('\n')).toMatch(/Scan/);
+      expect(JSON.stringify(lines)).not.toContain(symbol);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('sheds requests with a fast 503 while too many statements wait for a connection, and counts them', async () => {
+    const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, DB_QUEUE_MAX: '1', RESPONSE_CACHE: 'off' });
+    const app = createApp({ config, database, logger: pino({ level: 'silent' }) });
+    const url = await app.listen(0, '127.0.0.1');
+    const { pool } = database;
+    // hold every connection, and put one statement in line behind them
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const holders = Array.from({ length: pool.permits + 1 }, () => pool.run(() => held));
+    try {
+      await new Promise((r) => setImmediate(r));
+      expect(pool.waiting).toBe(1);
+      const statementsBefore = sample(await app.metrics.registry.metrics(), 'foliograph_sql_statements_total');
+      const shed = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ instruments { totalCount } }' }) });
+      expect(shed.status).toBe(503);
+      expect(shed.headers.get('retry-after')).toBe('1');
+      expect(((await shed.json()) as { errors: { extensions: unknown }[] }).errors[0].extensions).toMatchObject({ code: 'OVERLOADED', reason: 'db_queue' });
+      const text = await app.metrics.registry.metrics();
+      expect(sample(text, 'foliograph_shed_requests_total', { reason: 'db_queue' })).toBe(1);
+      expect(sample(text, 'foliograph_graphql_errors_total', { code: 'OVERLOADED' })).toBe(1);
+      expect(sample(text, 'foliograph_sql_statements_total')).toBe(statementsBefore);
+      release();
+      await Promise.all(holders);
+      const served = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ instruments { totalCount } }' }) });
+      expect(served.status).toBe(200);
+    } finally {
+      release();
+      await app.stop();
+    }
+  });
+
   // Only PostgreSQL can go away and come back; PGlite lives in the process.
   it.skipIf(!onPostgres)('follows a database that goes away and comes back, without a restart', async () => {
     const name = new URL(database.url!).pathname.slice(1);

@@ -5,6 +5,8 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import postgres from 'postgres';
 import type { Config } from '../config.js';
+import { hostname } from 'node:os';
+import { createPoolGate, gatePgliteClient, gatePostgresClient, type PoolGate } from './gate.js';
 import { lockDataDir } from './pglite-lock.js';
 import * as schema from './schema.js';
 import { sqlStatsLogger } from './sql-stats.js';
@@ -17,8 +19,12 @@ export interface Database {
   driver: 'pglite' | 'postgres';
   /** Answers when the database can run a statement; throws otherwise. */
   ping(): Promise<void>;
-  /** This process's connections by state, as the database sees them (PGlite: its one connection). */
-  connections(): Promise<{ inUse: number; idle: number }>;
+  /** The gate every statement of this process passes: permits in use, statements waiting, waits. */
+  pool: PoolGate;
+  /** This process's idle connections, as the database sees them (PGlite: its one connection when free). */
+  idleConnections(): Promise<number>;
+  /** The plan PostgreSQL would choose for a statement (EXPLAIN, not run), one line per element. */
+  explain(query: string, params: unknown[]): Promise<string[]>;
   /** Calls `onMessage` with every NOTIFY payload on `channel` (from any process); resolves to stop. */
   listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
   /** Runs `fn` holding a cluster-wide lock (migrations by several instances at once). */
@@ -42,29 +48,39 @@ const MIGRATION_LOCK = 0x466f6c69;
 
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
+    // host and pid tell this process's connections from other instances' in pg_stat_activity
+    // (63 bytes is PostgreSQL's limit for a name)
+    const applicationName = `foliograph:${hostname()}:${process.pid}`.slice(-63);
     const client = postgres(options.databaseUrl, {
       max: options.dbPoolMax,
       idle_timeout: 30,
       connect_timeout: 10,
       onnotice: () => {},
       connection: {
-        // the pid tells this process's connections from other instances' in pg_stat_activity
-        application_name: `foliograph:${process.pid}`,
+        application_name: applicationName,
         ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
       },
     });
-    const db = drizzlePostgres(client, { schema, logger: sqlStatsLogger }) as unknown as Db;
+    const pool = createPoolGate(options.dbPoolMax);
+    const db = drizzlePostgres(gatePostgresClient(client, pool), { schema, logger: sqlStatsLogger }) as unknown as Db;
+    // The pool's idle connections are read over a connection of their own, so that a scrape of
+    // /metrics never waits in the line it is measuring; it closes when scrapes stop.
+    let stats: postgres.Sql | undefined;
     return {
       db,
       driver: 'postgres',
+      pool,
       async ping() {
         await client`select 1`;
       },
-      async connections() {
-        const [row] = await client`select count(*) filter (where state <> 'idle')::int as in_use, count(*) filter (where state = 'idle')::int as idle
-          from pg_stat_activity where application_name = ${`foliograph:${process.pid}`} and pid <> pg_backend_pid()`;
-        // this query's own connection is busy answering it: count it as idle
-        return { inUse: Number(row.in_use), idle: Number(row.idle) + 1 };
+      async explain(query, params) {
+        const plan = await pool.run(async () => await client.unsafe<{ 'QUERY PLAN': string }[]>(`explain ${query}`, params as postgres.ParameterOrJSON<never>[]));
+        return plan.map((r) => r['QUERY PLAN']);
+      },
+      async idleConnections() {
+        stats ??= postgres(options.databaseUrl!, { max: 1, idle_timeout: 60, connect_timeout: 5, onnotice: () => {}, connection: { application_name: `${applicationName}:stats`.slice(-63), statement_timeout: 2000 } });
+        const [row] = await stats`select count(*)::int as idle from pg_stat_activity where application_name = ${applicationName} and state = 'idle'`;
+        return Number(row.idle);
       },
       async listen(channel, onMessage) {
         // postgres.js keeps one extra connection for LISTEN and re-listens after reconnecting
@@ -72,17 +88,19 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         return unlisten;
       },
       async exclusive(fn) {
-        const lock = await client.reserve();
+        // the lock lives on a connection of its own: taken from the pool, it could leave none for
+        // the work it guards (with DB_POOL_MAX=1, none at all)
+        const lock = postgres(options.databaseUrl!, { max: 1, connect_timeout: 10, onnotice: () => {}, connection: { application_name: `${applicationName}:lock`.slice(-63) } });
         try {
           await lock`select pg_advisory_lock(${MIGRATION_LOCK})`;
           return await fn();
         } finally {
           await lock`select pg_advisory_unlock(${MIGRATION_LOCK})`.catch(() => {});
-          lock.release();
+          await lock.end({ timeout: 5 });
         }
       },
       async close() {
-        await client.end({ timeout: 5 });
+        await Promise.all([client.end({ timeout: 5 }), stats?.end({ timeout: 1 })]);
       },
     };
   }
@@ -96,15 +114,22 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     release();
     throw e;
   }
-  const db = drizzlePglite(client, { schema, logger: sqlStatsLogger }) as unknown as Db;
+  // PGlite runs one statement at a time; its gate makes the line in front of it visible
+  const pool = createPoolGate(1);
+  const db = drizzlePglite(gatePgliteClient(client, pool), { schema, logger: sqlStatsLogger }) as unknown as Db;
   return {
     db,
     driver: 'pglite',
+    pool,
     async ping() {
       await client.query('select 1');
     },
-    async connections() {
-      return { inUse: 0, idle: 1 };
+    async explain(query, params) {
+      const plan = await pool.run(() => client.query<{ 'QUERY PLAN': string }>(`explain ${query}`, params));
+      return plan.rows.map((r) => r['QUERY PLAN']);
+    },
+    async idleConnections() {
+      return pool.active === 0 ? 1 : 0;
     },
     async listen(channel, onMessage) {
       const stop = await client.listen(channel, onMessage);

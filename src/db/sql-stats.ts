@@ -6,6 +6,8 @@ export interface SqlStats {
   statements: number;
   /** When present, every statement's text and parameters are appended (e.g. to EXPLAIN them). */
   capture?: { query: string; params: unknown[] }[];
+  /** The unit of work this one is part of (a loader batch within a request): counted there too. */
+  parent?: SqlStats;
 }
 
 const current = new AsyncLocalStorage<SqlStats>();
@@ -14,6 +16,15 @@ let total = 0;
 /** Runs `fn` with its own statement counter; everything it awaits is counted there. */
 export function withSqlStats<T>(stats: SqlStats, fn: () => T): T {
   return current.run(stats, fn);
+}
+
+/**
+ * Runs `fn` as a part of the current unit of work, capturing the statements it sends (a loader
+ * batch's SQL, for the slow-SQL log); they still count for the whole unit.
+ */
+export function withStatementCapture<T>(fn: () => Promise<T>): Promise<{ result: T; statements: { query: string; params: unknown[] }[] }> {
+  const part: SqlStats = { statements: 0, capture: [], parent: current.getStore() };
+  return current.run(part, async () => ({ result: await fn(), statements: part.capture! }));
 }
 
 /** Statements sent by this process since it started (all units of work together). */
@@ -28,9 +39,9 @@ export function totalStatements(): number {
 export const sqlStatsLogger: Logger = {
   logQuery(query, params) {
     total++;
-    const stats = current.getStore();
-    if (!stats) return;
-    stats.statements++;
-    stats.capture?.push({ query, params });
+    for (let stats = current.getStore(); stats; stats = stats.parent) {
+      stats.statements++;
+      stats.capture?.push({ query, params });
+    }
   },
 };

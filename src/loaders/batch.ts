@@ -1,5 +1,6 @@
 import DataLoader from 'dataloader';
 import { sql, type SQL } from 'drizzle-orm';
+import { withStatementCapture } from '../db/sql-stats.js';
 import { inSpan } from '../observability/tracing.js';
 
 /**
@@ -30,6 +31,8 @@ export interface BatchEvent {
   keys: number;
   rows: number;
   ms: number;
+  /** The statements the batch sent (none when a shared cache answered), for the slow-SQL log. */
+  statements: { query: string; params: unknown[] }[];
 }
 
 /** Observes each batch a loader dispatches, e.g. for a request's actual cost, metrics or slow logs. */
@@ -65,10 +68,10 @@ export function loader<K, V>(name: string, batch: (keys: readonly K[]) => Promis
       // one span per batch: the loading a resolver waits for, and its one SQL statement
       return inSpan(`loader ${name}`, { 'foliograph.loader': name, 'foliograph.keys': keys.length, 'db.system': 'postgresql' }, async (span) => {
         const started = performance.now();
-        const results = await batch(keys);
+        const { result: results, statements } = await withStatementCapture(() => batch(keys));
         const rows = countRows(results);
         span.setAttribute('foliograph.rows', rows);
-        observe?.({ loader: name, keys: keys.length, rows, ms: performance.now() - started });
+        observe?.({ loader: name, keys: keys.length, rows, ms: performance.now() - started, statements });
         return results;
       });
     },

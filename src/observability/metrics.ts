@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PoolGate } from '../db/gate.js';
 import { totalStatements } from '../db/sql-stats.js';
 
 /**
@@ -7,10 +8,10 @@ import { totalStatements } from '../db/sql-stats.js';
  */
 export interface MetricsOptions {
   defaultMetrics?: boolean;
-  /** Reads the database's connections of this process by state (in use, idle), at scrape time. */
-  poolConnections?: () => Promise<{ inUse: number; idle: number }>;
-  /** Most connections this process opens (DB_POOL_MAX). */
-  poolMax?: number;
+  /** The gate in front of the database pool: statements running and waiting, and every wait. */
+  pool?: PoolGate;
+  /** This process's idle database connections as the database sees them, read at scrape time. */
+  idleConnections?: () => Promise<number>;
 }
 
 export function createMetrics(options: MetricsOptions = {}) {
@@ -91,26 +92,40 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [1, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 50_000, 100_000],
     registers: [registry],
   });
+  const pool = options.pool;
   new Gauge({
     name: 'foliograph_db_pool_connections',
-    help: "This process's database connections by state (in_use: running a statement or in a transaction; idle), as PostgreSQL sees them",
+    help: "This process's database connections by state: in_use (running a statement or a transaction), idle (open, as PostgreSQL sees them), waiting (statements queued for a connection)",
     labelNames: ['state'] as const,
     registers: [registry],
     async collect() {
-      if (!options.poolConnections) return;
-      const seen = await options.poolConnections().catch(() => null);
-      if (!seen) return;
-      this.set({ state: 'in_use' }, seen.inUse);
-      this.set({ state: 'idle' }, seen.idle);
+      if (!pool) return;
+      this.set({ state: 'in_use' }, pool.active);
+      this.set({ state: 'waiting' }, pool.waiting);
+      const idle = await options.idleConnections?.().catch(() => null);
+      if (idle !== null && idle !== undefined) this.set({ state: 'idle' }, idle);
     },
   });
   new Gauge({
     name: 'foliograph_db_pool_max',
-    help: 'Most database connections this process opens (DB_POOL_MAX)',
+    help: 'Most database connections this process uses at once (DB_POOL_MAX; 1 on PGlite)',
     registers: [registry],
     collect() {
-      this.set(options.poolMax ?? 1);
+      this.set(pool?.permits ?? 1);
     },
+  });
+  const poolWait = new Histogram({
+    name: 'foliograph_db_pool_wait_seconds',
+    help: 'Time a statement or transaction waited for a database connection (0 when one was free)',
+    buckets: [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  pool?.onWait((seconds) => poolWait.observe(seconds));
+  const shed = new Counter({
+    name: 'foliograph_shed_requests_total',
+    help: 'Requests answered OVERLOADED (503) before running, by reason (db_queue: too many statements waiting for a connection; starting)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
   });
   const ready = new Gauge({
     name: 'foliograph_ready',
@@ -124,7 +139,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
   });
-  return { registry, ready, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
+  return { registry, ready, shed, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

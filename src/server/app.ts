@@ -25,6 +25,7 @@ import { hasGrant } from '../partners/keys.js';
 import { createRedisKeyValueCache } from './redisCache.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { createOperationLogPlugin } from './operationLog.js';
+import { createSlowSqlLog } from '../observability/slow-sql.js';
 import { createResponseStore, type ResponseStore } from '../cache/store.js';
 import { createEnvelopGateway } from './executor.js';
 import { createHotCache } from '../cache/hot.js';
@@ -65,7 +66,7 @@ export function createApp({
   logger,
   isStarted = () => true,
   budget,
-  metrics = createMetrics({ poolConnections: () => database.connections(), poolMax: database.driver === 'pglite' ? 1 : config.dbPoolMax }),
+  metrics = createMetrics({ pool: database.pool, idleConnections: () => database.idleConnections() }),
 }: AppOptions): App {
   const httpServer = createServer();
   const schema = buildSchema();
@@ -129,6 +130,14 @@ export function createApp({
   }
   let readiness: NodeJS.Timeout | undefined;
 
+  const slowSql = createSlowSqlLog({
+    logger,
+    explain: (query, params) => database.explain(query, params),
+    slowMs: config.slowSqlMs,
+    planMs: config.slowSqlPlanMs,
+    planSample: config.slowSqlPlanSample,
+  });
+
   const handler = createHttpHandler({
     apollo,
     logger,
@@ -136,6 +145,10 @@ export function createApp({
     timeoutMs: config.requestTimeoutMs,
     gate,
     onRefusal: (code) => metrics.errors.inc({ code }),
+    // a long line for database connections means the database is saturated: more requests would
+    // only wait longer, so they are answered 503 at once until the line shortens
+    shed: () => (database.pool.waiting >= config.dbQueueMax ? 'db_queue' : null),
+    onShed: (reason) => metrics.shed.inc({ reason }),
     onResponse: (route, method, status, seconds) => metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
     async context({ req, requestId, sql, signal, partner, operationType }) {
       let viewer = await viewerFromHeaders(req.headers.authorization, config.jwtSecret);
@@ -152,9 +165,10 @@ export function createApp({
         defaultModel: config.forecastDefaultModel,
         signal,
         hot,
-        observe({ loader, keys, rows, ms }) {
+        observe(event) {
+          const { loader, keys, rows, ms } = event;
           metrics.loaderBatchDuration.observe({ loader }, ms / 1000);
-          if (ms > config.slowSqlMs) logger.warn({ requestId, loader, keys, rows, ms: Math.round(ms) }, 'slow sql');
+          slowSql(requestId, event);
           metrics.loaderBatchSize.observe({ loader }, keys);
           work.batches++;
           work.keys += keys;

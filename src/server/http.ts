@@ -24,8 +24,12 @@ export interface HttpOptions {
   }) => Promise<Context>;
   /** Told of every finished response: its route (a known path, else "other"), method, status and time. */
   onResponse?: (route: string, method: string, status: number, seconds: number) => void;
-  /** Told of every request refused before Apollo (its error code), e.g. for metrics. */
+  /** Told of every request refused before Apollo or cut short (its error code), e.g. for metrics. */
   onRefusal?: (code: string) => void;
+  /** Load shedding: a reason to answer OVERLOADED (503) at once, or null to go on. */
+  shed?: () => string | null;
+  /** Told of every request shed, with the reason (`starting` while start-up work runs). */
+  onShed?: (reason: string) => void;
   /** Admission before Apollo: API keys, trusted documents, persisted-query hashes. */
   gate?: PartnerGate;
   /** An operation still running after this is answered DEADLINE_EXCEEDED (504) and its loaders stop. */
@@ -159,9 +163,13 @@ export function createHttpHandler(options: HttpOptions) {
         sendError(res, 404, `no such endpoint: ${url.pathname.slice(0, 100)}; GraphQL is at /graphql`, 'NOT_FOUND');
         return;
       }
-      if (!options.accepting()) {
+      const shedReason = options.accepting() ? (options.shed?.() ?? null) : 'starting';
+      if (shedReason) {
+        options.onShed?.(shedReason);
+        options.onRefusal?.(ErrorCode.OVERLOADED);
         res.setHeader('retry-after', '1');
-        sendError(res, 503, 'the server is starting: retry in a moment', 'OVERLOADED');
+        const message = shedReason === 'starting' ? 'the server is starting: retry in a moment' : 'the server is overloaded: retry in a moment';
+        sendError(res, 503, message, ErrorCode.OVERLOADED, { reason: shedReason });
         return;
       }
       if (req.method !== 'GET' && req.method !== 'POST') {
@@ -233,6 +241,7 @@ export function createHttpHandler(options: HttpOptions) {
         // The operation goes on only until its next loader batch (which refuses to start) or until
         // PostgreSQL's statement_timeout stops its current statement; its answer is dropped.
         execution.catch(() => {});
+        options.onRefusal?.(ErrorCode.DEADLINE_EXCEEDED);
         sendError(res, 504, `the operation ran longer than its deadline of ${timeoutMs} ms and was cancelled`, ErrorCode.DEADLINE_EXCEEDED, { limit: timeoutMs });
         return;
       }
@@ -253,6 +262,7 @@ export function createHttpHandler(options: HttpOptions) {
         return;
       }
       options.logger.error({ err: e, requestId }, 'request failed outside GraphQL');
+      options.onRefusal?.(ErrorCode.INTERNAL_SERVER_ERROR);
       if (!res.headersSent) sendError(res, 500, 'Internal server error', 'INTERNAL_SERVER_ERROR', { requestId });
       else res.destroy();
     }

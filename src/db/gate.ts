@@ -1,0 +1,107 @@
+/**
+ * The database pool's front door: at most `permits` statements (or transactions) of this process
+ * run at once, the rest wait here in arrival order. The driver has a queue of its own, but it is
+ * invisible; this one is counted, so the metrics show connections in use, statements waiting and
+ * how long they waited, and the server can shed new requests (a fast 503) when the line is long
+ * instead of letting it grow until every request times out.
+ */
+export interface PoolGate {
+  /** Runs `fn` once a permit is free, holding it until `fn` settles. */
+  run<T>(fn: () => Promise<T>): Promise<T>;
+  /** Most statements running at once (DB_POOL_MAX). */
+  readonly permits: number;
+  /** Statements or transactions running now. */
+  readonly active: number;
+  /** Statements waiting for a permit now. */
+  readonly waiting: number;
+  /** Calls `listener` with every wait for a permit, in seconds (0 when one was free); returns an unsubscribe. */
+  onWait(listener: (seconds: number) => void): () => void;
+}
+
+export function createPoolGate(permits: number): PoolGate {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  const listeners = new Set<(seconds: number) => void>();
+  const report = (seconds: number) => {
+    for (const listener of listeners) listener(seconds);
+  };
+  const release = () => {
+    const next = queue.shift();
+    // the permit passes straight to the next in line, so a newcomer cannot overtake it
+    if (next) next();
+    else active--;
+  };
+  return {
+    permits,
+    get active() {
+      return active;
+    },
+    get waiting() {
+      return queue.length;
+    },
+    onWait(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async run<T>(fn: () => Promise<T>): Promise<T> {
+      if (active < permits) {
+        active++;
+        report(0);
+      } else {
+        const queued = performance.now();
+        await new Promise<void>((resolve) => queue.push(resolve));
+        report((performance.now() - queued) / 1000);
+      }
+      try {
+        return await fn();
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+/**
+ * A postgres.js client whose statements and transactions go through the gate. Drizzle sends every
+ * statement with `unsafe(text, params)` (awaited, sometimes after `.values()`) and every transaction
+ * with `begin`; statements inside a transaction use the transaction's own client and its permit.
+ */
+export function gatePostgresClient<C extends object>(client: C, gate: PoolGate): C {
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      if (property === 'unsafe') {
+        return (...args: unknown[]) => {
+          // postgres.js queries are lazy: nothing is sent until the query is awaited
+          const query = (target as unknown as { unsafe: (...a: unknown[]) => PromiseLike<unknown> & { values(): unknown } }).unsafe(...args);
+          const gated = {
+            values() {
+              query.values();
+              return gated;
+            },
+            then<R1, R2>(onFulfilled?: (value: unknown) => R1 | PromiseLike<R1>, onRejected?: (reason: unknown) => R2 | PromiseLike<R2>) {
+              return gate.run(async () => await query).then(onFulfilled, onRejected);
+            },
+          };
+          return gated;
+        };
+      }
+      if (property === 'begin') {
+        return (...args: unknown[]) => gate.run(() => (target as unknown as { begin: (...a: unknown[]) => Promise<unknown> }).begin(...args));
+      }
+      return Reflect.get(target, property, receiver) as unknown;
+    },
+  });
+}
+
+/** The same for PGlite, whose one connection drizzle uses through `query` and `transaction`. */
+export function gatePgliteClient<C extends object>(client: C, gate: PoolGate): C {
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      if (property === 'query' || property === 'transaction') {
+        const method = Reflect.get(target, property, receiver) as (...a: unknown[]) => Promise<unknown>;
+        return (...args: unknown[]) => gate.run(() => method.apply(target, args));
+      }
+      return Reflect.get(target, property, receiver) as unknown;
+    },
+  });
+}

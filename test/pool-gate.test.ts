@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import { createPoolGate } from '../src/db/gate.js';
+import { createMetrics } from '../src/observability/metrics.js';
+import { createTestDatabase } from './helpers/db.js';
+
+/** A promise and the function that settles it: a statement the test holds open. */
+function held() {
+  let release!: () => void;
+  const done = new Promise<void>((resolve) => (release = resolve));
+  return { done, release };
+}
+
+describe('the pool gate', () => {
+  it('runs at most its permits at once, the rest in arrival order, and reports every wait', async () => {
+    const gate = createPoolGate(2);
+    const waits: number[] = [];
+    gate.onWait((s) => waits.push(s));
+    const holds = [held(), held(), held(), held()];
+    const order: number[] = [];
+    const runs = holds.map((h, i) =>
+      gate.run(async () => {
+        order.push(i);
+        await h.done;
+      }),
+    );
+    await Promise.resolve();
+    expect([gate.active, gate.waiting]).toEqual([2, 2]);
+    expect(order).toEqual([0, 1]);
+    holds[1].release();
+    await runs[1];
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual([0, 1, 2]);
+    expect([gate.active, gate.waiting]).toEqual([2, 1]);
+    for (const h of holds) h.release();
+    await Promise.all(runs);
+    expect([gate.active, gate.waiting]).toEqual([0, 0]);
+    expect(waits).toHaveLength(4);
+    expect(waits.filter((w) => w === 0)).toHaveLength(2);
+  });
+
+  it('releases its permit when the work fails', async () => {
+    const gate = createPoolGate(1);
+    await expect(gate.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    expect(gate.active).toBe(0);
+    await expect(gate.run(async () => 'ok')).resolves.toBe('ok');
+  });
+
+  it('feeds the pool metrics: connections in use and waiting, and the wait histogram', async () => {
+    const gate = createPoolGate(1);
+    const metrics = createMetrics({ defaultMetrics: false, pool: gate, idleConnections: async () => 3 });
+    const h = [held(), held()];
+    const runs = h.map((x) => gate.run(() => x.done));
+    await Promise.resolve();
+    const during = await metrics.registry.metrics();
+    expect(during).toContain('foliograph_db_pool_connections{state="in_use"} 1');
+    expect(during).toContain('foliograph_db_pool_connections{state="waiting"} 1');
+    expect(during).toContain('foliograph_db_pool_connections{state="idle"} 3');
+    expect(during).toContain('foliograph_db_pool_max 1');
+    h[0].release();
+    h[1].release();
+    await Promise.all(runs);
+    const after = await metrics.registry.metrics();
+    expect(after).toContain('foliograph_db_pool_wait_seconds_count 2');
+    expect(Number(/foliograph_db_pool_wait_seconds_sum (\S+)/.exec(after)?.[1])).toBeGreaterThan(0);
+  });
+
+  it('stands in front of the database: statements beyond the pool wait in its line, transactions hold a permit', async () => {
+    const database = await createTestDatabase({ poolMax: 1 });
+    const tx = held();
+    try {
+      const gate = database.pool;
+      const waits: number[] = [];
+      gate.onWait((s) => waits.push(s));
+      const inTx = held();
+      const transaction = database.db.transaction(async (t) => {
+        await t.execute(sql`select 1`);
+        inTx.release();
+        await tx.done;
+      });
+      await inTx.done;
+      expect(gate.active).toBe(1);
+      // drizzle's queries are lazy: awaiting (then) sends them
+      const statement = Promise.resolve(database.db.execute(sql`select 2 as two`));
+      await new Promise((r) => setTimeout(r, 20));
+      expect(gate.waiting).toBe(1);
+      tx.release();
+      await transaction;
+      await statement;
+      expect([gate.active, gate.waiting]).toEqual([0, 0]);
+      expect(waits.length).toBe(2);
+      expect(waits[1]).toBeGreaterThan(0);
+    } finally {
+      tx.release();
+      await database.destroy();
+    }
+  });
+});
