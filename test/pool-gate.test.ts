@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { createPoolGate } from '../src/db/gate.js';
+import { createPoolGate, statementKind } from '../src/db/gate.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { createTestDatabase } from './helpers/db.js';
 
@@ -63,6 +63,35 @@ describe('the pool gate', () => {
     const after = await metrics.registry.metrics();
     expect(after).toContain('foliograph_db_pool_wait_seconds_count 2');
     expect(Number(/foliograph_db_pool_wait_seconds_sum (\S+)/.exec(after)?.[1])).toBeGreaterThan(0);
+  });
+
+  it('names a statement by its first keyword, with a bounded set of kinds', () => {
+    expect(['select 1', '  WITH x as (select 1) select * from x', 'insert into t values (1)', 'UPDATE t set a = 1', 'delete from t', '(select 1)', 'explain select 1', 'vacuum'].map(statementKind)).toEqual([
+      'select',
+      'select',
+      'insert',
+      'update',
+      'delete',
+      'select',
+      'other',
+      'other',
+    ]);
+  });
+
+  it('times statements by kind and transactions as a whole in the SQL duration histogram', async () => {
+    const database = await createTestDatabase();
+    try {
+      const metrics = createMetrics({ defaultMetrics: false, pool: database.pool });
+      await database.db.execute(sql`select 1`);
+      await database.db.transaction(async (t) => {
+        await t.execute(sql`select 2`);
+      });
+      const text = await metrics.registry.metrics();
+      expect(text).toContain('foliograph_sql_duration_seconds_count{kind="select"} 1');
+      expect(text).toContain('foliograph_sql_duration_seconds_count{kind="transaction"} 1');
+    } finally {
+      await database.destroy();
+    }
   });
 
   it('stands in front of the database: statements beyond the pool wait in its line, transactions hold a permit', async () => {

@@ -5,9 +5,19 @@
  * how long they waited, and the server can shed new requests (a fast 503) when the line is long
  * instead of letting it grow until every request times out.
  */
+/** What a permit was held for: a statement by its first keyword, or a whole transaction. */
+export type StatementKind = 'select' | 'insert' | 'update' | 'delete' | 'transaction' | 'other';
+
+export function statementKind(text: string): StatementKind {
+  const word = /^\s*\(?\s*(\w+)/.exec(text)?.[1]?.toLowerCase();
+  // a WITH … is counted as a select: our CTE statements read (writes use insert/update directly)
+  if (word === 'with') return 'select';
+  return word === 'select' || word === 'insert' || word === 'update' || word === 'delete' ? word : 'other';
+}
+
 export interface PoolGate {
-  /** Runs `fn` once a permit is free, holding it until `fn` settles. */
-  run<T>(fn: () => Promise<T>): Promise<T>;
+  /** Runs `fn` once a permit is free, holding it until `fn` settles; `kind` labels its duration. */
+  run<T>(fn: () => Promise<T>, kind?: StatementKind): Promise<T>;
   /** Most statements running at once (DB_POOL_MAX). */
   readonly permits: number;
   /** Statements or transactions running now. */
@@ -16,12 +26,15 @@ export interface PoolGate {
   readonly waiting: number;
   /** Calls `listener` with every wait for a permit, in seconds (0 when one was free); returns an unsubscribe. */
   onWait(listener: (seconds: number) => void): () => void;
+  /** Calls `listener` with how long each permit was held (the statement's or transaction's time). */
+  onDone(listener: (kind: StatementKind, seconds: number) => void): () => void;
 }
 
 export function createPoolGate(permits: number): PoolGate {
   let active = 0;
   const queue: (() => void)[] = [];
   const listeners = new Set<(seconds: number) => void>();
+  const doneListeners = new Set<(kind: StatementKind, seconds: number) => void>();
   const report = (seconds: number) => {
     for (const listener of listeners) listener(seconds);
   };
@@ -43,7 +56,11 @@ export function createPoolGate(permits: number): PoolGate {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    async run<T>(fn: () => Promise<T>): Promise<T> {
+    onDone(listener) {
+      doneListeners.add(listener);
+      return () => doneListeners.delete(listener);
+    },
+    async run<T>(fn: () => Promise<T>, kind: StatementKind = 'other'): Promise<T> {
       if (active < permits) {
         active++;
         report(0);
@@ -52,10 +69,13 @@ export function createPoolGate(permits: number): PoolGate {
         await new Promise<void>((resolve) => queue.push(resolve));
         report((performance.now() - queued) / 1000);
       }
+      const started = performance.now();
       try {
         return await fn();
       } finally {
         release();
+        const seconds = (performance.now() - started) / 1000;
+        for (const listener of doneListeners) listener(kind, seconds);
       }
     },
   };
@@ -79,14 +99,14 @@ export function gatePostgresClient<C extends object>(client: C, gate: PoolGate):
               return gated;
             },
             then<R1, R2>(onFulfilled?: (value: unknown) => R1 | PromiseLike<R1>, onRejected?: (reason: unknown) => R2 | PromiseLike<R2>) {
-              return gate.run(async () => await query).then(onFulfilled, onRejected);
+              return gate.run(async () => await query, statementKind(String(args[0]))).then(onFulfilled, onRejected);
             },
           };
           return gated;
         };
       }
       if (property === 'begin') {
-        return (...args: unknown[]) => gate.run(() => (target as unknown as { begin: (...a: unknown[]) => Promise<unknown> }).begin(...args));
+        return (...args: unknown[]) => gate.run(() => (target as unknown as { begin: (...a: unknown[]) => Promise<unknown> }).begin(...args), 'transaction');
       }
       return Reflect.get(target, property, receiver) as unknown;
     },
@@ -99,7 +119,7 @@ export function gatePgliteClient<C extends object>(client: C, gate: PoolGate): C
     get(target, property, receiver) {
       if (property === 'query' || property === 'transaction') {
         const method = Reflect.get(target, property, receiver) as (...a: unknown[]) => Promise<unknown>;
-        return (...args: unknown[]) => gate.run(() => method.apply(target, args));
+        return (...args: unknown[]) => gate.run(() => method.apply(target, args), property === 'transaction' ? 'transaction' : statementKind(String(args[0])));
       }
       return Reflect.get(target, property, receiver) as unknown;
     },

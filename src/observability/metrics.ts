@@ -121,6 +121,14 @@ export function createMetrics(options: MetricsOptions = {}) {
     registers: [registry],
   });
   pool?.onWait((seconds) => poolWait.observe(seconds));
+  const sqlDuration = new Histogram({
+    name: 'foliograph_sql_duration_seconds',
+    help: 'Time of each SQL statement by kind (select, insert, update, delete, other), and of each whole transaction (transaction), from getting a connection to the answer',
+    labelNames: ['kind'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  pool?.onDone((kind, seconds) => sqlDuration.observe({ kind }, seconds));
   const shed = new Counter({
     name: 'foliograph_shed_requests_total',
     help: 'Requests answered OVERLOADED (503) before running, by reason (db_queue: too many statements waiting for a connection; starting)',
