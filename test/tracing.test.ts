@@ -36,6 +36,11 @@ describe('tracing', () => {
     for (const span of loaders) {
       expect(span.parentSpanContext?.spanId).toBe(operation?.spanContext().spanId);
       expect(span.attributes['foliograph.keys']).toBe(1);
+      // each batch's statement is a span under it, with its text and without its parameters
+      const statements = spans.filter((s) => s.name === 'sql select' && s.parentSpanContext?.spanId === span.spanContext().spanId);
+      expect(statements).toHaveLength(1);
+      expect(statements[0].attributes['db.query.text']).toMatch(/^select /i);
     }
+    expect(JSON.stringify(spans.map((s) => s.attributes))).not.toContain(symbol);
   });
 });

@@ -5,6 +5,17 @@
  * how long they waited, and the server can shed new requests (a fast 503) when the line is long
  * instead of letting it grow until every request times out.
  */
+import { inSpan } from '../observability/tracing.js';
+
+/**
+ * One statement: a span (under the loader batch or mutation that sent it) around its wait for a
+ * connection and its run. The span carries the statement's text, never its parameters.
+ */
+function traced<T>(gate: PoolGate, text: string, run: () => Promise<T>): Promise<T> {
+  const kind = statementKind(text);
+  return inSpan(`sql ${kind}`, { 'db.system': 'postgresql', 'db.operation.name': kind, 'db.query.text': text.slice(0, 2000) }, () => gate.run(run, kind));
+}
+
 /** What a permit was held for: a statement by its first keyword, or a whole transaction. */
 export type StatementKind = 'select' | 'insert' | 'update' | 'delete' | 'transaction' | 'other';
 
@@ -99,7 +110,7 @@ export function gatePostgresClient<C extends object>(client: C, gate: PoolGate):
               return gated;
             },
             then<R1, R2>(onFulfilled?: (value: unknown) => R1 | PromiseLike<R1>, onRejected?: (reason: unknown) => R2 | PromiseLike<R2>) {
-              return gate.run(async () => await query, statementKind(String(args[0]))).then(onFulfilled, onRejected);
+              return traced(gate, String(args[0]), async () => await query).then(onFulfilled, onRejected);
             },
           };
           return gated;
@@ -119,7 +130,8 @@ export function gatePgliteClient<C extends object>(client: C, gate: PoolGate): C
     get(target, property, receiver) {
       if (property === 'query' || property === 'transaction') {
         const method = Reflect.get(target, property, receiver) as (...a: unknown[]) => Promise<unknown>;
-        return (...args: unknown[]) => gate.run(() => method.apply(target, args), property === 'transaction' ? 'transaction' : statementKind(String(args[0])));
+        return (...args: unknown[]) =>
+          property === 'transaction' ? gate.run(() => method.apply(target, args), 'transaction') : traced(gate, String(args[0]), () => method.apply(target, args));
       }
       return Reflect.get(target, property, receiver) as unknown;
     },
