@@ -13,6 +13,7 @@ import {
   tradeCountsByPortfolio,
   tradePagesByPortfolio,
 } from './portfolios.js';
+import { priceHistoriesByInstrument } from './prices-history.js';
 import { usersById } from './users.js';
 
 export interface LoaderOptions {
@@ -57,6 +58,7 @@ export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
     instrumentBySymbol,
     latestPrice: loader('latestPrice', hot ? hot.latestPrices(latestPricesByInstrument(db)) : latestPricesByInstrument(db), o),
     priceRange: loader('priceRange', priceRangesByInstrument(db), o),
+    priceHistory: loader('priceHistory', priceHistoriesByInstrument(db), o),
     latestForecast: loader('latestForecast', latestForecasts(db, options.defaultModel), o),
     forecastList: loader('forecastList', forecastLists(db), o),
   };

@@ -4,6 +4,7 @@ import type { Viewer } from '../auth/tokens.js';
 import type { Db } from '../db/client.js';
 import { withSqlStats } from '../db/sql-stats.js';
 import { formatDecimal } from '../domain/decimal.js';
+import { historyRange } from '../forecasting/portfolio-risk.js';
 import { countInstruments, listInstruments } from '../domain/instruments.js';
 import { createPortfolio } from '../domain/portfolios.js';
 import { recordTrade, tradeDigest, type TradeSide } from '../domain/trades.js';
@@ -125,6 +126,11 @@ export const PROBES: Probe[] = [
     covers: 'forecastList',
     run: (db, c) =>
       c.loaders(db).forecastList.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, model: c.defaultModel, horizonDays: 21, first: 20 }))),
+  },
+  {
+    name: 'priceHistory (the risk window of held instruments)',
+    covers: 'priceHistory',
+    run: (db, c) => c.loaders(db).priceHistory.loadMany(c.keys.instrumentIds.map((instrumentId) => ({ instrumentId, ...historyRange(c.keys.priceWindow.to) }))),
   },
   { name: 'listInstruments (first page)', covers: 'listInstruments', run: (db) => listInstruments(db, page(20)) },
   {

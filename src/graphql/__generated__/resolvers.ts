@@ -5,6 +5,7 @@ import type { UserRow, PortfolioRow, PositionRow, TradeRow, InstrumentRow } from
 import type { PriceRecord } from '../../loaders/instruments.js';
 import type { ForecastRecord, ForecastModelRecord } from '../../loaders/forecasts.js';
 import type { ValuationResult } from '../../domain/valuation.js';
+import type { PortfolioRisk, RiskWeight, RiskWindow } from '../../forecasting/portfolio-risk.js';
 import type { Connection, Edge, PageInfoResult } from '../connection.js';
 import type { Context } from '../context.js';
 export type Maybe<T> = T | null;
@@ -199,6 +200,34 @@ export type Portfolio = {
   baseCurrency: Scalars['String']['output'];
   /** When the portfolio was created. */
   createdAt: Scalars['DateTime']['output'];
+  /**
+   * The whole portfolio's return over the next `horizonDays` trading days, with its 95% interval,
+   * computed on request by the `portfolio-covariance` model (version 1) from the weights of the open
+   * holdings and the covariance of their returns:
+   *
+   * - weights: each holding's market value (quantity × latest close) over the total of the holdings
+   *   included;
+   * - asOf: the oldest of the holdings' latest-price dates; the window ends there;
+   * - grid: the coarsest frequency held. When any holding's closes are more than 5 calendar days apart
+   *   (at the median), every holding is sampled at month-end closes (its last close of each calendar
+   *   month, matched by calendar month); otherwise on the trading days on which all have a close;
+   * - window: the trailing 36 months (36 monthly log returns) or 756 trading days (756 daily log
+   *   returns) up to asOf. A holding with fewer than 12 monthly or 60 daily returns in the window, or
+   *   without a price, is left out (see `excluded` and `coverage`) and the rest are re-weighted;
+   * - estimate: the sample mean vector μ and sample covariance matrix Σ (divisor n − 1, every return
+   *   weighted equally) of the log returns;
+   * - horizon: k = horizonDays / 21 months on a monthly grid (about 21 trading days a month), or
+   *   horizonDays days on a daily grid. Returns are taken as independent and the portfolio's log return
+   *   as the weighted sum of its holdings' (weights held fixed), so over the horizon it is normal with
+   *   mean m = k·(w·μ) and variance s² = k·(wᵀΣw);
+   * - answer: expected simple return exp(m + s²/2) − 1 and 95% interval exp(m ± 1.96·s) − 1.
+   *
+   * With one holding this is that instrument's own trailing log-normal estimate. Null when the portfolio
+   * has no open priced holding, or when its holdings share fewer than 12 monthly (60 daily) returns.
+   * Cached for at most 30 seconds with the portfolio's other private answers; a trade in any of the
+   * owner's portfolios drops it at once.
+   */
+  forecast?: Maybe<PortfolioForecast>;
   /** The portfolio's id. */
   id: Scalars['ID']['output'];
   /** The portfolio's name. */
@@ -209,6 +238,12 @@ export type Portfolio = {
   trades: TradeConnection;
   /** What all open holdings are worth at their latest prices. */
   valuation: Valuation;
+};
+
+
+/** A named collection of holdings that belongs to one user. */
+export type PortfolioForecastArgs = {
+  horizonDays?: InputMaybe<Scalars['Int']['input']>;
 };
 
 
@@ -245,6 +280,63 @@ export type PortfolioEdge = {
   cursor: Scalars['String']['output'];
   /** The portfolio. */
   node: Portfolio;
+};
+
+/**
+ * The distribution of a whole portfolio's return over a horizon, from the `portfolio-covariance` model
+ * (see `Portfolio.forecast` for the method). Returns and intervals are model statistics, so they are
+ * floats (money never is).
+ */
+export type PortfolioForecast = {
+  __typename?: 'PortfolioForecast';
+  /** The oldest of the holdings' latest-price dates: the estimate is as fresh as its stalest price. */
+  asOf: Scalars['Date']['output'];
+  /** The share of the portfolio's market value (valuation.marketValue) that the included holdings make up, 0 to 1. */
+  coverage: Scalars['Float']['output'];
+  /** Instruments held but left out: without a price, or with too little history in the window. */
+  excluded: Array<Instrument>;
+  /** The expected simple return of the portfolio over the horizon, exp(m + s²/2) − 1 (0.02 means +2%). */
+  expectedReturn: Scalars['Float']['output'];
+  /** How far ahead, in trading days. */
+  horizonDays: Scalars['Int']['output'];
+  /** The lower end of the 95% interval of that return, exp(m − 1.96·s) − 1. */
+  lower: Scalars['Float']['output'];
+  /** The on-request model that computed it: portfolio-covariance, version 1 (always active). */
+  model: ForecastModel;
+  /** The upper end of the 95% interval of that return, exp(m + 1.96·s) − 1. */
+  upper: Scalars['Float']['output'];
+  /** s: the standard deviation of the portfolio's log return over the horizon (not annualised). */
+  volatility: Scalars['Float']['output'];
+  /** The holdings included, with their weights, in the order they were first bought. */
+  weights: Array<PortfolioForecastWeight>;
+  /** The returns the estimate was made from. */
+  window: PortfolioForecastWindow;
+};
+
+/** One holding's part in a portfolio forecast. */
+export type PortfolioForecastWeight = {
+  __typename?: 'PortfolioForecastWeight';
+  /** The instrument held. */
+  instrument: Instrument;
+  /** The share of the portfolio's variance it carries, wᵢ·(Σw)ᵢ / wᵀΣw (they sum to 1; negative when it hedges). Null when the variance is 0. */
+  riskContribution?: Maybe<Scalars['Float']['output']>;
+  /** The standard deviation of its own log return over the horizon, on the same grid and window. */
+  volatility: Scalars['Float']['output'];
+  /** Its market value over the included holdings' total, 0 to 1. */
+  weight: Scalars['Float']['output'];
+};
+
+/** The trailing window of returns a portfolio forecast was estimated from. */
+export type PortfolioForecastWindow = {
+  __typename?: 'PortfolioForecastWindow';
+  /** The grid the holdings' closes were aligned to. */
+  frequency: ReturnFrequency;
+  /** The earliest close used. */
+  from: Scalars['Date']['output'];
+  /** How many returns of each holding went into the estimate (36 months or 756 trading days when history allows). */
+  returns: Scalars['Int']['output'];
+  /** The latest close used; on a monthly grid, the month-end close of asOf's month may come after asOf. */
+  to: Scalars['Date']['output'];
 };
 
 /** A holding of one instrument in one portfolio, as its trades have built it. */
@@ -369,6 +461,13 @@ export type RecordTradePayload = {
   /** The trade as recorded (the first one, when an idempotency key was replayed). */
   trade: Trade;
 };
+
+/** How often the returns of a risk estimate were sampled. */
+export type ReturnFrequency =
+  /** One return per trading day on which every holding has a close. */
+  | 'DAILY'
+  /** One return per calendar month, between month-end closes. */
+  | 'MONTHLY';
 
 /** A recorded purchase or sale. */
 export type Trade = {
@@ -546,6 +645,9 @@ export type ResolversTypes = {
   Portfolio: ResolverTypeWrapper<PortfolioRow>;
   PortfolioConnection: ResolverTypeWrapper<Connection<PortfolioRow>>;
   PortfolioEdge: ResolverTypeWrapper<Edge<PortfolioRow>>;
+  PortfolioForecast: ResolverTypeWrapper<PortfolioRisk>;
+  PortfolioForecastWeight: ResolverTypeWrapper<RiskWeight>;
+  PortfolioForecastWindow: ResolverTypeWrapper<RiskWindow>;
   Position: ResolverTypeWrapper<PositionRow>;
   PositionConnection: ResolverTypeWrapper<Connection<PositionRow>>;
   PositionEdge: ResolverTypeWrapper<Edge<PositionRow>>;
@@ -553,6 +655,7 @@ export type ResolversTypes = {
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RecordTradeInput: RecordTradeInput;
   RecordTradePayload: ResolverTypeWrapper<Omit<RecordTradePayload, 'position' | 'trade'> & { position?: Maybe<ResolversTypes['Position']>, trade: ResolversTypes['Trade'] }>;
+  ReturnFrequency: ReturnFrequency;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   Trade: ResolverTypeWrapper<TradeRow>;
   TradeConnection: ResolverTypeWrapper<Connection<TradeRow>>;
@@ -583,6 +686,9 @@ export type ResolversParentTypes = {
   Portfolio: PortfolioRow;
   PortfolioConnection: Connection<PortfolioRow>;
   PortfolioEdge: Edge<PortfolioRow>;
+  PortfolioForecast: PortfolioRisk;
+  PortfolioForecastWeight: RiskWeight;
+  PortfolioForecastWindow: RiskWindow;
   Position: PositionRow;
   PositionConnection: Connection<PositionRow>;
   PositionEdge: Edge<PositionRow>;
@@ -689,6 +795,7 @@ export type PageInfoResolvers<ContextType = Context, ParentType extends Resolver
 export type PortfolioResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Portfolio'] = ResolversParentTypes['Portfolio']> = {
   baseCurrency?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  forecast?: Resolver<Maybe<ResolversTypes['PortfolioForecast']>, ParentType, ContextType, RequireFields<PortfolioForecastArgs, 'horizonDays'>>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   positions?: Resolver<ResolversTypes['PositionConnection'], ParentType, ContextType, RequireFields<PortfolioPositionsArgs, 'first'>>;
@@ -706,6 +813,34 @@ export type PortfolioConnectionResolvers<ContextType = Context, ParentType exten
 export type PortfolioEdgeResolvers<ContextType = Context, ParentType extends ResolversParentTypes['PortfolioEdge'] = ResolversParentTypes['PortfolioEdge']> = {
   cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   node?: Resolver<ResolversTypes['Portfolio'], ParentType, ContextType>;
+};
+
+export type PortfolioForecastResolvers<ContextType = Context, ParentType extends ResolversParentTypes['PortfolioForecast'] = ResolversParentTypes['PortfolioForecast']> = {
+  asOf?: Resolver<ResolversTypes['Date'], ParentType, ContextType>;
+  coverage?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  excluded?: Resolver<Array<ResolversTypes['Instrument']>, ParentType, ContextType>;
+  expectedReturn?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  horizonDays?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  lower?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  model?: Resolver<ResolversTypes['ForecastModel'], ParentType, ContextType>;
+  upper?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  volatility?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  weights?: Resolver<Array<ResolversTypes['PortfolioForecastWeight']>, ParentType, ContextType>;
+  window?: Resolver<ResolversTypes['PortfolioForecastWindow'], ParentType, ContextType>;
+};
+
+export type PortfolioForecastWeightResolvers<ContextType = Context, ParentType extends ResolversParentTypes['PortfolioForecastWeight'] = ResolversParentTypes['PortfolioForecastWeight']> = {
+  instrument?: Resolver<ResolversTypes['Instrument'], ParentType, ContextType>;
+  riskContribution?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  volatility?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  weight?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+};
+
+export type PortfolioForecastWindowResolvers<ContextType = Context, ParentType extends ResolversParentTypes['PortfolioForecastWindow'] = ResolversParentTypes['PortfolioForecastWindow']> = {
+  frequency?: Resolver<ResolversTypes['ReturnFrequency'], ParentType, ContextType>;
+  from?: Resolver<ResolversTypes['Date'], ParentType, ContextType>;
+  returns?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  to?: Resolver<ResolversTypes['Date'], ParentType, ContextType>;
 };
 
 export type PositionResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Position'] = ResolversParentTypes['Position']> = {
@@ -800,6 +935,9 @@ export type Resolvers<ContextType = Context> = {
   Portfolio?: PortfolioResolvers<ContextType>;
   PortfolioConnection?: PortfolioConnectionResolvers<ContextType>;
   PortfolioEdge?: PortfolioEdgeResolvers<ContextType>;
+  PortfolioForecast?: PortfolioForecastResolvers<ContextType>;
+  PortfolioForecastWeight?: PortfolioForecastWeightResolvers<ContextType>;
+  PortfolioForecastWindow?: PortfolioForecastWindowResolvers<ContextType>;
   Position?: PositionResolvers<ContextType>;
   PositionConnection?: PositionConnectionResolvers<ContextType>;
   PositionEdge?: PositionEdgeResolvers<ContextType>;

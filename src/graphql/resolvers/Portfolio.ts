@@ -1,6 +1,8 @@
 import type { PositionRow, TradeRow } from '../../db/schema.js';
 import { encodeCursor, isId, readPage } from '../../domain/pagination.js';
 import { valuePositions } from '../../domain/valuation.js';
+import { BadUserInputError } from '../../errors.js';
+import { forecastPortfolioRisk, historyRange, PORTFOLIO_COVARIANCE, riskAsOf } from '../../forecasting/portfolio-risk.js';
 import type { TradeCursor } from '../../loaders/portfolios.js';
 import type { PortfolioResolvers } from '../__generated__/resolvers.js';
 import type { Connection } from '../connection.js';
@@ -32,6 +34,24 @@ export const Portfolio: PortfolioResolvers = {
     const open = await loaders.openPositions.load(p.id);
     const prices = await loaders.latestPrice.loadMany(open.map((pos) => pos.instrumentId));
     return valuePositions(open, prices.map((x) => (x instanceof Error ? null : x)));
+  },
+
+  // positions and latest prices (shared with valuation), then every holding's window of closes: three
+  // batches however many portfolios ask; the model itself is timed as an on-request computation
+  forecast: async (p, args, { loaders, timeModel }) => {
+    const { name, version, maxHorizonDays } = PORTFOLIO_COVARIANCE;
+    const horizonDays = args.horizonDays ?? 21;
+    if (!Number.isInteger(horizonDays) || horizonDays < 1 || horizonDays > maxHorizonDays) {
+      throw new BadUserInputError(`horizonDays must be between 1 and ${maxHorizonDays} trading days, got ${horizonDays}`, 'horizonDays');
+    }
+    const open = await loaders.openPositions.load(p.id);
+    const latest = await Promise.all(open.map((pos) => loaders.latestPrice.load(pos.instrumentId)));
+    const asOf = riskAsOf(latest);
+    if (asOf === null) return null;
+    const range = historyRange(asOf);
+    const histories = await Promise.all(open.map((pos) => loaders.priceHistory.load({ instrumentId: pos.instrumentId, ...range })));
+    const holdings = open.map((pos, i) => ({ instrumentId: pos.instrumentId, quantity: pos.quantity, latest: latest[i], history: histories[i] }));
+    return timeModel(name, version, () => forecastPortfolioRisk(holdings, horizonDays));
   },
 
   trades: (p, args, { loaders }) => {

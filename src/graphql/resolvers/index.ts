@@ -4,6 +4,7 @@ import { InstrumentConnection, PortfolioConnection, PositionConnection, TradeCon
 import { Instrument } from './Instrument.js';
 import { Mutation } from './Mutation.js';
 import { Portfolio } from './Portfolio.js';
+import { PortfolioForecast, PortfolioForecastWeight } from './PortfolioForecast.js';
 import { Position } from './Position.js';
 import { Query } from './Query.js';
 import { Trade } from './Trade.js';
@@ -15,6 +16,8 @@ export const resolvers: Resolvers = {
   Mutation,
   User,
   Portfolio,
+  PortfolioForecast,
+  PortfolioForecastWeight,
   Position,
   Trade,
   Instrument,
