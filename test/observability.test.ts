@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createApp } from '../src/server/app.js';
+import { publishModelTimings } from '../src/observability/model-timings.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';
@@ -51,6 +52,26 @@ describe('observability', () => {
     expect(delta('foliograph_operation_cost_count', { kind: 'estimated' })).toBe(1);
     expect(sample(after, 'foliograph_ready')).toBe(1);
     expect(sample(after, 'foliograph_db_pool_max')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('observes the model runs that commands announce on the database, by model, version and stage', async () => {
+    const labels = { model: 'ewma-test', version: '7', stage: 'inference' };
+    const before = sample(await metrics(), 'foliograph_forecast_model_duration_seconds_count', labels);
+    await publishModelTimings(database.db, [
+      { ...labels, stage: 'inference', seconds: 0.002 },
+      { ...labels, stage: 'inference', seconds: 0.004 },
+      { ...labels, stage: 'generation', seconds: 0.5 },
+    ]);
+    // NOTIFY arrives asynchronously: wait for it, boundedly
+    let after = before;
+    for (let i = 0; i < 100 && after - before < 2; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = sample(await metrics(), 'foliograph_forecast_model_duration_seconds_count', labels);
+    }
+    expect(after - before).toBe(2);
+    const text = await metrics();
+    expect(sample(text, 'foliograph_forecast_model_duration_seconds_count', { ...labels, stage: 'generation' })).toBe(1);
+    expect(sample(text, 'foliograph_forecast_model_duration_seconds_sum', labels)).toBeCloseTo(0.006, 6);
   });
 
   it('counts errors by code', async () => {

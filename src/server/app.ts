@@ -23,7 +23,8 @@ import { CodedError, ErrorCode } from '../errors.js';
 import { createPartnerGate } from '../partners/gate.js';
 import { hasGrant } from '../partners/keys.js';
 import { createRedisKeyValueCache } from './redisCache.js';
-import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { boundedLabel, createMetrics, type Metrics } from '../observability/metrics.js';
+import { MODEL_TIMING_CHANNEL, parseModelTimings } from '../observability/model-timings.js';
 import { createOperationLogPlugin } from './operationLog.js';
 import { createSlowSqlLog } from '../observability/slow-sql.js';
 import { createResponseStore, type ResponseStore } from '../cache/store.js';
@@ -88,6 +89,10 @@ export function createApp({
   const hot = config.hotCacheTtlMs > 0 ? createHotCache({ ttlMs: config.hotCacheTtlMs }) : undefined;
   if (hot) store?.onInvalidate((tags) => hot.invalidate(tags));
   let stopListening: (() => Promise<void>) | undefined;
+  let stopTimings: (() => Promise<void>) | undefined;
+  // model names and versions come from the database: bounded all the same
+  const modelLabel = boundedLabel(50);
+  const versionLabel = boundedLabel(200);
   const apollo = createApolloServer({
     schema,
     gateway: createEnvelopGateway({ schema, store, metrics }),
@@ -232,6 +237,15 @@ export function createApp({
           logger.warn({ err: e }, 'cannot LISTEN for invalidations: cached public data refreshes at its TTL');
           return undefined;
         });
+      // model runs of commands on this database, for the model-duration histogram
+      stopTimings = await database
+        .listen(MODEL_TIMING_CHANNEL, (payload) => {
+          for (const t of parseModelTimings(payload)) metrics.modelDuration.observe({ model: modelLabel(t.model), version: versionLabel(t.version), stage: t.stage }, t.seconds);
+        })
+        .catch((e) => {
+          logger.warn({ err: e }, 'cannot LISTEN for model timings: forecasts:generate runs will not show in /metrics');
+          return undefined;
+        });
       const address = httpServer.address() as AddressInfo;
       const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       return `http://${shownHost}:${address.port}/graphql`;
@@ -243,6 +257,7 @@ export function createApp({
       await handler.settle(10_000);
       await recorder.stop();
       await stopListening?.().catch(() => {});
+      await stopTimings?.().catch(() => {});
       await costBudget.close();
       if ('close' in apqCache) await apqCache.close();
       await store?.close();
