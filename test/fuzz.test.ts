@@ -428,7 +428,7 @@ describe('fuzz', () => {
     userId = user.id;
     const symbol = (await s.instrument(['100', '101', '102'])).symbol;
     const otherSymbol = (await s.instrument(['5'])).symbol;
-    const model = await s.model('trailing-lognormal');
+    const model = await s.model('ewma');
     const instrumentRows = await s.instrument(['7', '8']);
     await s.forecast(model.id, instrumentRows.id, 21, '2024-01-31');
     const portfolio = await s.portfolio(user, 'Fuzzed');

@@ -28,7 +28,7 @@ describe('invalidation by NOTIFY', () => {
     database = await createTestDatabase();
     const s = seed(database.db);
     instrument = await s.instrument(['10', '11']);
-    modelId = (await s.model('trailing-lognormal')).id;
+    modelId = (await s.model('ewma')).id;
     await s.forecast(modelId, instrument.id, 5, '2024-01-30', 0.01);
     server = await startTestServer(database);
   });

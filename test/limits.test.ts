@@ -64,7 +64,7 @@ describe('limits', () => {
     const other = await s.user();
     ownerId = owner.id;
     otherId = other.id;
-    const model = await s.model('trailing-lognormal');
+    const model = await s.model('ewma');
     const symbols: string[] = [];
     for (let i = 0; i < 3; i++) {
       const instrument = await s.instrument(['10', '11', '12']);
@@ -391,7 +391,7 @@ describe('production switches', () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     const s = seed(database.db);
-    const model = await s.model('trailing-lognormal');
+    const model = await s.model('ewma');
     const instrument = await s.instrument(['10', '11']);
     // A model fed a degenerate series can store NaN; serializing it as a Float fails inside execution,
     // an unexpected (internal) error that is not the client's fault.

@@ -9,7 +9,8 @@ import { withSqlStats } from '../src/db/sql-stats.js';
 import { Decimal } from '../src/domain/decimal.js';
 import { applyTrade, type Holding, type TradeSide } from '../src/domain/trades.js';
 import { HORIZONS } from '../src/forecasting/generate.js';
-import { TRAILING_LOGNORMAL } from '../src/forecasting/trailing-lognormal.js';
+import { EWMA } from '../src/forecasting/models/ewma.js';
+import { MODELS } from '../src/forecasting/models/index.js';
 import { createLoaders } from '../src/loaders/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
@@ -109,7 +110,7 @@ describe('seeding', () => {
 
     it('gives each instrument its last row as latest price (AAPL 223.02 on 2010-03-01, SPX 2874.56 on 2020-04-17)', async () => {
       const ids = new Map((await rows<{ id: number; symbol: string }>(db, sql`select id, symbol from instruments`)).map((r) => [r.symbol, r.id]));
-      const loaders = createLoaders(db, ANONYMOUS, { defaultModel: TRAILING_LOGNORMAL.name });
+      const loaders = createLoaders(db, ANONYMOUS, { defaultModel: EWMA.name });
       const stats = { statements: 0 };
       const [aapl, spx, msft] = await withSqlStats(stats, () => Promise.all(['AAPL', 'SPX', 'MSFT'].map((s) => loaders.latestPrice.load(ids.get(s)!))));
       expect(stats.statements).toBe(1);
@@ -160,7 +161,7 @@ describe('seeding', () => {
     it('forecasts every instrument at horizons 1, 5, 21 and 63 from the active default model, as of its last price', async () => {
       expect(HORIZONS).toEqual([1, 5, 21, 63]);
       const instruments = await rows<{ id: number; symbol: string }>(db, sql`select id, symbol from instruments order by symbol`);
-      const loaders = createLoaders(db, ANONYMOUS, { defaultModel: TRAILING_LOGNORMAL.name });
+      const loaders = createLoaders(db, ANONYMOUS, { defaultModel: EWMA.name });
       const keys = instruments.flatMap((i) => HORIZONS.map((horizonDays) => ({ instrumentId: i.id, horizonDays })));
       const stats = { statements: 0 };
       const found = await withSqlStats(stats, () => Promise.all(keys.map((k) => loaders.latestForecast.load(k))));
@@ -168,7 +169,7 @@ describe('seeding', () => {
       expect(found).toHaveLength(24);
       for (const [n, f] of found.entries()) {
         expect(f, `${instruments[Math.floor(n / 4)].symbol} at ${keys[n].horizonDays}`).not.toBeNull();
-        expect(f!.model).toEqual({ name: TRAILING_LOGNORMAL.name, version: TRAILING_LOGNORMAL.version, active: true });
+        expect(f!.model).toEqual({ name: EWMA.name, version: EWMA.version, active: true });
         expect(f!.horizonDays).toBe(keys[n].horizonDays);
         expect(f!.lower).toBeLessThan(f!.expectedReturn);
         expect(f!.expectedReturn).toBeLessThan(f!.upper);
@@ -183,6 +184,19 @@ describe('seeding', () => {
         MSFT: '2010-03-01',
         SPX: '2020-04-17',
       });
+    });
+
+    it('stores forecasts from every built-in model, each active, for every instrument and horizon', async () => {
+      const found = await rows<{ name: string; version: string; active: boolean; n: number }>(
+        db,
+        sql`select m.name, m.version, m.active, count(f.id)::int as n
+            from forecast_models m left join forecasts f on f.model_id = m.id group by m.id order by m.name`,
+      );
+      expect(found.map((m) => ({ ...m, n: Number(m.n) }))).toEqual(
+        Object.values(MODELS)
+          .map((m) => ({ name: m.name, version: m.version, active: true, n: 6 * 4 }))
+          .sort((a, b) => a.name.localeCompare(b.name)),
+      );
     });
 
     it(

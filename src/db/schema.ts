@@ -126,6 +126,24 @@ export const forecastModels = pgTable(
   ],
 );
 
+/**
+ * Every change of a model's active version, oldest first: who was active before, so that a rollback
+ * knows where to go back to, and an audit of when each version started answering.
+ */
+export const forecastModelActivations = pgTable(
+  'forecast_model_activations',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    name: text('name').notNull(),
+    modelId: integer('model_id').notNull().references(() => forecastModels.id, { onDelete: 'cascade' }),
+    previousModelId: integer('previous_model_id').references(() => forecastModels.id, { onDelete: 'set null' }),
+    /** 'activate' or 'rollback' ('initial' when a built-in model became active on its own). */
+    action: text('action').notNull(),
+    activatedAt: timestamp('activated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [index('forecast_model_activations_name_idx').on(t.name, t.id)],
+);
+
 export const forecasts = pgTable(
   'forecasts',
   {

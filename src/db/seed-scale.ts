@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { applyTrade, tradeDigest, type Holding, type TradeSide } from '../domain/trades.js';
-import { ensureDefaultModel, generateForecasts } from '../forecasting/generate.js';
+import { generateForecasts } from '../forecasting/generate.js';
+import { ensureBuiltInModels } from '../forecasting/registry.js';
 import { seededRandom } from '../random.js';
 import type { Db } from './client.js';
 import { instruments, portfolios, positions, prices, trades, users } from './schema.js';
@@ -113,7 +114,7 @@ export async function seedScale(db: Db, scale: number, log: (message: string) =>
   }
   log(`load users: ${newUsers} new of ${totalUsers} (${newUsers * SCALE_SHAPE.portfoliosPerUser} portfolios)`);
   if (created.length > 0) {
-    await ensureDefaultModel(db);
+    await ensureBuiltInModels(db);
     const generated = await generateForecasts(db);
     log(`forecasts: ${generated.forecasts} new`);
   }

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Viewer } from '../auth/tokens.js';
 import { recordTrade } from '../domain/trades.js';
-import { ensureDefaultModel, generateForecasts } from '../forecasting/generate.js';
+import { generateForecasts } from '../forecasting/generate.js';
+import { ensureBuiltInModels } from '../forecasting/registry.js';
 import { demoDataDir } from '../paths.js';
 import type { Db } from './client.js';
 import { appMeta, instruments, portfolios, prices, users } from './schema.js';
@@ -157,7 +158,7 @@ export async function seedDemo(db: Db, log: SeedLog = () => {}): Promise<void> {
     log(`${email}: ${Object.keys(named).length} portfolios`);
   }
 
-  await ensureDefaultModel(db);
+  await ensureBuiltInModels(db);
   const generated = await generateForecasts(db);
   log(`forecasts: ${generated.forecasts} new from ${generated.models} model(s)`);
   await db

@@ -1,0 +1,124 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rows } from '../src/db/client.js';
+import { generateForecasts } from '../src/forecasting/generate.js';
+import { activateVersion, activationHistory, ensureBuiltInModels, listVersions, registerVersion, RegistryError, rollbackModel } from '../src/forecasting/registry.js';
+import { seededRandom } from '../src/random.js';
+import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
+import { seed } from './helpers/seed.js';
+import { startTestServer, type TestServer } from './helpers/server.js';
+
+// The registry decides which version of a model answers `latestForecast`. Activation and rollback
+// take effect on the next request, with no restart, and drop the cached answers they make stale.
+const QUOTE = `query($s: String!) { instrument(symbol: $s) {
+  latestForecast(horizonDays: 5) { model { name version active } expectedReturn lower upper } } }`;
+
+async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  let value = await probe();
+  // a bounded wait for the invalidation NOTIFY to arrive, not a timing assertion
+  for (let i = 0; i < 40 && !done(value); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    value = await probe();
+  }
+  return value;
+}
+
+describe('the model registry', () => {
+  let database: TestDatabase;
+  let server: TestServer;
+  let symbol: string;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const uniform = seededRandom(3);
+    let close = 100;
+    const closes = Array.from({ length: 60 }, () => (close *= Math.exp(0.02 * (uniform() - 0.5))).toFixed(4));
+    symbol = (await seed(database.db).instrument(closes)).symbol;
+    await ensureBuiltInModels(database.db);
+    // a second EWMA version with a much faster decay: other intervals on the same prices
+    await registerVersion(database.db, 'ewma', '2', { lambdaDaily: 0.5 });
+    await generateForecasts(database.db);
+    server = await startTestServer(database);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await database?.destroy();
+  });
+
+  const ask = () => server.post({ query: QUOTE, variables: { s: symbol } });
+
+  it('registers each built-in model once, active, with its default parameters and an initial activation', async () => {
+    await ensureBuiltInModels(database.db);
+    const versions = await listVersions(database.db);
+    expect(versions.map((v) => [v.name, v.version, v.active])).toEqual([
+      ['ewma', '1', true],
+      ['ewma', '2', false],
+      ['garch', '1', true],
+      ['trailing-lognormal', '1', true],
+    ]);
+    expect(versions[0].parameters).toEqual({ lambdaDaily: 0.94, lambdaMonthly: 0.97, minReturns: 20 });
+    expect(versions[1].parameters).toEqual({ lambdaDaily: 0.5, lambdaMonthly: 0.97, minReturns: 20 });
+    // 60 daily closes: too few for GARCH's two years, enough for the others
+    expect(versions.map((v) => v.forecasts)).toEqual([4, 0, 0, 4]);
+    expect((await activationHistory(database.db, 'ewma')).map((a) => [a.version, a.action])).toEqual([['1', 'initial']]);
+  });
+
+  it('generates a named version before it is active, without changing what answers', async () => {
+    const result = await generateForecasts(database.db, { model: 'ewma', version: '2' });
+    expect(result).toMatchObject({ models: 1, forecasts: 4 });
+    const first = await ask();
+    expect(first.body.data.instrument.latestForecast.model).toEqual({ name: 'ewma', version: '1', active: true });
+    expect((await ask()).body.extensions.responseCache.hit).toBe(true);
+  });
+
+  it('answers from the activated version at once, and rolls back to the one it replaced', async () => {
+    const v1 = (await ask()).body.data.instrument.latestForecast;
+
+    expect(await activateVersion(database.db, 'ewma', '2')).toEqual({ name: 'ewma', version: '2', previousVersion: '1', changed: true });
+    const after = await until(ask, (r) => r.body.data.instrument.latestForecast.model.version === '2');
+    expect(after.body.data.instrument.latestForecast.model).toEqual({ name: 'ewma', version: '2', active: true });
+    expect(after.body.data.instrument.latestForecast.upper).not.toBe(v1.upper);
+
+    expect(await rollbackModel(database.db, 'ewma')).toEqual({ name: 'ewma', version: '1', previousVersion: '2', changed: true });
+    const back = await until(ask, (r) => r.body.data.instrument.latestForecast.model.version === '1');
+    expect(back.body.data.instrument.latestForecast).toEqual(v1);
+
+    expect((await activationHistory(database.db, 'ewma')).map((a) => [a.version, a.previous_version, a.action])).toEqual([
+      ['1', '2', 'rollback'],
+      ['2', '1', 'activate'],
+      ['1', null, 'initial'],
+    ]);
+  });
+
+  it('does nothing when the version is already active', async () => {
+    expect(await activateVersion(database.db, 'ewma', '1')).toMatchObject({ changed: false });
+    expect(await activationHistory(database.db, 'ewma')).toHaveLength(3);
+  });
+
+  it('refuses what cannot be done, and changes nothing', async () => {
+    const before = await rows<{ name: string; version: string; active: boolean }>(database.db, sql`select name, version, active from forecast_models order by id`);
+    await expect(activateVersion(database.db, 'ewma', '9')).rejects.toThrow(/ewma has no version "9"; registered: 1, 2/);
+    await expect(activateVersion(database.db, 'arima', '1')).rejects.toThrow(/unknown model "arima"/);
+    await expect(rollbackModel(database.db, 'garch')).rejects.toThrow(/nothing to roll back to/);
+    await expect(registerVersion(database.db, 'ewma', '2', { lambdaDaily: 0.9 })).rejects.toThrow(RegistryError);
+    await expect(registerVersion(database.db, 'ewma', '3', { lambdaDaily: 1.5 })).rejects.toThrow(/bad parameters for model "ewma": lambdaDaily/);
+    await expect(registerVersion(database.db, 'ewma', '3', { smoothing: 1 })).rejects.toThrow(/bad parameters/);
+    await expect(registerVersion(database.db, 'ewma', 'v 3; drop', {})).rejects.toThrow(/bad version/);
+    await expect(generateForecasts(database.db, { version: '2' })).rejects.toThrow(/--version needs --model/);
+    expect(await rows(database.db, sql`select name, version, active from forecast_models order by id`)).toEqual(before);
+    // registering the same version with the same parameters is a no-op
+    expect((await registerVersion(database.db, 'ewma', '2', { lambdaDaily: 0.5 })).version).toBe('2');
+  });
+
+  it.runIf(onPostgres)('serialises concurrent activations of one model: one active version, an unbroken history', async () => {
+    await registerVersion(database.db, 'ewma', '3', { lambdaDaily: 0.8 });
+    const results = await Promise.all([activateVersion(database.db, 'ewma', '2'), activateVersion(database.db, 'ewma', '3')]);
+    const active = await rows<{ version: string }>(database.db, sql`select version from forecast_models where name = 'ewma' and active`);
+    expect(active).toHaveLength(1);
+    const history = await activationHistory(database.db, 'ewma');
+    // each activation replaced the version the one before it made active
+    for (let i = 0; i + 1 < history.length; i++) expect(history[i].previous_version, `activation ${i}`).toBe(history[i + 1].version);
+    expect(history[0].version).toBe(active[0].version);
+    expect(results.map((r) => r.changed)).toEqual([true, true]);
+  });
+});
