@@ -63,9 +63,20 @@ describe('the model registry', () => {
     expect((await activationHistory(database.db, 'ewma')).map((a) => [a.version, a.action])).toEqual([['1', 'initial']]);
   });
 
-  it('generates a named version before it is active, without changing what answers', async () => {
+  it('generates a named version before it is active, without changing what answers, and times the run on every server', async () => {
+    const metrics = async () => (await fetch(server.url.replace('/graphql', '/metrics'))).text();
+    const count = (text: string, stage: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith('foliograph_forecast_model_duration_seconds_count{') && ['model="ewma"', 'version="2"', `stage="${stage}"`].every((w) => l.includes(w)))
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    const before = await metrics();
     const result = await generateForecasts(database.db, { model: 'ewma', version: '2' });
     expect(result).toMatchObject({ models: 1, forecasts: 4 });
+    // the run announces its timings with NOTIFY: wait for them, boundedly
+    const after = await until(metrics, (text) => count(text, 'generation') > count(before, 'generation'));
+    expect(count(after, 'generation') - count(before, 'generation')).toBe(1);
+    expect(count(after, 'inference') - count(before, 'inference')).toBe(1);
     const first = await ask();
     expect(first.body.data.instrument.latestForecast.model).toEqual({ name: 'ewma', version: '1', active: true });
     expect((await ask()).body.extensions.responseCache.hit).toBe(true);

@@ -80,9 +80,14 @@ export type ForecastModel = {
   __typename?: 'ForecastModel';
   /** Whether this version is the one that answers for its model now. */
   active: Scalars['Boolean']['output'];
-  /** The model's name, such as trailing-lognormal. */
+  /**
+   * The model's name: `ewma` (RiskMetrics EWMA volatility, the default), `garch` (GARCH(1,1) fitted by
+   * maximum likelihood) or `trailing-lognormal` (the baseline: trailing mean and volatility). Each
+   * treats the horizon's log return as normal with its own mean and variance, and the interval is
+   * that distribution's central 95%.
+   */
   name: Scalars['String']['output'];
-  /** The version of the model and its parameters. */
+  /** The version: one set of the model's parameters. Versions are immutable; activating one, or rolling back, changes which answers. */
   version: Scalars['String']['output'];
 };
 
