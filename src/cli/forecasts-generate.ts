@@ -1,5 +1,6 @@
 import { generateForecasts } from '../forecasting/generate.js';
 import { ensureBuiltInModels } from '../forecasting/registry.js';
+import { createLogger } from '../logger.js';
 import { option, runCommand, say } from './common.js';
 import { clearSharedInstrumentAnswers } from './shared-cache.js';
 
@@ -7,12 +8,15 @@ import { clearSharedInstrumentAnswers } from './shared-cache.js';
 const args = process.argv.slice(2);
 await runCommand(
   async ({ config, database }) => {
+    const logger = createLogger(config.logLevel, 'forecasts');
     await ensureBuiltInModels(database.db);
     const { touched, ...result } = await generateForecasts(database.db, {
       model: option(args, 'model'),
       version: option(args, 'version'),
       onTiming: (model, version, stage, seconds) => {
         if (stage === 'generation') say(`${model} ${version}: ${seconds.toFixed(3)} s`);
+        // the slow-operation log of commands: one instrument's model run as slow as a slow request
+        else if (seconds * 1000 > config.slowOperationMs) logger.warn({ model, version, stage, durationMs: Math.round(seconds * 1000) }, 'slow model run');
       },
     });
     say(`ran ${result.models} model version(s) over ${result.instruments} instruments; ${touched.length} got new forecasts`);
