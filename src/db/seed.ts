@@ -6,6 +6,7 @@ import { recordTrade } from '../domain/trades.js';
 import { generateForecasts } from '../forecasting/generate.js';
 import { ensureBuiltInModels } from '../forecasting/registry.js';
 import { demoDataDir } from '../paths.js';
+import { isoDate } from '../forecasting/price-csv.js';
 import type { Db } from './client.js';
 import { appMeta, instruments, portfolios, prices, users } from './schema.js';
 
@@ -71,15 +72,6 @@ const DEMO_PORTFOLIOS: Record<string, Record<string, DemoTrade[]>> = {
   },
 };
 
-const MONTHS: Record<string, string> = { Jan: '01', Feb: '02', Mar: '03', Apr: '04', May: '05', Jun: '06', Jul: '07', Aug: '08', Sep: '09', Oct: '10', Nov: '11', Dec: '12' };
-
-/** "Jan 1 2000" → "2000-01-01" (stocks.csv's date format). */
-function isoFromStocksDate(text: string): string {
-  const [mon, day, year] = text.trim().split(/\s+/);
-  if (!MONTHS[mon]) throw new Error(`unexpected date in stocks.csv: ${text}`);
-  return `${year}-${MONTHS[mon]}-${day.padStart(2, '0')}`;
-}
-
 /** The demo price history by symbol, oldest first, as shipped in src/db/demo (vega-datasets). */
 export function readDemoPrices(): Map<string, { date: string; close: string }[]> {
   const bySymbol = new Map<string, { date: string; close: string }[]>();
@@ -90,7 +82,7 @@ export function readDemoPrices(): Map<string, { date: string; close: string }[]>
   const stocks = readFileSync(join(demoDataDir, 'stocks.csv'), 'utf8').trim().split('\n').slice(1);
   for (const line of stocks) {
     const [symbol, date, price] = line.split(',');
-    add(symbol, isoFromStocksDate(date), price.trim());
+    add(symbol, isoDate(date), price.trim());
   }
   const spx = readFileSync(join(demoDataDir, 'sp500-2000.csv'), 'utf8').trim().split('\n');
   const header = spx[0].split(',');

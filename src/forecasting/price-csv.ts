@@ -3,12 +3,12 @@ import type { PricePoint } from './trailing-lognormal.js';
 const MONTHS: Record<string, string> = { Jan: '01', Feb: '02', Mar: '03', Apr: '04', May: '05', Jun: '06', Jul: '07', Aug: '08', Sep: '09', Oct: '10', Nov: '11', Dec: '12' };
 
 /** An ISO date as is; "Jan 1 2000" (vega-datasets' stocks.csv) to ISO; anything else is an error. */
-function isoDate(text: string, line: number): string {
+export function isoDate(text: string, line?: number): string {
   const t = text.trim();
   if (/^\d{4}-\d{2}-\d{2}$/.test(t) && !Number.isNaN(Date.parse(t))) return t;
   const [mon, day, year] = t.split(/\s+/);
   if (MONTHS[mon] && /^\d{1,2}$/.test(day ?? '') && /^\d{4}$/.test(year ?? '')) return `${year}-${MONTHS[mon]}-${day.padStart(2, '0')}`;
-  throw new Error(`line ${line}: "${text}" is not a date (YYYY-MM-DD)`);
+  throw new Error(`${line === undefined ? '' : `line ${line}: `}"${text}" is not a date (YYYY-MM-DD)`);
 }
 
 /**
