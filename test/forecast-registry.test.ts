@@ -80,6 +80,19 @@ describe('the model registry', () => {
     const first = await ask();
     expect(first.body.data.instrument.latestForecast.model).toEqual({ name: 'ewma', version: '1', active: true });
     expect((await ask()).body.extensions.responseCache.hit).toBe(true);
+    // the candidate can be compared with the active version side by side
+    const compare = await server.post({
+      query: `query($s: String!) { instrument(symbol: $s) {
+        candidate: forecasts(model: "ewma", version: "2", horizonDays: 5) { model { version active } upper }
+        current: forecasts(model: "ewma", horizonDays: 5) { model { version active } upper } } }`,
+      variables: { s: symbol },
+    });
+    const { candidate, current } = compare.body.data.instrument;
+    expect(candidate.map((f: { model: unknown }) => f.model)).toEqual([{ version: '2', active: false }]);
+    expect(current.map((f: { model: unknown }) => f.model)).toEqual([{ version: '1', active: true }]);
+    expect(candidate[0].upper).not.toBe(current[0].upper);
+    const unnamed = await server.post({ query: `{ instrument(symbol: "${symbol}") { forecasts(version: "2") { asOf } } }` });
+    expect(unnamed.body.errors[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', argument: 'version' });
   });
 
   it('answers from the activated version at once, and rolls back to the one it replaced', async () => {

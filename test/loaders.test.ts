@@ -218,18 +218,21 @@ describe('loaders', () => {
       ]);
     });
 
-    it('forecastList: one statement; filters by model and horizon, active versions only, newest first', async () => {
+    it('forecastList: one statement; filters by model and horizon, active versions unless one is named, newest first', async () => {
       const l = loadersOf(ANONYMOUS);
       const keys = [
-        { instrumentId: a.id, model: '', horizonDays: 0, first: 20 },
-        { instrumentId: a.id, model: DEFAULT_MODEL, horizonDays: 21, first: 20 },
-        { instrumentId: a.id, model: 'other-model', horizonDays: 0, first: 20 },
-        { instrumentId: a.id, model: '', horizonDays: 0, first: 2 },
-        { instrumentId: a.id, model: DEFAULT_MODEL, horizonDays: 5, first: 20 }, // only inactive forecasts
-        { instrumentId: a.id, model: 'no-such-model', horizonDays: 0, first: 20 },
-        { instrumentId: c.id, model: '', horizonDays: 0, first: 20 },
-        { instrumentId: MISSING, model: '', horizonDays: 0, first: 20 },
-        { instrumentId: a.id, model: '', horizonDays: 63, first: 20 },
+        { instrumentId: a.id, model: '', version: '', horizonDays: 0, first: 20 },
+        { instrumentId: a.id, model: DEFAULT_MODEL, version: '', horizonDays: 21, first: 20 },
+        { instrumentId: a.id, model: 'other-model', version: '', horizonDays: 0, first: 20 },
+        { instrumentId: a.id, model: '', version: '', horizonDays: 0, first: 2 },
+        { instrumentId: a.id, model: DEFAULT_MODEL, version: '', horizonDays: 5, first: 20 }, // only inactive forecasts
+        { instrumentId: a.id, model: 'no-such-model', version: '', horizonDays: 0, first: 20 },
+        { instrumentId: c.id, model: '', version: '', horizonDays: 0, first: 20 },
+        { instrumentId: MISSING, model: '', version: '', horizonDays: 0, first: 20 },
+        { instrumentId: a.id, model: '', version: '', horizonDays: 63, first: 20 },
+        { instrumentId: a.id, model: DEFAULT_MODEL, version: '1', horizonDays: 0, first: 20 }, // a named, inactive version
+        { instrumentId: a.id, model: DEFAULT_MODEL, version: '2', horizonDays: 63, first: 20 }, // named and active
+        { instrumentId: a.id, model: 'other-model', version: '2', horizonDays: 0, first: 20 }, // no such version
       ];
       const { result, statements } = await counted(() => Promise.all(keys.map((k) => l.forecastList.load(k))));
       expect(statements).toBe(1);
@@ -244,8 +247,12 @@ describe('loaders', () => {
         [],
         [],
         ['house-model@2 2024-01-31 h63'],
+        ['house-model@1 2024-02-01 h5', 'house-model@1 2024-02-01 h21'],
+        ['house-model@2 2024-01-31 h63'],
+        [],
       ]);
-      expect(result.flat().every((f) => f.model.active && f.instrumentId === a.id)).toBe(true);
+      expect(result.slice(0, 9).flat().every((f) => f.model.active && f.instrumentId === a.id)).toBe(true);
+      expect(result[9].every((f) => !f.model.active)).toBe(true);
     });
   });
 
@@ -483,7 +490,7 @@ describe('loaders', () => {
         l.latestPrice.load(a.id),
         l.priceRange.load({ instrumentId: a.id, from: '', to: '', first: 5 }),
         l.latestForecast.load({ instrumentId: a.id, horizonDays: 21 }),
-        l.forecastList.load({ instrumentId: a.id, model: '', horizonDays: 0, first: 5 }),
+        l.forecastList.load({ instrumentId: a.id, model: '', version: '', horizonDays: 0, first: 5 }),
       ]),
     );
     expect(statements).toBe(13);
@@ -521,8 +528,8 @@ describe('loaders', () => {
           { instrumentId: a.id, horizonDays: 63 },
         ]),
         forecastList: await forecastLists(db)([
-          { instrumentId: a.id, model: 'other-model', horizonDays: 0, first: 5 },
-          { instrumentId: a.id, model: 'other-model', horizonDays: 0, first: 5 },
+          { instrumentId: a.id, model: 'other-model', version: '', horizonDays: 0, first: 5 },
+          { instrumentId: a.id, model: 'other-model', version: '', horizonDays: 0, first: 5 },
         ]),
       }));
       expect(statements).toBe(13);

@@ -24,10 +24,14 @@ export interface LatestForecastKey {
   horizonDays: number;
 }
 
-/** Forecasts of active model versions; '' and 0 mean "any model" and "any horizon". */
+/**
+ * Forecasts of active model versions, or of one named version of `model`, active or not (a candidate
+ * to compare before activating it); '' and 0 mean "any model", "the active version", "any horizon".
+ */
 export interface ForecastListKey {
   instrumentId: number;
   model: string;
+  version: string;
   horizonDays: number;
   first: number;
 }
@@ -87,11 +91,13 @@ export function forecastLists(db: Db) {
       db,
       sql`select k.ord::int as ord, ${columns}
           from unnest(${array(keys.map((_, i) => i), 'int')}, ${array(keys.map((k) => k.instrumentId), 'int')},
-                      ${array(keys.map((k) => k.model), 'text')}, ${array(keys.map((k) => k.horizonDays), 'int')},
-                      ${array(keys.map((k) => k.first), 'int')}) as k(ord, instrument_id, model, horizon, lim)
+                      ${array(keys.map((k) => k.model), 'text')}, ${array(keys.map((k) => k.version), 'text')},
+                      ${array(keys.map((k) => k.horizonDays), 'int')}, ${array(keys.map((k) => k.first), 'int')})
+                 as k(ord, instrument_id, model, version, horizon, lim)
           cross join lateral (
             select f.*, fm.id as active_model_id from forecasts f join forecast_models fm on fm.id = f.model_id
-            where f.instrument_id = k.instrument_id and fm.active
+            where f.instrument_id = k.instrument_id
+              and (case when k.version = '' then fm.active else fm.version = k.version end)
               and (k.model = '' or fm.name = k.model) and (k.horizon = 0 or f.horizon_days = k.horizon)
             order by f.as_of desc, fm.name, f.horizon_days limit k.lim
           ) f

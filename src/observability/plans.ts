@@ -119,13 +119,13 @@ export const PROBES: Probe[] = [
     name: 'forecastList (any model and horizon, 10 instruments)',
     covers: 'forecastList',
     run: (db, c) =>
-      c.loaders(db).forecastList.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, model: '', horizonDays: 0, first: 20 }))),
+      c.loaders(db).forecastList.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, model: '', version: '', horizonDays: 0, first: 20 }))),
   },
   {
     name: 'forecastList (the default model, 21 days)',
     covers: 'forecastList',
     run: (db, c) =>
-      c.loaders(db).forecastList.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, model: c.defaultModel, horizonDays: 21, first: 20 }))),
+      c.loaders(db).forecastList.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, model: c.defaultModel, version: '', horizonDays: 21, first: 20 }))),
   },
   {
     name: 'priceHistory (the risk window of held instruments)',

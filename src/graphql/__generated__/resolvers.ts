@@ -98,7 +98,11 @@ export type Instrument = {
   assetClass: Scalars['String']['output'];
   /** The ISO 4217 currency it is priced in. */
   currency: Scalars['String']['output'];
-  /** Forecasts of active model versions, newest first, optionally for one model and one horizon. */
+  /**
+   * Forecasts of active model versions, newest first, optionally for one model and one horizon; or, with
+   * `model` and `version`, that version's forecasts whether it is active or not, to compare a candidate
+   * with the version that answers before activating it.
+   */
   forecasts: Array<Forecast>;
   /** The instrument's id. */
   id: Scalars['ID']['output'];
@@ -126,6 +130,7 @@ export type InstrumentForecastsArgs = {
   first?: InputMaybe<Scalars['Int']['input']>;
   horizonDays?: InputMaybe<Scalars['Int']['input']>;
   model?: InputMaybe<Scalars['String']['input']>;
+  version?: InputMaybe<Scalars['String']['input']>;
 };
 
 

@@ -24,7 +24,10 @@ export const Instrument: InstrumentResolvers = {
     const first = pageSize(args.first, 20, PAGE_CAPS.forecasts);
     const model = (args.model ?? '').trim();
     if (model.length > 100) throw new BadUserInputError('model may be at most 100 characters', 'model');
+    const version = (args.version ?? '').trim();
+    if (version.length > 100) throw new BadUserInputError('version may be at most 100 characters', 'version');
+    if (version && !model) throw new BadUserInputError('version needs model: a version belongs to one model', 'version');
     const horizonDays = args.horizonDays == null ? 0 : horizon(args.horizonDays);
-    return first === 0 ? [] : loaders.forecastList.load({ instrumentId: i.id, model, horizonDays, first });
+    return first === 0 ? [] : loaders.forecastList.load({ instrumentId: i.id, model, version, horizonDays, first });
   },
 };
