@@ -1,8 +1,10 @@
 import { loadConfig, ConfigError } from './config.js';
-import { createDatabase } from './db/client.js';
+import { createDatabase, type Database } from './db/client.js';
 import { migrate } from './db/migrate.js';
 import { isDemoSeeded, seedDemo } from './db/seed.js';
-import { createLogger } from './logger.js';
+import { generateForecasts } from './forecasting/generate.js';
+import { defaultModelStatus, ensureBuiltInModels } from './forecasting/registry.js';
+import { createLogger, type Logger } from './logger.js';
 import { createApp } from './server/app.js';
 import { startTracing } from './observability/tracing.js';
 
@@ -60,8 +62,30 @@ async function main() {
     logger.info('first start on the embedded database: seeding the demo data set');
     await seedDemo(database.db, (message) => logger.info(message));
   }
+  await checkDefaultModel(database, config.forecastDefaultModel, logger);
   started = true;
   logger.info({ url }, 'ready');
+}
+
+/**
+ * A database seeded before the default model existed (an upgrade) has no forecasts from it, and
+ * `latestForecast` would answer null. The embedded demo database catches up here (the built-in
+ * models over six instruments take about a second); on PostgreSQL, where several instances may start
+ * at once and the instruments may be many, that is `npm run forecasts:generate`'s job, and the log says so.
+ */
+async function checkDefaultModel(database: Database, model: string, logger: Logger) {
+  const status = await defaultModelStatus(database.db, model);
+  if (status === 'ready') return;
+  if (database.driver === 'pglite') {
+    logger.info({ model, status }, 'the default forecast model has no forecasts yet: generating them');
+    await ensureBuiltInModels(database.db);
+    await generateForecasts(database.db);
+    return;
+  }
+  logger.warn(
+    { model, status },
+    'the default forecast model has no active version with forecasts: latestForecast answers null until npm run forecasts:generate runs',
+  );
 }
 
 main().catch((e) => {

@@ -2,7 +2,16 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../src/db/client.js';
 import { generateForecasts } from '../src/forecasting/generate.js';
-import { activateVersion, activationHistory, ensureBuiltInModels, listVersions, registerVersion, RegistryError, rollbackModel } from '../src/forecasting/registry.js';
+import {
+  activateVersion,
+  activationHistory,
+  defaultModelStatus,
+  ensureBuiltInModels,
+  listVersions,
+  registerVersion,
+  RegistryError,
+  rollbackModel,
+} from '../src/forecasting/registry.js';
 import { seededRandom } from '../src/random.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
@@ -112,6 +121,12 @@ describe('the model registry', () => {
       ['2', '1', 'activate'],
       ['1', null, 'initial'],
     ]);
+  });
+
+  it('says whether the default model can answer: an active version with forecasts', async () => {
+    expect(await defaultModelStatus(database.db, 'ewma')).toBe('ready');
+    expect(await defaultModelStatus(database.db, 'garch')).toBe('no-forecasts'); // too little history here
+    expect(await defaultModelStatus(database.db, 'arima')).toBe('no-active-version');
   });
 
   it('does nothing when the version is already active', async () => {

@@ -143,3 +143,17 @@ export async function activationHistory(db: Db, name: string) {
         where a.name = ${name} order by a.id desc`,
   );
 }
+
+/**
+ * Whether `latestForecast` can answer: the default model needs an active version with forecasts. A
+ * database seeded before that model existed has neither until `forecasts:generate` runs.
+ */
+export async function defaultModelStatus(db: Db, name: string): Promise<'ready' | 'no-active-version' | 'no-forecasts'> {
+  const [found] = await rows<{ id: number; has_forecasts: boolean }>(
+    db,
+    sql`select m.id, exists (select 1 from forecasts f where f.model_id = m.id) as has_forecasts
+        from forecast_models m where m.name = ${name} and m.active`,
+  );
+  if (!found) return 'no-active-version';
+  return found.has_forecasts ? 'ready' : 'no-forecasts';
+}
