@@ -18,6 +18,7 @@ const schema = z
     DATABASE_URL: z.string().url().optional(),
     PGLITE_DATA_DIR: z.string().min(1).default('.data/pglite'),
     READ_REPLICA_URLS: csv,
+    READ_YOUR_WRITES_MS: z.coerce.number().int().min(0).default(5000),
     REDIS_URL: z.string().url().optional(),
     DB_POOL_MAX: positiveInt(10),
     DB_QUEUE_MAX: positiveInt(100),
@@ -65,6 +66,8 @@ export interface Config {
   /** PGlite data directory, or `memory://` for a throw-away database. */
   pgliteDataDir: string;
   readReplicaUrls: string[];
+  /** How long after a write its writer (and, after public data changed, everyone) reads from the primary: longer than the replicas' lag. */
+  readYourWritesMs: number;
   redisUrl?: string;
   dbPoolMax: number;
   /** When more statements than this wait for a database connection, new requests are shed (503 OVERLOADED). */
@@ -138,6 +141,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     pgliteDataDir: e.PGLITE_DATA_DIR,
     readReplicaUrls: e.READ_REPLICA_URLS,
+    readYourWritesMs: e.READ_YOUR_WRITES_MS,
     redisUrl: e.REDIS_URL,
     dbPoolMax: e.DB_POOL_MAX,
     dbQueueMax: e.DB_QUEUE_MAX,

@@ -33,9 +33,14 @@ export interface Context {
   caller: string;
   /** The partner calling with an API key, if any. */
   partner: { id: number; name: string } | null;
-  /** For domain functions that write; reads go through the loaders. */
+  /** For domain functions that write; reads go through the loaders. A query's may be a read replica's. */
   db: Db;
   loaders: Loaders;
+  /**
+   * Called by the executor once it knows whether the operation is a mutation, before anything runs:
+   * a query may then read from a replica (READ_REPLICA_URLS; see src/db/replicas.ts).
+   */
+  routeReads?(mutation: boolean): void;
   /** Statements this request has sent so far. */
   sql: SqlStats;
   work: WorkStats;

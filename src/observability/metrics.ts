@@ -135,6 +135,12 @@ export function createMetrics(options: MetricsOptions = {}) {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const readRoutes = new Counter({
+    name: 'foliograph_db_read_routes_total',
+    help: 'Where requests read with READ_REPLICA_URLS set, by target (primary or replica) and reason (replica, mutation, read_your_writes, catch_up)',
+    labelNames: ['target', 'reason'] as const,
+    registers: [registry],
+  });
   const ready = new Gauge({
     name: 'foliograph_ready',
     help: '1 while the server is ready (database answering, migrations and first seed done), else 0',
@@ -147,7 +153,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
   });
-  return { registry, ready, shed, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
+  return { registry, ready, shed, readRoutes, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

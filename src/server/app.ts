@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
 import type { Config } from '../config.js';
-import type { Database } from '../db/client.js';
+import type { Database, Db } from '../db/client.js';
+import { createReadReplicas, createReadRouter } from '../db/replicas.js';
 import { FIELD_PAGE_CAPS } from '../domain/pagination.js';
 import { newWorkStats, type Context } from '../graphql/context.js';
 import { buildSchema } from '../graphql/schema.js';
@@ -88,6 +89,20 @@ export function createApp({
     : null;
   const hot = config.hotCacheTtlMs > 0 ? createHotCache({ ttlMs: config.hotCacheTtlMs }) : undefined;
   if (hot) store?.onInvalidate((tags) => hot.invalidate(tags));
+  // reads of queries may go to replicas; writers and fresh public data read from the primary
+  const replicas = config.readReplicaUrls.length
+    ? createReadReplicas(config.readReplicaUrls, { dbPoolMax: config.dbPoolMax, statementTimeoutMs: config.requestTimeoutMs })
+    : null;
+  const router = createReadRouter({ replicas: replicas?.dbs ?? [], readYourWritesMs: config.readYourWritesMs });
+  const noticeChanges = (tags: string[]) => {
+    for (const tag of tags) {
+      const writer = /^Session:user:(\d+)$/.exec(tag);
+      if (writer) router.wrote(Number(writer[1]));
+      else if (tag.startsWith('Instrument')) router.publicDataChanged();
+    }
+  };
+  // other instances' mutations reach this one as cache invalidations (through Redis)
+  if (router.enabled) store?.onInvalidate(noticeChanges);
   let stopListening: (() => Promise<void>) | undefined;
   let stopTimings: (() => Promise<void>) | undefined;
   // model names and versions come from the database: bounded all the same
@@ -95,7 +110,7 @@ export function createApp({
   const versionLabel = boundedLabel(200);
   const apollo = createApolloServer({
     schema,
-    gateway: createEnvelopGateway({ schema, store, metrics }),
+    gateway: createEnvelopGateway({ schema, store, metrics, onWrite: (userId) => router.wrote(userId) }),
     logger,
     production: config.production,
     allowIntrospection: config.allowIntrospection,
@@ -152,7 +167,7 @@ export function createApp({
     onRefusal: (code) => metrics.errors.inc({ code }),
     // a long line for database connections means the database is saturated: more requests would
     // only wait longer, so they are answered 503 at once until the line shortens
-    shed: () => (database.pool.waiting >= config.dbQueueMax ? 'db_queue' : null),
+    shed: () => (database.pool.waiting >= config.dbQueueMax || replicas?.pools.some((p) => p.waiting >= config.dbQueueMax) ? 'db_queue' : null),
     onShed: (reason) => metrics.shed.inc({ reason }),
     onResponse: (route, method, status, seconds) => metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
     async context({ req, requestId, sql, signal, partner, operationType }) {
@@ -166,7 +181,7 @@ export function createApp({
       }
       if (partner && viewer.kind !== 'user') viewer = ANONYMOUS;
       const work = newWorkStats();
-      const loaders = createLoaders(database.db, viewer, {
+      const loadersOver = (db: Db) => createLoaders(db, viewer, {
         defaultModel: config.forecastDefaultModel,
         signal,
         hot,
@@ -199,7 +214,27 @@ export function createApp({
           mine.ms += ms;
         }
       };
-      return { requestId, viewer, caller, partner: partner && { id: partner.id, name: partner.name }, db: database.db, sql, work, loaders, timeModel } satisfies Context;
+      return {
+        requestId,
+        viewer,
+        caller,
+        partner: partner && { id: partner.id, name: partner.name },
+        db: database.db,
+        sql,
+        work,
+        loaders: loadersOver(database.db),
+        timeModel,
+        routeReads(mutation) {
+          if (!router.enabled) return;
+          const route = router.route(mutation ? 'mutation' : 'query', viewer);
+          metrics.readRoutes.inc({ target: route.target, reason: route.reason });
+          // `this`: the context the executor holds (Apollo may hand resolvers a copy of the one made here)
+          if (route.db) {
+            this.db = route.db;
+            this.loaders = loadersOver(route.db);
+          }
+        },
+      } satisfies Context;
     },
     accepting: isStarted,
     metrics: () => metrics.registry.metrics().then((text) => ({ text, contentType: metrics.registry.contentType })),
@@ -232,6 +267,7 @@ export function createApp({
           const tags = parseInvalidation(payload);
           store?.invalidateLocal(tags);
           hot?.invalidate(tags);
+          if (router.enabled) noticeChanges(tags);
         })
         .catch((e) => {
           logger.warn({ err: e }, 'cannot LISTEN for invalidations: cached public data refreshes at its TTL');
@@ -261,6 +297,7 @@ export function createApp({
       await costBudget.close();
       if ('close' in apqCache) await apqCache.close();
       await store?.close();
+      await replicas?.close();
     },
   };
 }

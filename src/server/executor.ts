@@ -13,6 +13,8 @@ export interface ExecutorOptions {
   /** The response cache; null runs every operation, without single flight either (caching off). */
   store: ResponseStore | null;
   metrics?: Metrics;
+  /** Told after each mutation of a signed-in user, whatever its outcome (it may have written). */
+  onWrite?: (userId: number) => void;
 }
 
 /** Variables in a stable order, so that {a,b} and {b,a} are one single flight. */
@@ -38,7 +40,7 @@ function stableJson(value: unknown): string {
  * - identical queries in flight at once (same document, variables and session) run once: the
  *   others wait for the first one's result (single flight).
  */
-export function createEnvelopGateway({ schema, store, metrics }: ExecutorOptions): GatewayInterface {
+export function createEnvelopGateway({ schema, store, metrics, onWrite }: ExecutorOptions): GatewayInterface {
   const isPrivate = createScopeAnalyzer(schema);
   const getEnveloped = envelop({
     plugins: [
@@ -80,6 +82,7 @@ export function createEnvelopGateway({ schema, store, metrics }: ExecutorOptions
             return { errors: [new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, reason: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } } })] };
           }
           const mutation = request.operation.operation === 'mutation';
+          ctx.routeReads?.(mutation);
           const session = mutation || isPrivate(document) ? (ctx.viewer.kind === 'user' ? `user:${ctx.viewer.userId}` : 'anonymous') : null;
           ctx.cache = { session, mutation, documentKey: request.queryHash, store: store?.forRequest(session) };
           const run = async () => {
@@ -91,6 +94,7 @@ export function createEnvelopGateway({ schema, store, metrics }: ExecutorOptions
             try {
               return await run();
             } finally {
+              if (ctx.viewer.kind === 'user') onWrite?.(ctx.viewer.userId);
               if (store && ctx.viewer.kind === 'user') {
                 // a read sent after this write must not join a read that began before it
                 const prefix = `user:${ctx.viewer.userId}\u0000`;

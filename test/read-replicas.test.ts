@@ -1,0 +1,130 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ANONYMOUS } from '../src/auth/tokens.js';
+import { notifyInvalidation } from '../src/cache/notify.js';
+import type { Db } from '../src/db/client.js';
+import { createReadRouter } from '../src/db/replicas.js';
+import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
+import { seed } from './helpers/seed.js';
+import { startTestServer, type TestServer } from './helpers/server.js';
+
+// READ_REPLICA_URLS: queries read from replicas; mutations, and the reads of whoever just wrote, from
+// the primary; after public data changes, everyone reads from the primary for a while.
+
+describe('the read router', () => {
+  const [r1, r2] = [{ name: 'r1' }, { name: 'r2' }] as unknown as Db[];
+  const alice = { kind: 'user' as const, userId: 1 };
+  const bob = { kind: 'user' as const, userId: 2 };
+
+  it('sends queries to the replicas in turn, mutations to the primary', () => {
+    const router = createReadRouter({ replicas: [r1, r2], readYourWritesMs: 1000 });
+    expect(router.enabled).toBe(true);
+    expect([1, 2, 3].map(() => router.route('query', ANONYMOUS).db)).toEqual([r1, r2, r1]);
+    expect(router.route('mutation', alice)).toEqual({ db: undefined, target: 'primary', reason: 'mutation' });
+  });
+
+  it("keeps a writer's reads on the primary for the window, and only that writer's", () => {
+    let clock = 1_000_000;
+    const router = createReadRouter({ replicas: [r1], readYourWritesMs: 5000, now: () => clock });
+    router.wrote(alice.userId);
+    expect(router.route('query', alice).reason).toBe('read_your_writes');
+    expect(router.route('query', bob).reason).toBe('replica');
+    clock += 4999;
+    expect(router.route('query', alice).target).toBe('primary');
+    clock += 1;
+    expect(router.route('query', alice).target).toBe('replica');
+  });
+
+  it('reads everything from the primary for the window after public data changed', () => {
+    let clock = 0;
+    const router = createReadRouter({ replicas: [r1], readYourWritesMs: 2000, now: () => clock });
+    router.publicDataChanged();
+    expect(router.route('query', ANONYMOUS).reason).toBe('catch_up');
+    clock = 2000;
+    expect(router.route('query', ANONYMOUS).reason).toBe('replica');
+  });
+
+  it('is off without replicas', () => {
+    const router = createReadRouter({ replicas: [], readYourWritesMs: 1000 });
+    expect(router.enabled).toBe(false);
+    expect(router.route('query', ANONYMOUS).reason).toBe('no_replica');
+  });
+});
+
+// The replica here is a second database that lags far behind: it has the instrument without its
+// last close, and none of the users, so answers show where reads went.
+describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
+  let primary: TestDatabase;
+  let replica: TestDatabase;
+  let server: TestServer;
+  let symbol: string;
+  let alice: Awaited<ReturnType<ReturnType<typeof seed>['user']>>;
+  let bob: Awaited<ReturnType<ReturnType<typeof seed>['user']>>;
+  let alicePortfolio: number;
+  const metrics = async () => (await fetch(server.url.replace('/graphql', '/metrics'))).text();
+  const routes = (text: string, reason: string) =>
+    Number(text.split('\n').find((l) => l.startsWith('foliograph_db_read_routes_total{') && l.includes(`reason="${reason}"`))?.split(' ')[1] ?? 0);
+
+  beforeAll(async () => {
+    primary = await createTestDatabase();
+    replica = await createTestDatabase();
+    const s = seed(primary.db);
+    const instrument = await s.instrument(['10', '11'], { last: '2024-01-31' });
+    symbol = instrument.symbol;
+    const behind = await seed(replica.db).instrument(['10'], { symbol, last: '2024-01-30' });
+    expect(behind.id).toBe(instrument.id);
+    alice = await s.user();
+    bob = await s.user();
+    alicePortfolio = (await s.portfolio(alice)).id;
+    await s.portfolio(bob);
+    server = await startTestServer(primary, { READ_REPLICA_URLS: replica.url!, READ_YOUR_WRITES_MS: '600000' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await replica?.destroy();
+    await primary?.destroy();
+  });
+
+  const quote = async () =>
+    (await server.post({ query: 'query($s: String!) { instrument(symbol: $s) { id latestPrice { date close } } }', variables: { s: symbol } })).body.data.instrument;
+  const mine = async (userId: number) =>
+    server.post({ query: '{ viewer { portfolios { totalCount } } }' }, { authorization: `Bearer ${await server.token(userId)}` });
+
+  it('answers queries from the replica', async () => {
+    expect((await quote()).latestPrice).toEqual({ date: '2024-01-30', close: '10' });
+    expect((await mine(alice.id)).body.data.viewer).toBeNull();
+    expect(routes(await metrics(), 'replica')).toBeGreaterThanOrEqual(2);
+  });
+
+  it("runs mutations on the primary, and its writer's next reads too, not anyone else's", async () => {
+    const record = await server.post(
+      {
+        query: 'mutation($input: RecordTradeInput!) { recordTrade(input: $input) { position { quantity instrument { symbol } } } }',
+        variables: { input: { portfolioId: String(alicePortfolio), symbol, side: 'BUY', quantity: '3', price: '10' } },
+      },
+      { authorization: `Bearer ${await server.token(alice.id)}` },
+    );
+    expect(record.body.errors).toBeUndefined();
+    expect(record.body.data.recordTrade.position).toEqual({ quantity: '3', instrument: { symbol } });
+    // alice reads her write back; bob, who wrote nothing, still reads the replica
+    expect((await mine(alice.id)).body.data.viewer.portfolios.totalCount).toBe(1);
+    expect((await mine(bob.id)).body.data.viewer).toBeNull();
+    const text = await metrics();
+    expect(routes(text, 'mutation')).toBe(1);
+    expect(routes(text, 'read_your_writes')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('reads public data from the primary once it changed, and drops the answers cached from the replica', async () => {
+    const stale = await quote(); // cached from the replica
+    expect(stale.latestPrice.close).toBe('10');
+    // a new close on the primary, announced as writers do
+    await notifyInvalidation(primary.db, [`Instrument:${stale.id}`]);
+    let found = await quote();
+    // the NOTIFY arrives asynchronously: a bounded wait, not a timing assertion
+    for (let i = 0; i < 40 && found.latestPrice.close !== '11'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      found = await quote();
+    }
+    expect(found.latestPrice).toEqual({ date: '2024-01-31', close: '11' });
+    expect(routes(await metrics(), 'catch_up')).toBeGreaterThanOrEqual(1);
+  });
+});
