@@ -1,0 +1,111 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rows } from '../src/db/client.js';
+import { formatReport, metricSum, runLoad } from '../src/load/run.js';
+import { SCENARIOS, zipf } from '../src/load/scenarios.js';
+import { discoverTargets } from '../src/load/targets.js';
+import { seededRandom } from '../src/random.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { seed } from './helpers/seed.js';
+import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';
+
+// `npm run load`: scenarios are data and request builders; the runner drives them against a real
+// server. What is asserted is what was asked and what the database holds after, never how fast.
+
+describe('load scenarios', () => {
+  const targets = { tokens: ['t0', 't1', 't2'], symbols: ['AAA', 'BBB'], portfolios: ['7', null, '9'] };
+
+  it('draws Zipf ranks: deterministic for a seed, in range, the first rank most often', () => {
+    const draw = (seed: number) => {
+      const pick = zipf(50, seededRandom(seed));
+      return Array.from({ length: 5000 }, pick);
+    };
+    const ranks = draw(1);
+    expect(draw(1)).toEqual(ranks);
+    expect(Math.min(...ranks)).toBe(0);
+    expect(Math.max(...ranks)).toBeLessThan(50);
+    const counts = Array.from({ length: 50 }, (_, r) => ranks.filter((x) => x === r).length);
+    expect(counts[0]).toBe(Math.max(...counts));
+    expect(counts[0]).toBeGreaterThan(counts[10] * 5);
+  });
+
+  it('mixes the surge as 70% dashboards (signed in) and 30% quotes (anonymous), ramped up and back down', () => {
+    const random = seededRandom(3);
+    const pick = { user: zipf(3, random), symbol: zipf(2, random) };
+    const kinds = Array.from({ length: 10_000 }, () => SCENARIOS.surge.next(targets, random, pick));
+    const dashboards = kinds.filter((k) => k.kind === 'dashboard');
+    expect(dashboards.length / kinds.length).toBeGreaterThan(0.68);
+    expect(dashboards.length / kinds.length).toBeLessThan(0.72);
+    expect(dashboards.every((k) => k.headers.authorization?.startsWith('Bearer t'))).toBe(true);
+    expect(kinds.filter((k) => k.kind === 'quote').every((k) => !k.headers.authorization)).toBe(true);
+    expect(SCENARIOS.surge.stages(10, 200).map((s) => s.connections)).toEqual([10, 50, 100, 200, 10]);
+    expect(SCENARIOS.surge.writes).toBe(false);
+  });
+
+  it('trades only into portfolios it found, each with a new idempotency key', () => {
+    const random = seededRandom(4);
+    const pick = { user: zipf(3, random), symbol: zipf(2, random) };
+    const trades = Array.from({ length: 2000 }, () => SCENARIOS.trades.next(targets, random, pick)).filter((k) => k.kind === 'trade');
+    expect(trades.length).toBeGreaterThan(200);
+    const inputs = trades.map((t) => JSON.parse(t.body).variables.input);
+    expect(new Set(inputs.map((i) => i.portfolioId))).toEqual(new Set(['7', '9']));
+    expect(new Set(inputs.map((i) => i.idempotencyKey)).size).toBe(inputs.length);
+    expect(SCENARIOS.trades.writes).toBe(true);
+  });
+
+  it('reads sums of Prometheus samples by label', () => {
+    const text = ['# HELP x', 'foo_total{a="1",b="x"} 3', 'foo_total{a="2",b="x"} 4', 'foo_total_other 100', 'foo_total 2'].join('\n');
+    expect(metricSum(text, 'foo_total')).toBe(9);
+    expect(metricSum(text, 'foo_total', { b: 'x' })).toBe(7);
+    expect(metricSum(text, 'foo_total', { a: '2' })).toBe(4);
+  });
+});
+
+describe('npm run load against a server', () => {
+  let database: TestDatabase;
+  let server: TestServer;
+  let positionOf: () => Promise<string>;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const s = seed(database.db);
+    const instrument = await s.instrument(['10', '11'], { symbol: 'LOADX' });
+    const owner = await s.user();
+    const portfolio = await s.portfolio(owner);
+    positionOf = async () => {
+      const [p] = await rows<{ q: string }>(database.db, sql`select coalesce(sum(quantity), 0)::text as q from positions where portfolio_id = ${portfolio.id} and instrument_id = ${instrument.id}`);
+      return p.q;
+    };
+    server = await startTestServer(database, { RATE_LIMIT_COST_PER_MINUTE: '1000000000' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await database?.destroy();
+  });
+
+  it('finds users and instruments through the API, and leaves out ids the server does not know', async () => {
+    const targets = await discoverTargets(server.url, { jwtSecret: TEST_SECRET, users: 5, withPortfolios: true });
+    expect(targets.symbols).toEqual(['LOADX']);
+    expect(targets.tokens).toHaveLength(1);
+    expect(targets.portfolios).toHaveLength(1);
+    expect(targets.portfolios![0]).toMatch(/^\d+$/);
+  });
+
+  it('runs the trades scenario: every trade answered is in the database once, and the position adds them up', async () => {
+    const targets = await discoverTargets(server.url, { jwtSecret: TEST_SECRET, users: 5, withPortfolios: true });
+    const report = await runLoad({ url: server.url, scenario: SCENARIOS.trades, seconds: 1, peak: 2, targets });
+    const [stage] = report.stages;
+    expect(stage.requests).toBeGreaterThan(0);
+    expect(stage.kinds.trade).toBeGreaterThan(0);
+    expect(stage.codes).toEqual({});
+    // the server finishes trades whose answers the load ended before reading: between those answered and those sent
+    await new Promise((r) => setTimeout(r, 200));
+    const [{ n }] = await rows<{ n: number }>(database.db, sql`select count(*)::int as n from trades where idempotency_key like 'load-%'`);
+    expect(Number(n)).toBeGreaterThanOrEqual(stage.succeeded.trade);
+    expect(Number(n)).toBeLessThanOrEqual(stage.kinds.trade);
+    expect(Number(await positionOf())).toBe(Number(n));
+    expect(stage.server).not.toBeNull();
+    expect(stage.server!.sqlStatements).toBeGreaterThan(0);
+    expect(formatReport(report)).toContain('| steady | 2 |');
+  });
+});
