@@ -43,6 +43,19 @@ describe('the read router', () => {
     expect(router.route('query', ANONYMOUS).reason).toBe('replica');
   });
 
+  it('skips replicas that are down or lag more than the window; with none usable, reads from the primary', () => {
+    const health = [
+      { up: false, lagSeconds: null },
+      { up: true, lagSeconds: 0.5 },
+    ];
+    const router = createReadRouter({ replicas: [r1, r2], readYourWritesMs: 1000, health });
+    expect([1, 2, 3].map(() => router.route('query', ANONYMOUS).db)).toEqual([r2, r2, r2]);
+    health[1] = { up: true, lagSeconds: 1.5 };
+    expect(router.route('query', ANONYMOUS)).toEqual({ db: undefined, target: 'primary', reason: 'no_healthy_replica' });
+    health[0] = { up: true, lagSeconds: 0 };
+    expect(router.route('query', ANONYMOUS).db).toBe(r1);
+  });
+
   it('is off without replicas', () => {
     const router = createReadRouter({ replicas: [], readYourWritesMs: 1000 });
     expect(router.enabled).toBe(false);
@@ -76,7 +89,8 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     bob = await s.user();
     alicePortfolio = (await s.portfolio(alice)).id;
     await s.portfolio(bob);
-    server = await startTestServer(primary, { READ_REPLICA_URLS: replica.url!, READ_YOUR_WRITES_MS: '600000' });
+    // the first replica in the list does not exist: it fails its health check and gets no reads
+    server = await startTestServer(primary, { READ_REPLICA_URLS: `${missingReplica()},${replica.url!}`, READ_YOUR_WRITES_MS: '600000' });
   });
   afterAll(async () => {
     await server?.stop();
@@ -84,15 +98,37 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     await primary?.destroy();
   });
 
+  const missingReplica = () => {
+    const url = new URL(replica.url!);
+    url.pathname = '/foliograph_no_such_replica';
+    return url.toString();
+  };
   const quote = async () =>
     (await server.post({ query: 'query($s: String!) { instrument(symbol: $s) { id latestPrice { date close } } }', variables: { s: symbol } })).body.data.instrument;
   const mine = async (userId: number) =>
     server.post({ query: '{ viewer { portfolios { totalCount } } }' }, { authorization: `Bearer ${await server.token(userId)}` });
 
-  it('answers queries from the replica', async () => {
+  it('answers queries from the replica that is up, never from the one that is down', async () => {
     expect((await quote()).latestPrice).toEqual({ date: '2024-01-30', close: '10' });
     expect((await mine(alice.id)).body.data.viewer).toBeNull();
-    expect(routes(await metrics(), 'replica')).toBeGreaterThanOrEqual(2);
+    expect((await quote()).latestPrice.close).toBe('10');
+    const text = await metrics();
+    expect(routes(text, 'replica')).toBeGreaterThanOrEqual(3);
+    expect(text).toMatch(/^foliograph_db_replica_up\{replica="0"\} 0$/m);
+    expect(text).toMatch(/^foliograph_db_replica_up\{replica="1"\} 1$/m);
+    expect(text).toMatch(/^foliograph_db_replica_lag_seconds\{replica="1"\} 0$/m);
+  });
+
+  it('reads from the primary when no replica is usable', async () => {
+    const alone = await startTestServer(primary, { READ_REPLICA_URLS: missingReplica() });
+    try {
+      const answer = await alone.post({ query: 'query($s: String!) { instrument(symbol: $s) { latestPrice { close } } }', variables: { s: symbol } });
+      expect(answer.body.data.instrument.latestPrice.close).toBe('11');
+      const text = await (await fetch(alone.url.replace('/graphql', '/metrics'))).text();
+      expect(text).toMatch(/^foliograph_db_read_routes_total\{target="primary",reason="no_healthy_replica"\} 1$/m);
+    } finally {
+      await alone.stop();
+    }
   });
 
   it("runs mutations on the primary, and its writer's next reads too, not anyone else's", async () => {

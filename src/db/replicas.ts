@@ -12,10 +12,21 @@ import { sqlStatsLogger } from './sql-stats.js';
  * Read replicas (READ_REPLICA_URLS): each a pool of its own, at most DB_POOL_MAX connections behind
  * a gate of its own, so a slow replica's line is visible and never holds up the primary's.
  */
+export interface ReplicaHealth {
+  /** It answered its last check. */
+  up: boolean;
+  /** How far its replay is behind the primary's WAL it has received, in seconds (0 when caught up or not a standby); null when down. */
+  lagSeconds: number | null;
+}
+
 export interface ReadReplicas {
   /** The replicas' databases, in the order configured. */
   dbs: Db[];
   pools: PoolGate[];
+  /** The last check of each replica (all up and unlagged until the first check). */
+  health: ReplicaHealth[];
+  /** Checks every replica once: a `select` with a short timeout, and its replay lag. */
+  check(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -32,18 +43,38 @@ export function createReadReplicas(urls: string[], options: { dbPoolMax: number;
   );
   const pools = clients.map(() => createPoolGate(options.dbPoolMax));
   const dbs = clients.map((client, i) => drizzlePostgres(gatePostgresClient(client, pools[i]), { schema, logger: sqlStatsLogger }) as unknown as Db);
+  // health checks use connections of their own: a replica's full pool must not make it look down
+  const checkers = urls.map((url) =>
+    postgres(url, { max: 1, idle_timeout: 60, connect_timeout: 2, onnotice: () => {}, connection: { application_name: `${applicationName}:check`.slice(-63), statement_timeout: 2000 } }),
+  );
+  const health: ReplicaHealth[] = urls.map(() => ({ up: true, lagSeconds: 0 }));
   return {
     dbs,
     pools,
+    health,
+    async check() {
+      await Promise.all(
+        checkers.map(async (checker, i) => {
+          try {
+            // lag counts only while WAL it has received is not yet replayed: an idle primary is not lag
+            const [row] = await checker`select case when not pg_is_in_recovery() or pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() then 0
+                                                    else coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()), 0) end::float8 as lag`;
+            health[i] = { up: true, lagSeconds: Number(row.lag) };
+          } catch {
+            health[i] = { up: false, lagSeconds: null };
+          }
+        }),
+      );
+    },
     async close() {
-      await Promise.all(clients.map((c) => c.end({ timeout: 5 })));
+      await Promise.all([...clients, ...checkers].map((c) => c.end({ timeout: 5 })));
     },
   };
 }
 
 export type ReadTarget = 'primary' | 'replica';
 /** Why a request's reads went where they did. */
-export type RouteReason = 'no_replica' | 'mutation' | 'read_your_writes' | 'catch_up' | 'replica';
+export type RouteReason = 'no_replica' | 'mutation' | 'read_your_writes' | 'catch_up' | 'no_healthy_replica' | 'replica';
 
 /**
  * Decides, per request, where its reads go. A replica replays the primary's writes with a delay, so:
@@ -54,14 +85,17 @@ export type RouteReason = 'no_replica' | 'mutation' | 'read_your_writes' | 'catc
  * - for `readYourWritesMs` after public data changed (new prices or forecasts, a model activation:
  *   the invalidation NOTIFY), everyone reads from the primary, so the answers cached right after an
  *   invalidation are not the replica's older ones;
- * - every other request reads from the next replica in turn.
+ * - every other request reads from the next usable replica in turn: one that answered its last health
+ *   check and whose replay lag is within `readYourWritesMs` (a replica further behind would break the
+ *   read-your-writes promise); with none usable, from the primary.
  */
-export function createReadRouter(options: { replicas: Db[]; readYourWritesMs: number; now?: () => number }) {
+export function createReadRouter(options: { replicas: Db[]; readYourWritesMs: number; now?: () => number; health?: ReplicaHealth[] }) {
   const now = options.now ?? Date.now;
   const writers = new LRUCache<number, number>({ max: 100_000 });
   let catchUpUntil = 0;
   let turn = 0;
   const recent = (at: number | undefined) => at !== undefined && now() - at < options.readYourWritesMs;
+  const usable = (h: ReplicaHealth | undefined) => !h || (h.up && (h.lagSeconds ?? Infinity) * 1000 <= options.readYourWritesMs);
   return {
     enabled: options.replicas.length > 0,
     /** A user wrote (their mutation ran here, or another instance said so). */
@@ -78,8 +112,11 @@ export function createReadRouter(options: { replicas: Db[]; readYourWritesMs: nu
       if (operationType === 'mutation') return { db: undefined, target: 'primary', reason: 'mutation' };
       if (viewer.kind === 'user' && recent(writers.get(viewer.userId))) return { db: undefined, target: 'primary', reason: 'read_your_writes' };
       if (now() < catchUpUntil) return { db: undefined, target: 'primary', reason: 'catch_up' };
-      const db = options.replicas[turn++ % options.replicas.length];
-      return { db, target: 'replica', reason: 'replica' };
+      for (let tried = 0; tried < options.replicas.length; tried++) {
+        const i = turn++ % options.replicas.length;
+        if (usable(options.health?.[i])) return { db: options.replicas[i], target: 'replica', reason: 'replica' };
+      }
+      return { db: undefined, target: 'primary', reason: 'no_healthy_replica' };
     },
   };
 }

@@ -141,6 +141,18 @@ export function createMetrics(options: MetricsOptions = {}) {
     labelNames: ['target', 'reason'] as const,
     registers: [registry],
   });
+  const replicaUp = new Gauge({
+    name: 'foliograph_db_replica_up',
+    help: 'With READ_REPLICA_URLS: 1 while a replica (by its position in the list) answers its health check every 5 s, else 0',
+    labelNames: ['replica'] as const,
+    registers: [registry],
+  });
+  const replicaLag = new Gauge({
+    name: 'foliograph_db_replica_lag_seconds',
+    help: 'With READ_REPLICA_URLS: how far a replica replays behind the WAL it has received (a replica further behind than READ_YOUR_WRITES_MS gets no reads)',
+    labelNames: ['replica'] as const,
+    registers: [registry],
+  });
   const ready = new Gauge({
     name: 'foliograph_ready',
     help: '1 while the server is ready (database answering, migrations and first seed done), else 0',
@@ -153,7 +165,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
   });
-  return { registry, ready, shed, readRoutes, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
+  return { registry, ready, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -93,7 +93,16 @@ export function createApp({
   const replicas = config.readReplicaUrls.length
     ? createReadReplicas(config.readReplicaUrls, { dbPoolMax: config.dbPoolMax, statementTimeoutMs: config.requestTimeoutMs })
     : null;
-  const router = createReadRouter({ replicas: replicas?.dbs ?? [], readYourWritesMs: config.readYourWritesMs });
+  const router = createReadRouter({ replicas: replicas?.dbs ?? [], readYourWritesMs: config.readYourWritesMs, health: replicas?.health });
+  let replicaChecks: NodeJS.Timeout | undefined;
+  const checkReplicas = async () => {
+    if (!replicas) return;
+    await replicas.check();
+    replicas.health.forEach((h, i) => {
+      metrics.replicaUp.set({ replica: String(i) }, h.up ? 1 : 0);
+      if (h.lagSeconds !== null) metrics.replicaLag.set({ replica: String(i) }, h.lagSeconds);
+    });
+  };
   const noticeChanges = (tags: string[]) => {
     for (const tag of tags) {
       const writer = /^Session:user:(\d+)$/.exec(tag);
@@ -257,6 +266,12 @@ export function createApp({
         httpServer.listen(port, host, () => resolve());
       });
       recorder.start(config.costFlushIntervalMs);
+      // replicas are checked before the first request and every 5 s: a down or lagging one gets no reads
+      if (replicas) {
+        await checkReplicas();
+        replicaChecks = setInterval(() => void checkReplicas().catch(() => {}), 5000);
+        replicaChecks.unref();
+      }
       // foliograph_ready follows the database between scrapes of /readyz
       void checkReady().catch(() => {});
       readiness = setInterval(() => void checkReady().catch(() => {}), 5000);
@@ -288,6 +303,7 @@ export function createApp({
     },
     async stop() {
       clearInterval(readiness);
+      clearInterval(replicaChecks);
       await apollo.stop();
       if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
       await handler.settle(10_000);
