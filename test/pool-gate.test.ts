@@ -46,6 +46,16 @@ describe('the pool gate', () => {
     await expect(gate.run(async () => 'ok')).resolves.toBe('ok');
   });
 
+  it('remembers when work last succeeded (a failure does not count): proof enough that the database answers', async () => {
+    const gate = createPoolGate(1);
+    expect(gate.lastSuccess).toBe(0);
+    await expect(gate.run(() => Promise.reject(new Error('connection refused')))).rejects.toThrow();
+    expect(gate.lastSuccess).toBe(0);
+    const before = performance.now();
+    await gate.run(async () => 1);
+    expect(gate.lastSuccess).toBeGreaterThanOrEqual(before);
+  });
+
   it('feeds the pool metrics: connections in use and waiting, and the wait histogram', async () => {
     const gate = createPoolGate(1);
     const metrics = createMetrics({ defaultMetrics: false, pool: gate, idleConnections: async () => 3 });

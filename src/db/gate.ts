@@ -35,6 +35,8 @@ export interface PoolGate {
   readonly active: number;
   /** Statements waiting for a permit now. */
   readonly waiting: number;
+  /** When a statement last succeeded (`performance.now()`; 0 before the first). */
+  readonly lastSuccess: number;
   /** Calls `listener` with every wait for a permit, in seconds (0 when one was free); returns an unsubscribe. */
   onWait(listener: (seconds: number) => void): () => void;
   /** Calls `listener` with how long each permit was held (the statement's or transaction's time). */
@@ -43,6 +45,7 @@ export interface PoolGate {
 
 export function createPoolGate(permits: number): PoolGate {
   let active = 0;
+  let lastSuccess = 0;
   const queue: (() => void)[] = [];
   const listeners = new Set<(seconds: number) => void>();
   const doneListeners = new Set<(kind: StatementKind, seconds: number) => void>();
@@ -63,6 +66,9 @@ export function createPoolGate(permits: number): PoolGate {
     get waiting() {
       return queue.length;
     },
+    get lastSuccess() {
+      return lastSuccess;
+    },
     onWait(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -82,7 +88,9 @@ export function createPoolGate(permits: number): PoolGate {
       }
       const started = performance.now();
       try {
-        return await fn();
+        const result = await fn();
+        lastSuccess = performance.now();
+        return result;
       } finally {
         release();
         const seconds = (performance.now() - started) / 1000;
