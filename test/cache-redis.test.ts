@@ -197,3 +197,37 @@ describe.skipIf(!REDIS_URL)('response cache across instances (Redis)', () => {
     expect(ids(aliceOnB)).toEqual(alice.portfolios);
   });
 });
+
+// Two deployments sharing one Redis (staging and production, say): user 1 of one database is not
+// user 1 of the other, so their cached answers live in namespaces of their own.
+describe.skipIf(!REDIS_URL)('response cache of two databases sharing one Redis', () => {
+  let first: TestDatabase;
+  let second: TestDatabase;
+  let one: TestServer;
+  let two: TestServer;
+  const SAME_DOCUMENT = doc(`query Me { viewer { id email } }`);
+
+  beforeAll(async () => {
+    first = await createTestDatabase();
+    second = await createTestDatabase();
+    await seed(first.db).user({ email: `first-${run}@example.com` });
+    await seed(second.db).user({ email: `second-${run}@example.com` });
+    one = await startTestServer(first, { REDIS_URL: REDIS_URL! });
+    two = await startTestServer(second, { REDIS_URL: REDIS_URL! });
+  });
+  afterAll(async () => {
+    await one?.stop();
+    await two?.stop();
+    await first?.destroy();
+    await second?.destroy();
+  });
+
+  it('never answers one database\'s user with the other\'s cached answer for the same user id', async () => {
+    const mine = await ask(one, SAME_DOCUMENT, {}, 1);
+    expect(mine.body.data.viewer.email).toBe(`first-${run}@example.com`);
+    expect(hit(await ask(one, SAME_DOCUMENT, {}, 1))).toBe(true);
+    const theirs = await ask(two, SAME_DOCUMENT, {}, 1);
+    expect(theirs.body.data.viewer.email).toBe(`second-${run}@example.com`);
+    expect(hit(theirs)).toBe(false);
+  });
+});

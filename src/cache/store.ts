@@ -13,6 +13,8 @@ export interface ResponseStoreOptions {
   maxBytes: number;
   /** A second tier shared by instances, and the channel their invalidations travel on. */
   redisUrl?: string;
+  /** Keeps one database's answers apart from another's in a shared Redis (see namespace.ts). */
+  namespace?: string;
   logger: Logger;
   metrics?: Metrics;
 }
@@ -42,8 +44,6 @@ interface Entry {
   bytes: number;
 }
 
-const CHANNEL = 'foliograph:invalidate';
-const PREFIX = 'foliograph:rc:';
 // Stores an answer in Redis only if no write to its session happened since the request read the
 // session's generation. KEYS: entry, generation. ARGV: json, ttl ms, generation seen, tags...
 const SET_IF_CURRENT = `
@@ -57,6 +57,9 @@ return 1
 `;
 
 export function createResponseStore(options: ResponseStoreOptions): ResponseStore {
+  const scope = options.namespace ? `${options.namespace}:` : '';
+  const CHANNEL = `foliograph:${scope}invalidate`;
+  const PREFIX = `foliograph:${scope}rc:`;
   const { logger, metrics } = options;
   const origin = randomUUID();
   const byTag = new Map<string, Set<string>>();

@@ -20,7 +20,7 @@ await runCommand(
       },
     });
     say(`ran ${result.models} model version(s) over ${result.instruments} instruments; ${touched.length} got new forecasts`);
-    if (touched.length) await clearSharedInstrumentAnswers(config, touched);
+    if (touched.length) await clearSharedInstrumentAnswers(config, database, touched);
     process.stdout.write(`${JSON.stringify(result)}\n`);
   },
   { migrate: true },

@@ -60,7 +60,7 @@ await runCommand(
         say(switched.changed ? `${switched.name}: ${switched.previousVersion ?? 'none'} → ${switched.version}` : `${switched.name} ${switched.version} is already active`);
         if (switched.changed) {
           const ids = (await rows<{ id: number }>(db, sql`select id from instruments`)).map((r) => r.id);
-          await clearSharedInstrumentAnswers(config, ids);
+          await clearSharedInstrumentAnswers(config, database, ids);
         }
         result = switched;
         break;

@@ -5,7 +5,9 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import postgres from 'postgres';
 import type { Config } from '../config.js';
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { createPoolGate, gatePgliteClient, gatePostgresClient, type PoolGate } from './gate.js';
 import { lockDataDir } from './pglite-lock.js';
 import * as schema from './schema.js';
@@ -17,6 +19,11 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 export interface Database {
   db: Db;
   driver: 'pglite' | 'postgres';
+  /**
+   * Which database this is, without credentials: `postgres://host:port/name`, `pglite:<directory>`,
+   * or a unique `memory:` name per in-memory database. Keeps shared caches of different databases apart.
+   */
+  identity: string;
   /** Answers when the database can run a statement; throws otherwise. */
   ping(): Promise<void>;
   /** The gate every statement of this process passes: permits in use, statements waiting, waits. */
@@ -66,9 +73,11 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     // The pool's idle connections are read over a connection of their own, so that a scrape of
     // /metrics never waits in the line it is measuring; it closes when scrapes stop.
     let stats: postgres.Sql | undefined;
+    const url = new URL(options.databaseUrl);
     return {
       db,
       driver: 'postgres',
+      identity: `postgres://${url.hostname}:${url.port || '5432'}${url.pathname}`,
       pool,
       async ping() {
         await client`select 1`;
@@ -120,6 +129,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
   return {
     db,
     driver: 'pglite',
+    identity: memory ? `memory:${randomUUID()}` : `pglite:${resolve(options.pgliteDataDir)}`,
     pool,
     async ping() {
       await client.query('select 1');

@@ -29,6 +29,7 @@ import { MODEL_TIMING_CHANNEL, parseModelTimings } from '../observability/model-
 import { createOperationLogPlugin } from './operationLog.js';
 import { createSlowSqlLog } from '../observability/slow-sql.js';
 import { createResponseStore, type ResponseStore } from '../cache/store.js';
+import { cacheNamespace } from '../cache/namespace.js';
 import { createEnvelopGateway } from './executor.js';
 import { createHotCache } from '../cache/hot.js';
 import { INVALIDATION_CHANNEL, parseInvalidation } from '../cache/notify.js';
@@ -85,7 +86,14 @@ export function createApp({
     ? createRedisKeyValueCache(config.redisUrl, 'foliograph:apq:', logger)
     : new InMemoryLRUCache<string>({ maxSize: config.apqMaxBytes, ttl: config.apqTtlSeconds * 1000 });
   const store = config.responseCache
-    ? createResponseStore({ maxEntries: config.responseCacheMaxEntries, maxBytes: config.responseCacheMaxBytes, redisUrl: config.redisUrl, logger, metrics })
+    ? createResponseStore({
+        maxEntries: config.responseCacheMaxEntries,
+        maxBytes: config.responseCacheMaxBytes,
+        redisUrl: config.redisUrl,
+        namespace: cacheNamespace(database),
+        logger,
+        metrics,
+      })
     : null;
   const hot = config.hotCacheTtlMs > 0 ? createHotCache({ ttlMs: config.hotCacheTtlMs }) : undefined;
   if (hot) store?.onInvalidate((tags) => hot.invalidate(tags));
