@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { renderForecastChart, type ForecastChartInput } from '../src/forecasting/chart.js';
-import type { ForecastEstimate, PricePoint } from '../src/forecasting/trailing-lognormal.js';
+import type { ForecastEstimate, PricePoint } from '../src/forecasting/series.js';
 
 // The chart is a pure function from prices and forecasts to an SVG document: these tests read the
 // document back (tags, the band's points, the axis ticks) and check what it shows. No database.

@@ -7,7 +7,7 @@ import { fitGarch, GARCH, garchHorizonVariance } from '../src/forecasting/models
 import { forecastSeries, logReturns, MODELS, parseParameters } from '../src/forecasting/models/index.js';
 import { normalQuantile, simpleReturns, zForLevel } from '../src/forecasting/models/model.js';
 import { parsePriceCsv } from '../src/forecasting/price-csv.js';
-import type { PricePoint } from '../src/forecasting/trailing-lognormal.js';
+import type { PricePoint } from '../src/forecasting/series.js';
 import { demoDataDir } from '../src/paths.js';
 import { seededRandom } from '../src/random.js';
 
@@ -60,6 +60,9 @@ describe('normal quantiles', () => {
     expect(zForLevel(0.99)).toBeCloseTo(2.575829, 6);
     expect(zForLevel(0.5)).toBeCloseTo(0.67449, 5);
     expect(normalQuantile(0.001)).toBeCloseTo(-3.090232, 5);
+    // the approximation itself, beside the table of exact values zForLevel uses for common levels
+    expect(normalQuantile(0.975)).toBeCloseTo(1.959964, 6);
+    expect(zForLevel(0.98)).toBeCloseTo(2.326348, 6);
     expect(() => normalQuantile(1)).toThrow(RangeError);
   });
 

@@ -1,11 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { forecastTrailingLognormal, tradingDaysPerRow, type PricePoint } from '../src/forecasting/trailing-lognormal.js';
+import { forecastSeries, parseParameters } from '../src/forecasting/models/index.js';
+import { TRAILING } from '../src/forecasting/models/trailing.js';
+import { tradingDaysPerRow, type PricePoint } from '../src/forecasting/series.js';
 import { seededRandom } from '../src/random.js';
 
 // The trailing-lognormal model is pure arithmetic over a price series: these tests build series whose
 // true log-return distribution is known and check the model recovers it. No database, no clock.
 
 const Z95 = 1.959963984540054;
+
+/** The registered trailing-lognormal model's forecasts as of the series' last row. */
+const forecastTrailingLognormal = (series: PricePoint[], horizons: number[], windowTradingDays?: number) =>
+  forecastSeries(TRAILING, parseParameters(TRAILING, windowTradingDays ? { windowTradingDays } : {}), series, horizons);
 const DAY = 86_400_000;
 
 /** ISO dates of `n` consecutive calendar days ending on `last`. */

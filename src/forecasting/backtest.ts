@@ -1,6 +1,6 @@
 import { logReturns, type ForecastModel } from './models/index.js';
 import { simpleReturns, type FitContext } from './models/model.js';
-import { tradingDaysPerRow, type PricePoint } from './trailing-lognormal.js';
+import { tradingDaysPerRow, type PricePoint } from './series.js';
 
 /**
  * Walk-forward evaluation of a model on one price series. At each row t the model is fitted to the
@@ -62,7 +62,7 @@ export const LEVELS = [0.5, 0.8, 0.9, 0.95, 0.99];
 export function backtest(series: readonly PricePoint[], options: BacktestOptions): BacktestResult {
   const { model, params, horizonRows: h } = options;
   if (!Number.isInteger(h) || h < 1) throw new RangeError(`the horizon must be a whole number of rows, at least 1; got ${h}`);
-  const perRow = tradingDaysPerRow(series as PricePoint[]);
+  const perRow = tradingDaysPerRow(series);
   const returns = logReturns(series);
   const warm: NonNullable<FitContext<unknown>['warm']> = {};
   const inside = new Map(LEVELS.map((l) => [l, 0]));

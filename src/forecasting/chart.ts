@@ -3,7 +3,7 @@
  * the as-of close a band through each horizon's 95% interval with the expected price dashed inside it.
  * Pure: the same input gives the same document, byte for byte.
  */
-import { TRADING_DAYS_PER_YEAR, tradingDaysPerRow, type ForecastEstimate, type PricePoint } from './trailing-lognormal.js';
+import { TRADING_DAYS_PER_YEAR, tradingDaysPerRow, type ForecastEstimate, type PricePoint } from './series.js';
 
 export interface ForecastChartInput {
   symbol: string;

@@ -1,4 +1,5 @@
 import { Decimal } from '../domain/decimal.js';
+import { Z95 } from './models/model.js';
 
 /**
  * Portfolio-level risk, computed on request: the distribution of a whole portfolio's return over a
@@ -44,7 +45,6 @@ export const PORTFOLIO_COVARIANCE = {
   maxHorizonDays: 252,
 } as const;
 
-const Z95 = 1.959963984540054;
 
 export type RiskFrequency = 'DAILY' | 'MONTHLY';
 

@@ -1,4 +1,4 @@
-import type { PricePoint } from './trailing-lognormal.js';
+import type { PricePoint } from './series.js';
 
 const MONTHS: Record<string, string> = { Jan: '01', Feb: '02', Mar: '03', Apr: '04', May: '05', Jun: '06', Jul: '07', Aug: '08', Sep: '09', Oct: '10', Nov: '11', Dec: '12' };
 

@@ -2,7 +2,7 @@ import { EWMA } from './ewma.js';
 import { GARCH } from './garch.js';
 import { simpleReturns, type FitContext, type ForecastModel } from './model.js';
 import { TRAILING } from './trailing.js';
-import { tradingDaysPerRow, type ForecastEstimate, type PricePoint } from '../trailing-lognormal.js';
+import { tradingDaysPerRow, type ForecastEstimate, type PricePoint } from '../series.js';
 
 export type { ForecastModel, Fitted, HorizonDistribution } from './model.js';
 
@@ -11,14 +11,9 @@ export const MODELS: Record<string, ForecastModel<unknown>> = Object.fromEntries
   [EWMA, GARCH, TRAILING].map((m) => [m.name, m as ForecastModel<unknown>]),
 );
 
-/** The model that answers `latestForecast` unless FORECAST_DEFAULT_MODEL says otherwise. */
-export const DEFAULT_MODEL = EWMA.name;
-
-export class UnknownModelError extends Error {}
-
 export function modelByName(name: string): ForecastModel<unknown> {
   const model = MODELS[name];
-  if (!model) throw new UnknownModelError(`unknown model "${name}"; built-in models: ${Object.keys(MODELS).join(', ')}`);
+  if (!model) throw new Error(`unknown model "${name}"; built-in models: ${Object.keys(MODELS).join(', ')}`);
   return model;
 }
 
@@ -45,7 +40,7 @@ export function logReturns(series: readonly PricePoint[]): number[] {
  */
 export function forecastSeries(model: ForecastModel<unknown>, params: unknown, series: readonly PricePoint[], horizonsDays: readonly number[]): ForecastEstimate[] {
   if (series.length < 2) return [];
-  const perRow = tradingDaysPerRow(series as PricePoint[]);
+  const perRow = tradingDaysPerRow(series);
   const context: FitContext<unknown> = { params, tradingDaysPerRow: perRow };
   const fitted = model.fit(logReturns(series), context);
   if (!fitted) return [];

@@ -43,9 +43,15 @@ export interface ForecastModel<P = unknown> {
   fit(returns: readonly number[], context: FitContext<P>): Fitted | null;
 }
 
+/** The standard normal quantile of a central 95% interval, to full precision. */
+export const Z95 = 1.959963984540054;
+
+/** The levels the backtest reports, to full precision; others come from the approximation below. */
+const CENTRAL_Z: Record<number, number> = { 0.5: 0.6744897501960817, 0.8: 1.2815515655446004, 0.9: 1.6448536269514722, 0.95: Z95, 0.99: 2.5758293035489004 };
+
 /** Two-sided standard normal quantile for a central interval of the given level (0.95 → 1.96). */
 export function zForLevel(level: number): number {
-  return normalQuantile(0.5 + level / 2);
+  return CENTRAL_Z[level] ?? normalQuantile(0.5 + level / 2);
 }
 
 /** The interval and expected simple return over a horizon from a normal log return. */

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { TRAILING_LOGNORMAL } from '../trailing-lognormal.js';
 import type { ForecastModel } from './model.js';
 
 /**
@@ -8,6 +7,13 @@ import type { ForecastModel } from './model.js';
  * intervals ignore the current volatility, so they are too wide in calm spells and too narrow in
  * storms; the backtest shows how much the other models gain on it.
  */
+export const TRAILING_LOGNORMAL = {
+  name: 'trailing-lognormal',
+  version: '1',
+  /** Three years of trading days: long enough for a stable mean on monthly data (36 rows). */
+  windowTradingDays: 756,
+} as const;
+
 export const trailingParameters = z
   .object({
     windowTradingDays: z.number().int().min(20).default(TRAILING_LOGNORMAL.windowTradingDays),
