@@ -36,13 +36,14 @@ describe('the model registry', () => {
   let database: TestDatabase;
   let server: TestServer;
   let symbol: string;
+  let instrumentId: number;
 
   beforeAll(async () => {
     database = await createTestDatabase();
     const uniform = seededRandom(3);
     let close = 100;
     const closes = Array.from({ length: 60 }, () => (close *= Math.exp(0.02 * (uniform() - 0.5))).toFixed(4));
-    symbol = (await seed(database.db).instrument(closes)).symbol;
+    ({ symbol, id: instrumentId } = await seed(database.db).instrument(closes));
     await ensureBuiltInModels(database.db);
     // a second EWMA version with a much faster decay: other intervals on the same prices
     await registerVersion(database.db, 'ewma', '2', { lambdaDaily: 0.5 });
@@ -107,12 +108,12 @@ describe('the model registry', () => {
   it('answers from the activated version at once, and rolls back to the one it replaced', async () => {
     const v1 = (await ask()).body.data.instrument.latestForecast;
 
-    expect(await activateVersion(database.db, 'ewma', '2')).toEqual({ name: 'ewma', version: '2', previousVersion: '1', changed: true });
+    expect(await activateVersion(database.db, 'ewma', '2')).toEqual({ name: 'ewma', version: '2', previousVersion: '1', changed: true, instrumentIds: [instrumentId] });
     const after = await until(ask, (r) => r.body.data.instrument.latestForecast.model.version === '2');
     expect(after.body.data.instrument.latestForecast.model).toEqual({ name: 'ewma', version: '2', active: true });
     expect(after.body.data.instrument.latestForecast.upper).not.toBe(v1.upper);
 
-    expect(await rollbackModel(database.db, 'ewma')).toEqual({ name: 'ewma', version: '1', previousVersion: '2', changed: true });
+    expect(await rollbackModel(database.db, 'ewma')).toEqual({ name: 'ewma', version: '1', previousVersion: '2', changed: true, instrumentIds: [instrumentId] });
     const back = await until(ask, (r) => r.body.data.instrument.latestForecast.model.version === '1');
     expect(back.body.data.instrument.latestForecast).toEqual(v1);
 
@@ -130,7 +131,7 @@ describe('the model registry', () => {
   });
 
   it('does nothing when the version is already active', async () => {
-    expect(await activateVersion(database.db, 'ewma', '1')).toMatchObject({ changed: false });
+    expect(await activateVersion(database.db, 'ewma', '1')).toMatchObject({ changed: false, instrumentIds: [] });
     expect(await activationHistory(database.db, 'ewma')).toHaveLength(3);
   });
 

@@ -1,5 +1,3 @@
-import { rows } from '../db/client.js';
-import { sql } from 'drizzle-orm';
 import { activateVersion, activationHistory, ensureBuiltInModels, listVersions, registerVersion, rollbackModel } from '../forecasting/registry.js';
 import { MODELS } from '../forecasting/models/index.js';
 import { option, runCommand, say } from './common.js';
@@ -56,12 +54,10 @@ await runCommand(
         break;
       case 'activate':
       case 'rollback': {
-        const switched = action === 'activate' ? await activateVersion(db, required('model', model), required('version', version)) : await rollbackModel(db, required('model', model));
+        const { instrumentIds, ...switched } =
+          action === 'activate' ? await activateVersion(db, required('model', model), required('version', version)) : await rollbackModel(db, required('model', model));
         say(switched.changed ? `${switched.name}: ${switched.previousVersion ?? 'none'} → ${switched.version}` : `${switched.name} ${switched.version} is already active`);
-        if (switched.changed) {
-          const ids = (await rows<{ id: number }>(db, sql`select id from instruments`)).map((r) => r.id);
-          await clearSharedInstrumentAnswers(config, database, ids);
-        }
+        await clearSharedInstrumentAnswers(config, database, instrumentIds);
         result = switched;
         break;
       }

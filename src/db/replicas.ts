@@ -120,5 +120,3 @@ export function createReadRouter(options: { replicas: Db[]; readYourWritesMs: nu
     },
   };
 }
-
-export type ReadRouter = ReturnType<typeof createReadRouter>;

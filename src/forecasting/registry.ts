@@ -50,6 +50,8 @@ export interface ActivationResult {
   previousVersion: string | null;
   /** False when the version was already the active one. */
   changed: boolean;
+  /** The instruments whose cached answers the switch made stale (all of them; none when nothing changed). */
+  instrumentIds: number[];
 }
 
 /** Makes `version` the active version of `name`. */
@@ -91,14 +93,14 @@ async function switchVersion(
     const versions = await tx.select().from(forecastModels).where(eq(forecastModels.name, name)).orderBy(forecastModels.id).for('update');
     const target = await choose(versions, tx as unknown as Db);
     const current = versions.find((v) => v.active) ?? null;
-    if (current?.id === target.id) return { name, version: target.version, previousVersion: current.version, changed: false };
+    if (current?.id === target.id) return { name, version: target.version, previousVersion: current.version, changed: false, instrumentIds: [] };
     if (current) await tx.update(forecastModels).set({ active: false }).where(eq(forecastModels.id, current.id));
     await tx.update(forecastModels).set({ active: true }).where(eq(forecastModels.id, target.id));
     await tx.insert(forecastModelActivations).values({ name, modelId: target.id, previousModelId: current?.id ?? null, action });
     // delivered when this transaction commits: every server drops its answers about instruments
-    const instruments = await rows<{ id: number }>(tx, sql`select id from instruments order by id`);
-    await notifyInvalidation(tx as unknown as Db, instruments.map((i) => `Instrument:${i.id}`));
-    return { name, version: target.version, previousVersion: current?.version ?? null, changed: true };
+    const instrumentIds = (await rows<{ id: number }>(tx, sql`select id from instruments order by id`)).map((i) => i.id);
+    await notifyInvalidation(tx as unknown as Db, instrumentIds.map((id) => `Instrument:${id}`));
+    return { name, version: target.version, previousVersion: current?.version ?? null, changed: true, instrumentIds };
   });
 }
 

@@ -137,7 +137,7 @@ export function createMetrics(options: MetricsOptions = {}) {
   });
   const readRoutes = new Counter({
     name: 'foliograph_db_read_routes_total',
-    help: 'Where requests read with READ_REPLICA_URLS set, by target (primary or replica) and reason (replica, mutation, read_your_writes, catch_up)',
+    help: 'Where requests read with READ_REPLICA_URLS set, by target (primary or replica) and reason (replica, mutation, read_your_writes, catch_up, no_healthy_replica)',
     labelNames: ['target', 'reason'] as const,
     registers: [registry],
   });
