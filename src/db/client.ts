@@ -53,23 +53,32 @@ export async function rows<T>(db: Db, query: SQL): Promise<T[]> {
 // An arbitrary constant: the advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK = 0x466f6c69;
 
+/**
+ * A postgres.js pool of at most `max` connections behind a gate of its own, and Drizzle over it:
+ * the primary's, and each read replica's (src/db/replicas.ts).
+ */
+export function openGatedPostgres(url: string, options: { max: number; applicationName: string; statementTimeoutMs?: number }) {
+  const client = postgres(url, {
+    max: options.max,
+    idle_timeout: 30,
+    connect_timeout: 10,
+    onnotice: () => {},
+    connection: {
+      application_name: options.applicationName,
+      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    },
+  });
+  const pool = createPoolGate(options.max);
+  const db = drizzlePostgres(gatePostgresClient(client, pool), { schema, logger: sqlStatsLogger }) as unknown as Db;
+  return { client, pool, db };
+}
+
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
     // host and pid tell this process's connections from other instances' in pg_stat_activity
     // (63 bytes is PostgreSQL's limit for a name)
     const applicationName = `foliograph:${hostname()}:${process.pid}`.slice(-63);
-    const client = postgres(options.databaseUrl, {
-      max: options.dbPoolMax,
-      idle_timeout: 30,
-      connect_timeout: 10,
-      onnotice: () => {},
-      connection: {
-        application_name: applicationName,
-        ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
-      },
-    });
-    const pool = createPoolGate(options.dbPoolMax);
-    const db = drizzlePostgres(gatePostgresClient(client, pool), { schema, logger: sqlStatsLogger }) as unknown as Db;
+    const { client, pool, db } = openGatedPostgres(options.databaseUrl, { max: options.dbPoolMax, applicationName, statementTimeoutMs: options.statementTimeoutMs });
     // The pool's idle connections are read over a connection of their own, so that a scrape of
     // /metrics never waits in the line it is measuring; it closes when scrapes stop.
     let stats: postgres.Sql | undefined;

@@ -1,12 +1,9 @@
 import { hostname } from 'node:os';
-import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { LRUCache } from 'lru-cache';
 import postgres from 'postgres';
 import type { Viewer } from '../auth/tokens.js';
-import type { Db } from './client.js';
-import { createPoolGate, gatePostgresClient, type PoolGate } from './gate.js';
-import * as schema from './schema.js';
-import { sqlStatsLogger } from './sql-stats.js';
+import { openGatedPostgres, type Db } from './client.js';
+import type { PoolGate } from './gate.js';
 
 /**
  * Read replicas (READ_REPLICA_URLS): each a pool of its own, at most DB_POOL_MAX connections behind
@@ -32,17 +29,10 @@ export interface ReadReplicas {
 
 export function createReadReplicas(urls: string[], options: { dbPoolMax: number; statementTimeoutMs?: number }): ReadReplicas {
   const applicationName = `foliograph:${hostname()}:${process.pid}:replica`.slice(-63);
-  const clients = urls.map((url) =>
-    postgres(url, {
-      max: options.dbPoolMax,
-      idle_timeout: 30,
-      connect_timeout: 10,
-      onnotice: () => {},
-      connection: { application_name: applicationName, ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}) },
-    }),
-  );
-  const pools = clients.map(() => createPoolGate(options.dbPoolMax));
-  const dbs = clients.map((client, i) => drizzlePostgres(gatePostgresClient(client, pools[i]), { schema, logger: sqlStatsLogger }) as unknown as Db);
+  const opened = urls.map((url) => openGatedPostgres(url, { max: options.dbPoolMax, applicationName, statementTimeoutMs: options.statementTimeoutMs }));
+  const clients = opened.map((o) => o.client);
+  const pools = opened.map((o) => o.pool);
+  const dbs = opened.map((o) => o.db);
   // health checks use connections of their own: a replica's full pool must not make it look down
   const checkers = urls.map((url) =>
     postgres(url, { max: 1, idle_timeout: 60, connect_timeout: 2, onnotice: () => {}, connection: { application_name: `${applicationName}:check`.slice(-63), statement_timeout: 2000 } }),
