@@ -13,6 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import postgres from 'postgres';
 import { signUserToken } from '../src/auth/tokens.js';
+import { DASHBOARD, QUOTE, SCENARIOS, zipf } from '../src/load/scenarios.js';
+import { seededRandom } from '../src/random.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: number) => {
@@ -45,31 +47,6 @@ async function ensureDatabase(): Promise<void> {
   }
 }
 
-/** Ranks 0..n-1 drawn with probability ∝ 1/(rank+1)^s: a few users and symbols take most requests. */
-function zipf(n: number, s = 1.1) {
-  const weights = Array.from({ length: n }, (_, i) => 1 / (i + 1) ** s);
-  const total = weights.reduce((a, b) => a + b, 0);
-  const cdf: number[] = [];
-  weights.reduce((acc, w, i) => (cdf[i] = acc + w / total), 0);
-  let seed = 42;
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  return () => {
-    const u = random();
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid] < u) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-}
-
-const DASHBOARD = `query Dashboard { viewer { portfolios(first: 20) { nodes { id name valuation { marketValue unrealizedPnl asOf }
-  positions(first: 50) { nodes { quantity averageCost marketValue instrument { symbol latestPrice { date close } latestForecast { expectedReturn lower upper } } } } } } } }`;
-const QUOTE = 'query Quote($s: String!) { instrument(symbol: $s) { symbol name latestPrice { date close } latestForecast(horizonDays: 21) { expectedReturn lower upper } prices(first: 20) { date close } } }';
-
 async function startServer(port: number, env: Record<string, string>): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     env: { ...process.env, DATABASE_URL, PORT: String(port), JWT_SECRET: SECRET, NODE_ENV: 'production', LOG_LEVEL: 'warn', RATE_LIMIT_COST_PER_MINUTE: '1000000000', DB_POOL_MAX: '10', ...env },
@@ -98,8 +75,9 @@ interface Outcome {
 }
 
 async function surge(port: number, tokens: string[], symbols: string[]): Promise<Outcome> {
-  const pickUser = zipf(tokens.length);
-  const pickSymbol = zipf(symbols.length);
+  // the load command's surge mix: 70% dashboards (private, per user), 30% quotes (public, shared)
+  const random = seededRandom(42);
+  const pick = { user: zipf(tokens.length, random), symbol: zipf(symbols.length, random) };
   const url = `http://127.0.0.1:${port}/graphql`;
   const before = await sqlStatements(port);
   const result = await autocannon({
@@ -110,14 +88,8 @@ async function surge(port: number, tokens: string[], symbols: string[]): Promise
       {
         method: 'POST',
         setupRequest: (request) => {
-          // 70% dashboards (private, per user), 30% quotes (public, shared)
-          const dashboard = Math.random() < 0.7;
-          const body = dashboard ? { query: DASHBOARD } : { query: QUOTE, variables: { s: symbols[pickSymbol()] } };
-          return {
-            ...request,
-            headers: { 'content-type': 'application/json', ...(dashboard ? { authorization: `Bearer ${tokens[pickUser()]}` } : {}) },
-            body: JSON.stringify(body),
-          };
+          const next = SCENARIOS.surge.next({ tokens, symbols }, random, pick);
+          return { ...request, headers: next.headers, body: next.body };
         },
       },
     ],
