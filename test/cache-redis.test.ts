@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
+import { until } from './helpers/until.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 // The response cache's shared tier: two servers on one database and one Redis. An answer one caches
@@ -43,16 +44,6 @@ async function metric(server: TestServer, name: string, labels: Record<string, s
     if (Object.entries(labels).every(([k, v]) => found[k] === v)) sum += Number(m[3]);
   }
   return sum;
-}
-
-/** Asks until `done` holds, at most about 2 s: a bounded wait for a message, not a timing assertion. */
-async function until(probe: () => Promise<Answer>, done: (a: Answer) => boolean): Promise<Answer> {
-  let answer = await probe();
-  for (let i = 0; i < 40 && !done(answer); i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    answer = await probe();
-  }
-  return answer;
 }
 
 const hit = (a: Answer) => a.body.extensions?.responseCache?.hit;

@@ -12,25 +12,17 @@ import {
   RegistryError,
   rollbackModel,
 } from '../src/forecasting/registry.js';
+import { metricSum } from '../src/observability/prom-text.js';
 import { seededRandom } from '../src/random.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
+import { until } from './helpers/until.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 // The registry decides which version of a model answers `latestForecast`. Activation and rollback
 // take effect on the next request, with no restart, and drop the cached answers they make stale.
 const QUOTE = `query($s: String!) { instrument(symbol: $s) {
   latestForecast(horizonDays: 5) { model { name version active } expectedReturn lower upper } } }`;
-
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  let value = await probe();
-  // a bounded wait for the invalidation NOTIFY to arrive, not a timing assertion
-  for (let i = 0; i < 40 && !done(value); i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    value = await probe();
-  }
-  return value;
-}
 
 describe('the model registry', () => {
   let database: TestDatabase;
@@ -75,11 +67,7 @@ describe('the model registry', () => {
 
   it('generates a named version before it is active, without changing what answers, and times the run on every server', async () => {
     const metrics = async () => (await fetch(server.url.replace('/graphql', '/metrics'))).text();
-    const count = (text: string, stage: string) =>
-      text
-        .split('\n')
-        .filter((l) => l.startsWith('foliograph_forecast_model_duration_seconds_count{') && ['model="ewma"', 'version="2"', `stage="${stage}"`].every((w) => l.includes(w)))
-        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    const count = (text: string, stage: string) => metricSum(text, 'foliograph_forecast_model_duration_seconds_count', { model: 'ewma', version: '2', stage });
     const before = await metrics();
     const result = await generateForecasts(database.db, { model: 'ewma', version: '2' });
     expect(result).toMatchObject({ models: 1, forecasts: 4 });

@@ -2,21 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { notifyInvalidation } from '../src/cache/notify.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
+import { until } from './helpers/until.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 // Writers outside the server (forecasts:generate, seeds) announce stale instruments with NOTIFY;
 // every server on the database drops its cached answers and hot entities for them.
 const QUOTE = 'query($s: String!) { instrument(symbol: $s) { symbol latestPrice { close } latestForecast(horizonDays: 5) { expectedReturn } } }';
-
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  let value = await probe();
-  // a bounded wait for a notification to arrive, not a timing assertion
-  for (let i = 0; i < 40 && !done(value); i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    value = await probe();
-  }
-  return value;
-}
 
 describe('invalidation by NOTIFY', () => {
   let database: TestDatabase;

@@ -1,7 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../src/db/client.js';
-import { formatReport, metricSum, runLoad } from '../src/load/run.js';
+import { formatReport, runLoad } from '../src/load/run.js';
+import { metricSum } from '../src/observability/prom-text.js';
 import { SCENARIOS, zipf } from '../src/load/scenarios.js';
 import { discoverTargets } from '../src/load/targets.js';
 import { seededRandom } from '../src/random.js';

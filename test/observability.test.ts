@@ -5,20 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createApp } from '../src/server/app.js';
 import { publishModelTimings } from '../src/observability/model-timings.js';
+import { metricSum } from '../src/observability/prom-text.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';
-
-/** The value of one series in Prometheus text (0 when absent). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name} `) && !line.startsWith(`${name}{`)) continue;
-    if (wanted.every((w) => line.includes(w))) total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
-}
 
 describe('observability', () => {
   let database: TestDatabase;
@@ -42,7 +32,7 @@ describe('observability', () => {
     await server.post(query);
     await server.post(query); // a hit
     const after = await metrics();
-    const delta = (name: string, labels?: Record<string, string>) => sample(after, name, labels) - sample(before, name, labels);
+    const delta = (name: string, labels?: Record<string, string>) => metricSum(after, name, labels) - metricSum(before, name, labels);
     expect(delta('foliograph_graphql_operation_duration_seconds_count', { operation: 'Quote', outcome: 'ok' })).toBe(2);
     expect(delta('foliograph_http_request_duration_seconds_count', { route: '/graphql', method: 'POST', status: '200' })).toBe(2);
     expect(delta('foliograph_loader_batch_keys_count', { loader: 'instrumentBySymbol' })).toBe(1);
@@ -50,13 +40,13 @@ describe('observability', () => {
     expect(delta('foliograph_sql_statements_total')).toBeGreaterThanOrEqual(2);
     expect(delta('foliograph_response_cache_requests_total', { result: 'hit', tier: 'local' })).toBe(1);
     expect(delta('foliograph_operation_cost_count', { kind: 'estimated' })).toBe(1);
-    expect(sample(after, 'foliograph_ready')).toBe(1);
-    expect(sample(after, 'foliograph_db_pool_max')).toBeGreaterThanOrEqual(1);
+    expect(metricSum(after, 'foliograph_ready')).toBe(1);
+    expect(metricSum(after, 'foliograph_db_pool_max')).toBeGreaterThanOrEqual(1);
   });
 
   it('observes the model runs that commands announce on the database, by model, version and stage', async () => {
     const labels = { model: 'ewma-test', version: '7', stage: 'inference' };
-    const before = sample(await metrics(), 'foliograph_forecast_model_duration_seconds_count', labels);
+    const before = metricSum(await metrics(), 'foliograph_forecast_model_duration_seconds_count', labels);
     await publishModelTimings(database.db, [
       { ...labels, stage: 'inference', seconds: 0.002 },
       { ...labels, stage: 'inference', seconds: 0.004 },
@@ -66,19 +56,19 @@ describe('observability', () => {
     let after = before;
     for (let i = 0; i < 100 && after - before < 2; i++) {
       await new Promise((r) => setTimeout(r, 20));
-      after = sample(await metrics(), 'foliograph_forecast_model_duration_seconds_count', labels);
+      after = metricSum(await metrics(), 'foliograph_forecast_model_duration_seconds_count', labels);
     }
     expect(after - before).toBe(2);
     const text = await metrics();
-    expect(sample(text, 'foliograph_forecast_model_duration_seconds_count', { ...labels, stage: 'generation' })).toBe(1);
-    expect(sample(text, 'foliograph_forecast_model_duration_seconds_sum', labels)).toBeCloseTo(0.006, 6);
+    expect(metricSum(text, 'foliograph_forecast_model_duration_seconds_count', { ...labels, stage: 'generation' })).toBe(1);
+    expect(metricSum(text, 'foliograph_forecast_model_duration_seconds_sum', labels)).toBeCloseTo(0.006, 6);
   });
 
   it('counts errors by code', async () => {
     const before = await metrics();
     await server.post({ query: '{ instruments(first: -1) { totalCount } }' });
     const after = await metrics();
-    expect(sample(after, 'foliograph_graphql_errors_total', { code: 'BAD_USER_INPUT' }) - sample(before, 'foliograph_graphql_errors_total', { code: 'BAD_USER_INPUT' })).toBe(1);
+    expect(metricSum(after, 'foliograph_graphql_errors_total', { code: 'BAD_USER_INPUT' }) - metricSum(before, 'foliograph_graphql_errors_total', { code: 'BAD_USER_INPUT' })).toBe(1);
   });
 
   it('logs one line per operation, and slow operations and SQL with their loaders, without variables', async () => {
@@ -155,15 +145,15 @@ describe('observability', () => {
     try {
       await new Promise((r) => setImmediate(r));
       expect(pool.waiting).toBe(1);
-      const statementsBefore = sample(await app.metrics.registry.metrics(), 'foliograph_sql_statements_total');
+      const statementsBefore = metricSum(await app.metrics.registry.metrics(), 'foliograph_sql_statements_total');
       const shed = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ instruments { totalCount } }' }) });
       expect(shed.status).toBe(503);
       expect(shed.headers.get('retry-after')).toBe('1');
       expect(((await shed.json()) as { errors: { extensions: unknown }[] }).errors[0].extensions).toMatchObject({ code: 'OVERLOADED', reason: 'db_queue' });
       const text = await app.metrics.registry.metrics();
-      expect(sample(text, 'foliograph_shed_requests_total', { reason: 'db_queue' })).toBe(1);
-      expect(sample(text, 'foliograph_graphql_errors_total', { code: 'OVERLOADED' })).toBe(1);
-      expect(sample(text, 'foliograph_sql_statements_total')).toBe(statementsBefore);
+      expect(metricSum(text, 'foliograph_shed_requests_total', { reason: 'db_queue' })).toBe(1);
+      expect(metricSum(text, 'foliograph_graphql_errors_total', { code: 'OVERLOADED' })).toBe(1);
+      expect(metricSum(text, 'foliograph_sql_statements_total')).toBe(statementsBefore);
       release();
       await Promise.all(holders);
       const served = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ instruments { totalCount } }' }) });

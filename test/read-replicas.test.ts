@@ -3,8 +3,10 @@ import { ANONYMOUS } from '../src/auth/tokens.js';
 import { notifyInvalidation } from '../src/cache/notify.js';
 import type { Db } from '../src/db/client.js';
 import { createReadRouter } from '../src/db/replicas.js';
+import { metricSum } from '../src/observability/prom-text.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
+import { until } from './helpers/until.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 // READ_REPLICA_URLS: queries read from replicas; mutations, and the reads of whoever just wrote, from
@@ -74,8 +76,7 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
   let bob: Awaited<ReturnType<ReturnType<typeof seed>['user']>>;
   let alicePortfolio: number;
   const metrics = async () => (await fetch(server.url.replace('/graphql', '/metrics'))).text();
-  const routes = (text: string, reason: string) =>
-    Number(text.split('\n').find((l) => l.startsWith('foliograph_db_read_routes_total{') && l.includes(`reason="${reason}"`))?.split(' ')[1] ?? 0);
+  const routes = (text: string, reason: string) => metricSum(text, 'foliograph_db_read_routes_total', { reason });
 
   beforeAll(async () => {
     primary = await createTestDatabase();
@@ -154,12 +155,7 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     expect(stale.latestPrice.close).toBe('10');
     // a new close on the primary, announced as writers do
     await notifyInvalidation(primary.db, [`Instrument:${stale.id}`]);
-    let found = await quote();
-    // the NOTIFY arrives asynchronously: a bounded wait, not a timing assertion
-    for (let i = 0; i < 40 && found.latestPrice.close !== '11'; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      found = await quote();
-    }
+    const found = await until(quote, (answer) => answer.latestPrice.close === '11');
     expect(found.latestPrice).toEqual({ date: '2024-01-31', close: '11' });
     expect(routes(await metrics(), 'catch_up')).toBeGreaterThanOrEqual(1);
   });

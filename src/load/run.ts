@@ -1,4 +1,5 @@
 import autocannon from 'autocannon';
+import { metricSum } from '../observability/prom-text.js';
 import { seededRandom } from '../random.js';
 import { zipf, type LoadTargets, type Scenario, type Stage } from './scenarios.js';
 
@@ -50,17 +51,6 @@ export interface LoadReport {
   users: number;
   instruments: number;
   stages: StageReport[];
-}
-
-/** The sum of every sample of a metric whose labels include all of `labels`. */
-export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name} `) && !line.startsWith(`${name}{`)) continue;
-    if (wanted.every((w) => line.includes(w))) total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
 }
 
 async function scrape(metricsUrl: string): Promise<string | null> {
