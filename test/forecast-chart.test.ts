@@ -1,26 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { renderForecastChart, type ForecastChartInput } from '../src/forecasting/chart.js';
 import type { ForecastEstimate, PricePoint } from '../src/forecasting/series.js';
-
-// The chart is a pure function from prices and forecasts to an SVG document: these tests read the
-// document back (tags, the band's points, the axis ticks) and check what it shows. No database.
+import { monthlyDates, weekdayDates } from './helpers/series.js';
 
 const DAY = 86_400_000;
 
-/** Weekdays only, `n` of them, starting 2020-01-06. */
-function weekdayDates(n: number): string[] {
-  const out: string[] = [];
-  for (let t = Date.UTC(2020, 0, 6); out.length < n; t += DAY) {
-    const d = new Date(t).getUTCDay();
-    if (d !== 0 && d !== 6) out.push(new Date(t).toISOString().slice(0, 10));
-  }
-  return out;
-}
-
-/** The first day of `n` consecutive months from January 2000. */
-function monthlyDates(n: number): string[] {
-  return Array.from({ length: n }, (_, i) => new Date(Date.UTC(2000, i, 1)).toISOString().slice(0, 10));
-}
+// The chart is a pure function from prices and forecasts to an SVG document: these tests read the
+// document back (tags, the band's points, the axis ticks) and check what it shows. No database.
 
 /** A gently rising, wiggling series, so lines have shape and no two closes are equal. */
 function series(dates: string[]): PricePoint[] {

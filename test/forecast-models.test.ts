@@ -10,16 +10,11 @@ import { parsePriceCsv } from '../src/forecasting/price-csv.js';
 import type { PricePoint } from '../src/forecasting/series.js';
 import { demoDataDir } from '../src/paths.js';
 import { seededRandom } from '../src/random.js';
+import { normals } from './helpers/series.js';
 
 // The models are pure arithmetic over price series. Synthetic series whose true distribution is known
 // say whether intervals hold what they claim and are no wider than the truth; the demo series say
 // how they do on real prices; a shuffled future says the backtest cannot see it.
-
-/** Standard normal draws (Box–Muller) from a seeded generator. */
-function normals(seed: number) {
-  const uniform = seededRandom(seed);
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
 
 /** Daily closes from log returns, dated on consecutive weekdays from 2000-01-03. */
 function seriesFrom(returns: number[], start = 100): PricePoint[] {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { forecastSeries, parseParameters } from '../src/forecasting/models/index.js';
 import { TRAILING } from '../src/forecasting/models/trailing.js';
 import { tradingDaysPerRow, type PricePoint } from '../src/forecasting/series.js';
-import { seededRandom } from '../src/random.js';
+import { monthlyDates, normals, weekdayDates } from './helpers/series.js';
 
 // The trailing-lognormal model is pure arithmetic over a price series: these tests build series whose
 // true log-return distribution is known and check the model recovers it. No database, no clock.
@@ -20,34 +20,9 @@ function dailyDates(n: number, last = '2024-01-31'): string[] {
   return Array.from({ length: n }, (_, i) => new Date(end - (n - 1 - i) * DAY).toISOString().slice(0, 10));
 }
 
-/** ISO dates of the first day of `n` consecutive months starting with January 2000. */
-function monthlyDates(n: number): string[] {
-  return Array.from({ length: n }, (_, i) => new Date(Date.UTC(2000, i, 1)).toISOString().slice(0, 10));
-}
-
-/** Weekdays only (Monday to Friday), `n` of them, starting 2020-01-06: a real daily trading calendar. */
-function weekdayDates(n: number): string[] {
-  const out: string[] = [];
-  for (let t = Date.UTC(2020, 0, 6); out.length < n; t += DAY) {
-    const d = new Date(t).getUTCDay();
-    if (d !== 0 && d !== 6) out.push(new Date(t).toISOString().slice(0, 10));
-  }
-  return out;
-}
-
 /** A series whose every log return is exactly `mu` (no noise). */
 function constantGrowth(dates: string[], mu: number, start = 100): PricePoint[] {
   return dates.map((date, i) => ({ date, close: start * Math.exp(mu * i) }));
-}
-
-/** Standard normal draws by Box–Muller over a uniform PRNG. */
-function normals(seed: number): () => number {
-  const uniform = seededRandom(seed);
-  return () => {
-    const u1 = 1 - uniform(); // (0, 1]: log(u1) is finite
-    const u2 = uniform();
-    return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
-  };
 }
 
 /** A geometric random walk: log returns i.i.d. normal(mu, sigma²). */
