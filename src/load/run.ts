@@ -40,7 +40,7 @@ export interface StageReport extends Stage {
     sqlPerRequest: number;
     cacheHitRatio: number | null;
     shed: number;
-    /** The longest line of statements waiting for a database connection, sampled every 250 ms. */
+    /** The longest line of statements waiting for a database connection, sampled every second (a scrape costs the server a statement of its own). */
     poolWaitingMax: number;
   } | null;
 }
@@ -81,7 +81,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       void scrape(metricsUrl).then((text) => {
         if (text) poolWaitingMax = Math.max(poolWaitingMax, metricSum(text, 'foliograph_db_pool_connections', { state: 'waiting' }));
       });
-    }, 250);
+    }, 1000);
     let result: autocannon.Result;
     try {
       result = await autocannon({
