@@ -258,6 +258,63 @@ describe('bad input', () => {
   });
 
   describe('arguments and variables', () => {
+    /** JSON text of `n` arrays, one inside the other, around a 1 (JSON.stringify would overflow on it). */
+    const nested = (n: number) => `${'['.repeat(n)}1${']'.repeat(n)}`;
+    /** A request body whose variables are `variables`, given as JSON text. */
+    const withVariables = (query: string, variables: string, key = 'variables') => `{"query":${JSON.stringify(query)},"${key}":${variables}}`;
+
+    it('refuses variables nested deeper than 32 levels, declared or not, with BAD_USER_INPUT on "variables", running nothing', async () => {
+      const declared = withVariables('query($s: String) { instruments(search: $s) { totalCount } }', `{"s":${nested(20_000)}}`);
+      const undeclared = withVariables('{ instruments { totalCount } }', `{"junk":${nested(20_000)}}`);
+      for (const body of [declared, undeclared]) {
+        const { result: res, statements } = await server.countSql(() => server.post(body));
+        expect(res.status, JSON.stringify(res.body)).toBe(400);
+        const error = expectError(res, 'BAD_USER_INPUT');
+        expect(error.extensions.argument).toBe('variables');
+        expect(error.message).toMatch(/32/);
+        expect(statements).toBe(0);
+      }
+      // the same over GET, and in extensions
+      const url = new URL(server.url);
+      url.searchParams.set('query', '{ instruments { totalCount } }');
+      url.searchParams.set('variables', `{"junk":${nested(1000)}}`);
+      const get = await fetch(url, { headers: { 'apollo-require-preflight': 'true' } });
+      expect(get.status).toBe(400);
+      expect(((await get.json()) as any).errors[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', argument: 'variables' });
+      const extensions = await server.post(withVariables('{ __typename }', `{"x":${nested(20_000)}}`, 'extensions'));
+      expect(extensions.status).toBe(400);
+      expect(expectError(extensions, 'BAD_USER_INPUT').extensions.argument).toBe('extensions');
+
+      // 32 levels (the variables object and 31 arrays in it) are fine
+      const deepest = await server.post(withVariables('{ __typename }', `{"junk":${nested(31)}}`));
+      expect(deepest.body.data).toEqual({ __typename: 'Query' });
+      const over = await server.post(withVariables('{ __typename }', `{"junk":${nested(32)}}`));
+      expect(expectError(over, 'BAD_USER_INPUT').extensions.argument).toBe('variables');
+    });
+
+    it('refuses variables of more than 10,000 values with BAD_USER_INPUT on "variables"', async () => {
+      const res = await server.post({ query: '{ __typename }', variables: { junk: Array(10_000).fill(0) } });
+      expect(res.status).toBe(400);
+      expect(expectError(res, 'BAD_USER_INPUT').extensions.argument).toBe('variables');
+      const fine = await server.post({ query: '{ __typename }', variables: { junk: Array(9_000).fill(0) } });
+      expect(fine.body.data).toEqual({ __typename: 'Query' });
+    });
+
+    it('leaves undeclared variables out of cache keys: requests differing only in them share one cached answer', async () => {
+      const query = '{ instruments(first: 2) { totalCount nodes { symbol } } }';
+      const first = await server.post({ query, variables: { nonce: Math.random() } });
+      expect(first.body.errors).toBeUndefined();
+      const { result: second, statements } = await server.countSql(() => server.post({ query, variables: { nonce: Math.random(), other: 'x' } }));
+      expect(second.body.data).toEqual(first.body.data);
+      expect(statements).toBe(0);
+      // a declared variable still makes its own key
+      const declared = 'query($s: String) { instruments(first: 2, search: $s) { totalCount } }';
+      await server.post({ query: declared, variables: { s: symbol } });
+      const other = await server.countSql(() => server.post({ query: declared, variables: { s: `${symbol}-none` } }));
+      expect(other.result.body.data).toEqual({ instruments: { totalCount: 0 } });
+      expect(other.statements).toBeGreaterThan(0);
+    });
+
     it('refuses a variable of the wrong type (first: "ten") with BAD_USER_INPUT', async () => {
       const res = await server.post({ query: 'query($first: Int) { instruments(first: $first) { totalCount } }', variables: { first: 'ten' } });
       expect(res.status).toBe(400);
@@ -426,6 +483,48 @@ describe('bad input', () => {
           expect(error.message.length).toBeLessThan(300);
         }
       }
+    });
+
+    it('refuses cursors that decode to anything the server never writes (NUL, impossible dates, other spellings), never as an internal error', async () => {
+      const trades = await server.post({ query: `{ portfolio(id: "${portfolioId}") { trades(first: 1) { pageInfo { endCursor } } } }` }, auth);
+      const tradeCursor = trades.body.data.portfolio.trades.pageInfo.endCursor as string;
+      const [, key] = JSON.parse(Buffer.from(tradeCursor, 'base64url').toString('utf8')) as [string, { at: string; id: number }];
+      const lists: [string, string[]][] = [
+        [
+          'query($after: String) { instruments(after: $after) { totalCount } }',
+          [
+            encodeCursor('instruments', 'A\u0000'), encodeCursor('instruments', 'A\u0007'), encodeCursor('instruments', 'A\u009b'), encodeCursor('instruments', '\ud800'),
+            b64('["instruments", "A"]'), b64('["instruments","\\u0041"]'), b64('[ "instruments","A"]'), b64('["instruments","A"]\n'),
+          ],
+        ],
+        ['query($after: String) { portfolios(after: $after) { totalCount } }', [b64('["portfolios",1.0]'), b64('["portfolios",1e0]'), b64('["portfolios",01]'), b64('["portfolios",1]').slice(0, -1) + 'F']],
+        [
+          `query($after: String) { portfolio(id: "${portfolioId}") { trades(after: $after) { totalCount edges { cursor } } } }`,
+          [
+            encodeCursor('trades', { at: '2024-02-30T00:00:00.000Z', id: 1 }), // Date.parse takes it (as March 1st), PostgreSQL does not
+            encodeCursor('trades', { at: '0000-01-01T00:00:00.000Z', id: 1 }),
+            encodeCursor('trades', { at: '2024-01-01T24:00:00.000Z', id: 1 }),
+            encodeCursor('trades', { at: '+275760-09-13T00:00:00.000Z', id: 1 }),
+            encodeCursor('trades', { at: '2024-01-01T00:00:00+01:00', id: 1 }),
+            encodeCursor('trades', { at: 'Mon, 01 Jan 2024 00:00:00 GMT', id: 1 }),
+            encodeCursor('trades', { at: `${key.at}\u0000`, id: key.id }),
+            encodeCursor('trades', { id: key.id, at: key.at }),
+            encodeCursor('trades', { ...key, extra: 1 }),
+            encodeCursor('trades', { at: key.at, id: 2 ** 53 }),
+            encodeCursor('trades', { at: key.at, id: String(key.id) }),
+          ],
+        ],
+      ];
+      for (const [query, cursors] of lists) {
+        for (const after of cursors) {
+          const res = await server.post({ query, variables: { after } }, auth);
+          expect(res.status, after).toBeLessThan(500);
+          expect(expectError(res, 'BAD_USER_INPUT').extensions.argument, after).toBe('after');
+        }
+      }
+      // and the trade cursor it wrote is taken
+      const next = await server.post({ query: `query($after: String) { portfolio(id: "${portfolioId}") { trades(after: $after) { totalCount } } }`, variables: { after: tradeCursor } }, auth);
+      expect(next.body.data).toEqual({ portfolio: { trades: { totalCount: 1 } } });
     });
 
     it('accepts the cursors it hands out', async () => {

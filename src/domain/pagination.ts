@@ -45,6 +45,23 @@ export function encodeCursor(list: string, key: unknown): string {
   return Buffer.from(JSON.stringify([list, key])).toString('base64url');
 }
 
+// C0 and C1 controls (NUL among them: PostgreSQL text cannot hold it) and unpaired surrogates
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Whether every string in a decoded key is text the database takes (keys are flat: a string, a number or one small object). */
+function safeKeyText(key: unknown): boolean {
+  if (typeof key === 'string') return !UNSAFE_TEXT.test(key);
+  if (key === null || typeof key !== 'object') return true;
+  return Object.entries(key).every(([k, v]) => !UNSAFE_TEXT.test(k) && (typeof v !== 'string' || !UNSAFE_TEXT.test(v)) && (v === null || typeof v !== 'object'));
+}
+
+/**
+ * A cursor is accepted only if it is exactly what `encodeCursor` would write for a key that `valid`
+ * accepts: canonical base64url of canonical JSON, of this list, with no control characters or
+ * unpaired surrogates in its strings. Anything else (a hand-made or altered cursor) is
+ * BAD_USER_INPUT on `after`, before any SQL could see it.
+ */
 export function decodeCursor<K>(list: string, cursor: string, valid: (key: unknown) => key is K): K {
   const bad = () => new BadUserInputError(`after is not a cursor of this list: ${JSON.stringify(cursor.slice(0, 60))}`, 'after');
   if (cursor.length > 200 || !/^[A-Za-z0-9_-]*$/.test(cursor)) throw bad();
@@ -54,8 +71,10 @@ export function decodeCursor<K>(list: string, cursor: string, valid: (key: unkno
   } catch {
     throw bad();
   }
-  if (!Array.isArray(parsed) || parsed.length !== 2 || parsed[0] !== list || !valid(parsed[1])) throw bad();
-  return parsed[1];
+  if (!Array.isArray(parsed) || parsed.length !== 2 || parsed[0] !== list) throw bad();
+  const key: unknown = parsed[1];
+  if (!safeKeyText(key) || !valid(key) || encodeCursor(list, key) !== cursor) throw bad();
+  return key;
 }
 
 export function readPage<K>(list: keyof typeof PAGE_CAPS, args: PageArgs, fallback: number, valid: (key: unknown) => key is K): Page<K> {

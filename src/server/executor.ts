@@ -7,6 +7,7 @@ import type { ResponseStore } from '../cache/store.js';
 import { ErrorCode } from '../errors.js';
 import type { Context } from '../graphql/context.js';
 import type { Metrics } from '../observability/metrics.js';
+import { declaredVariables } from './variables.js';
 
 export interface ExecutorOptions {
   schema: GraphQLSchema;
@@ -17,7 +18,10 @@ export interface ExecutorOptions {
   onWrite?: (userId: number) => void;
 }
 
-/** Variables in a stable order, so that {a,b} and {b,a} are one single flight. */
+/**
+ * Variables in a stable order, so that {a,b} and {b,a} are one single flight. Recursive: the HTTP
+ * handler refuses variables nested deeper than MAX_INPUT_DEPTH before any of this runs.
+ */
 function stableJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
@@ -85,9 +89,11 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
           ctx.routeReads?.(mutation);
           const session = mutation || isPrivate(document) ? (ctx.viewer.kind === 'user' ? `user:${ctx.viewer.userId}` : 'anonymous') : null;
           ctx.cache = { session, mutation, documentKey: request.queryHash, store: store?.forRequest(session) };
+          // both keys (single flight below, the response cache's own) are built from these alone
+          const variableValues = declaredVariables(request.operation, request.request.variables);
           const run = async () => {
             const { execute: run } = getEnveloped(ctx);
-            return (await run({ schema, document, contextValue: ctx, variableValues: request.request.variables, operationName: request.operationName })) as ExecutionResult;
+            return (await run({ schema, document, contextValue: ctx, variableValues, operationName: request.operationName })) as ExecutionResult;
           };
           if (mutation) {
             // whatever the outcome: one field of the operation may have written before another failed
@@ -105,7 +111,7 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
           }
           // caching off (the benchmark's baseline) runs every operation, duplicates included
           if (!store) return run();
-          const key = `${session ?? 'public'}\u0000${request.queryHash}\u0000${request.operationName ?? ''}\u0000${stableJson(request.request.variables ?? {})}`;
+          const key = `${session ?? 'public'}\u0000${request.queryHash}\u0000${request.operationName ?? ''}\u0000${stableJson(variableValues)}`;
           const running = flights.get(key);
           if (running) {
             metrics?.singleFlightJoins.inc();

@@ -8,6 +8,7 @@ import type { Logger } from '../logger.js';
 import { inSpan } from '../observability/tracing.js';
 import type { AuthenticatedPartner } from '../partners/keys.js';
 import type { Admitted, PartnerGate } from '../partners/gate.js';
+import { inputShapeProblem } from './variables.js';
 
 export interface HttpOptions {
   apollo: ApolloServer<Context>;
@@ -83,6 +84,17 @@ function sendError(res: ServerResponse, status: number, message: string, code: s
   res.statusCode = status;
   res.setHeader('content-type', 'application/json; charset=utf-8');
   res.end(JSON.stringify({ errors: [{ message, extensions: { code, ...extra } }] }));
+}
+
+/** A JSON parameter of a GET request's search string (variables, extensions), or undefined; Apollo answers a bad one. */
+function searchJson(url: URL, name: string): unknown {
+  const text = url.searchParams.get(name);
+  if (text === null) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 const requestIdOf = (req: IncomingMessage) => {
@@ -203,6 +215,16 @@ export function createHttpHandler(options: HttpOptions) {
             return;
           }
         } else body = text;
+      }
+      // before anything walks them (keys, checks, coercion), and without recursion
+      for (const argument of ['variables', 'extensions'] as const) {
+        const value = req.method === 'POST' ? (body as Record<string, unknown> | null)?.[argument] : searchJson(url, argument);
+        const problem = inputShapeProblem(value);
+        if (problem) {
+          options.onRefusal?.(ErrorCode.BAD_USER_INPUT);
+          sendError(res, 400, `the request's ${argument} ${problem}`, ErrorCode.BAD_USER_INPUT, { argument });
+          return;
+        }
       }
 
       const headers = new HeaderMap();

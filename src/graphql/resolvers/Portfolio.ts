@@ -7,9 +7,19 @@ import type { TradeCursor } from '../../loaders/portfolios.js';
 import type { PortfolioResolvers } from '../__generated__/resolvers.js';
 import type { Connection } from '../connection.js';
 
+/**
+ * A trade cursor's time is exactly what `toISOString` writes for a time PostgreSQL can hold: years
+ * 0001–9999, a real calendar day (`Date.parse` turns 2024-02-30 into March 1st; PostgreSQL refuses it).
+ */
+const isCursorTime = (at: unknown): at is string => {
+  if (typeof at !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(at) || at.startsWith('0000')) return false;
+  const t = Date.parse(at);
+  return !Number.isNaN(t) && new Date(t).toISOString() === at;
+};
+
 const isTradeCursor = (k: unknown): k is TradeCursor =>
-  typeof k === 'object' && k !== null && typeof (k as TradeCursor).at === 'string' &&
-  !Number.isNaN(Date.parse((k as TradeCursor).at)) && Number.isSafeInteger((k as TradeCursor).id) && (k as TradeCursor).id > 0;
+  typeof k === 'object' && k !== null && !Array.isArray(k) && Object.keys(k).join() === 'at,id' &&
+  isCursorTime((k as TradeCursor).at) && Number.isSafeInteger((k as TradeCursor).id) && (k as TradeCursor).id > 0; // trade ids are int8
 
 export const Portfolio: PortfolioResolvers = {
   id: (p) => String(p.id),
