@@ -33,6 +33,10 @@ const schema = z
     MAX_DIRECTIVES: positiveInt(50),
     MAX_TOKENS: positiveInt(5_000),
     MAX_BODY_BYTES: positiveInt(100_000),
+    HTTP_HEADERS_TIMEOUT_MS: positiveInt(10_000),
+    HTTP_REQUEST_TIMEOUT_MS: positiveInt(20_000),
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInt(5_000),
+    HTTP_MAX_CONNECTIONS: positiveInt(800),
     PARTNER_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
     APQ_TTL_SECONDS: positiveInt(24 * 60 * 60),
     APQ_MAX_BYTES: positiveInt(16 * 1024 * 1024),
@@ -53,6 +57,10 @@ const schema = z
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production' && !env.JWT_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'JWT_SECRET is required when NODE_ENV=production' });
+    }
+    // node:http refuses a header deadline later than the whole request's
+    if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'HTTP_HEADERS_TIMEOUT_MS must not be above HTTP_REQUEST_TIMEOUT_MS' });
     }
   });
 
@@ -90,6 +98,14 @@ export interface Config {
   maxTokens: number;
   /** Largest request body, in bytes. */
   maxBodyBytes: number;
+  /** A client that has not sent a request's whole headers this long after it began is answered 408 and closed. */
+  httpHeadersTimeoutMs: number;
+  /** A client that has not sent a whole request (headers and body) this long after it began is answered 408 and closed. */
+  httpRequestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this long. */
+  httpKeepAliveTimeoutMs: number;
+  /** Most open client connections; past it new ones are closed at once (keep it well under the file limit). */
+  httpMaxConnections: number;
   /** How long an API key's or trusted document's lookup is reused (0: never). */
   partnerCacheTtlMs: number;
   /** How long an automatic persisted query stays registered without use, and the store's size bound. */
@@ -158,6 +174,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxDirectives: e.MAX_DIRECTIVES,
     maxTokens: e.MAX_TOKENS,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    httpHeadersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+    httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+    httpKeepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    httpMaxConnections: e.HTTP_MAX_CONNECTIONS,
     partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
     apqTtlSeconds: e.APQ_TTL_SECONDS,
     apqMaxBytes: e.APQ_MAX_BYTES,

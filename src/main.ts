@@ -30,7 +30,8 @@ async function main() {
   const app = createApp({ config, database, logger, isStarted: () => started });
 
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  /** Drains and exits with `code` (1 when the process is no longer trustworthy). */
+  const shutdown = async (signal: string, code = 0) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down: draining requests');
@@ -44,7 +45,7 @@ async function main() {
       await database.close();
       await stopTracing().catch(() => {});
       logger.info('stopped');
-      process.exit(0);
+      process.exit(code);
     } catch (e) {
       logger.error({ err: e }, 'shutdown failed');
       process.exit(1);
@@ -52,6 +53,21 @@ async function main() {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  // Last resort. A rejected promise that nobody observes is a bug, but the bug of one request or one
+  // background task: it is logged and counted, and the server keeps serving everyone else (Node's
+  // default would end the process, and every request in flight with it).
+  process.on('unhandledRejection', (reason) => {
+    app.metrics.processErrors.inc({ kind: 'unhandled_rejection' });
+    logger.error({ err: reason }, 'unhandled promise rejection (a bug): logged, and the server keeps serving');
+  });
+  // An exception that unwound to the event loop may have left anything half-done (a pool's count, a
+  // lock, a stream mid-write), so the process is not trusted to go on: it stops taking connections,
+  // drains what runs (at most 10 s) and exits 1, for the supervisor to start a clean one.
+  process.on('uncaughtException', (e) => {
+    app.metrics.processErrors.inc({ kind: 'uncaught_exception' });
+    logger.fatal({ err: e }, 'uncaught exception: draining and exiting');
+    void shutdown('uncaughtException', 1);
+  });
 
   // Listen first, so that /healthz answers while migrations and the first seed run (and /readyz says 503).
   const url = await app.listen();

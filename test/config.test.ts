@@ -29,6 +29,20 @@ describe('configuration', () => {
     expect(c.databaseUrl).toBeUndefined();
   });
 
+  it('settles the HTTP server\'s limits: tight timeouts, a connection cap under a 1,024 file limit, a 100 kB body', () => {
+    expect(loadConfig({})).toMatchObject({
+      maxBodyBytes: 100_000,
+      httpHeadersTimeoutMs: 10_000,
+      httpRequestTimeoutMs: 20_000,
+      httpKeepAliveTimeoutMs: 5_000,
+      httpMaxConnections: 800,
+    });
+    expect(loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '500', HTTP_REQUEST_TIMEOUT_MS: '500' }).httpHeadersTimeoutMs).toBe(500);
+    // node:http refuses a header deadline past the whole request's: so does the configuration, at start
+    expect(() => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '30000' })).toThrow(/HTTP_HEADERS_TIMEOUT_MS must not be above HTTP_REQUEST_TIMEOUT_MS/);
+    expect(() => loadConfig({ HTTP_MAX_CONNECTIONS: '0' })).toThrow(/HTTP_MAX_CONNECTIONS/);
+  });
+
   it('refuses production without JWT_SECRET', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/JWT_SECRET is required/);
     expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'a-long-enough-production-secret' }).production).toBe(true);

@@ -1,10 +1,14 @@
+import { connect, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphQLError } from 'graphql';
+import { createLogger } from '../src/logger.js';
 import { CodedError, ErrorCode, NotFoundError } from '../src/errors.js';
 import { createFormatError } from '../src/server/errors.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
+import { until } from './helpers/until.js';
 
 // GraphQL over HTTP as clients and operators see it: methods, content types, CSRF prevention, CORS,
 // request ids, the health endpoints, and what development and production show to a browser.
@@ -15,6 +19,33 @@ async function get(server: TestServer, params: Record<string, string>, headers: 
   for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
   const res = await fetch(url, { headers });
   return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+/** A raw TCP connection to a test server: what it was sent, and whether the server has closed it. */
+function socketTo(server: TestServer): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    let text = '';
+    socket.on('data', (d) => (text += d.toString('latin1')));
+    socket.on('error', () => {}); // a reset by the server is an outcome here
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    socket.once('connect', () => resolve({ socket, received: () => text, closed }));
+    socket.once('error', reject);
+  });
+}
+
+/** Sends `text` on a new connection and resolves with everything the server sent before closing it. */
+async function exchange(server: TestServer, text: string): Promise<string> {
+  const { socket, received, closed } = await socketTo(server);
+  socket.write(text);
+  await closed;
+  return received();
+}
+
+/** Writes `piece` every 100 ms until the server closes the connection. */
+function trickle(socket: Socket, piece: string, closed: Promise<void>): Promise<void> {
+  const timer = setInterval(() => socket.write(piece), 100);
+  return closed.finally(() => clearInterval(timer));
 }
 
 const json = (text: string) => JSON.parse(text) as { data?: any; errors?: { message: string; extensions: Record<string, unknown> }[] };
@@ -181,6 +212,33 @@ describe('GraphQL over HTTP', () => {
       for (const path of ['/graphql/', '/GRAPHQL', '/graphqlx']) {
         const res = await fetch(new URL(path, server.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{__typename}"}' });
         expect(res.status, path).toBe(404);
+      }
+    });
+
+    it('answers request targets that node accepts and URL does not with 400, and keeps serving', async () => {
+      for (const target of ['//:99999', '//[', '//a:b:c', 'http://[/graphql']) {
+        const answer = await exchange(server, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+        expect(answer, target).toMatch(/^HTTP\/1\.1 400 /);
+        expect(json(answer.slice(answer.indexOf('\r\n\r\n') + 4)).errors?.[0].extensions, target).toMatchObject({ code: 'BAD_USER_INPUT', reason: 'BAD_REQUEST' });
+      }
+      expect((await fetch(new URL('/healthz', server.url))).status).toBe(200);
+    });
+
+    it('says only a generic reason on /readyz when the database fails, and logs the detail', async () => {
+      const lost = await createTestDatabase();
+      const lines: string[] = [];
+      const logger = createLogger('warn', 'test', new Writable({ write: (chunk, _, done) => (lines.push(String(chunk)), done()) }));
+      const probed = await startTestServer(lost, {}, { logger });
+      try {
+        expect((await fetch(new URL('/readyz', probed.url))).status).toBe(200);
+        await lost.destroy(); // the database goes away under the server
+        const res = await fetch(new URL('/readyz', probed.url));
+        expect(res.status).toBe(503);
+        expect(await res.json()).toEqual({ status: 'not ready', reason: 'database' });
+        const logged = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'not ready');
+        expect(logged?.err.message).toMatch(/^not ready: database: \S/); // with the driver's own words after it
+      } finally {
+        await probed.stop().catch(() => {});
       }
     });
 
@@ -369,6 +427,77 @@ describe('GraphQL over HTTP', () => {
       expect((res.body).data).toEqual({ instrument: { symbol, latestPrice: { date: '2024-01-31', close: '11.5' } } });
     });
   });
+});
+
+describe('HTTP timeouts and the connection cap', () => {
+  let database: TestDatabase;
+  let tight: TestServer;
+  let capped: TestServer;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    tight = await startTestServer(database, { HTTP_HEADERS_TIMEOUT_MS: '300', HTTP_REQUEST_TIMEOUT_MS: '600', HTTP_KEEP_ALIVE_TIMEOUT_MS: '300' });
+    capped = await startTestServer(database, { HTTP_MAX_CONNECTIONS: '3', HTTP_KEEP_ALIVE_TIMEOUT_MS: '60000' });
+  });
+  afterAll(async () => {
+    for (const s of [tight, capped]) await s?.stop();
+    await database?.destroy();
+  });
+
+  it('answers 408 and closes a connection whose headers trickle in past HTTP_HEADERS_TIMEOUT_MS', async () => {
+    const { socket, received, closed } = await socketTo(tight);
+    socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    await trickle(socket, 'x-slow: 1\r\n', closed);
+    expect(received()).toMatch(/^HTTP\/1\.1 408 /);
+  }, 20_000);
+
+  it('closes a connection that sends nothing at all', async () => {
+    const { closed } = await socketTo(tight);
+    await closed;
+  }, 20_000);
+
+  it('answers 408 and closes a connection whose body trickles in past HTTP_REQUEST_TIMEOUT_MS', async () => {
+    const { socket, received, closed } = await socketTo(tight);
+    socket.write('POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{"query":"');
+    await trickle(socket, ' ', closed);
+    expect(received()).toMatch(/^HTTP\/1\.1 408 /);
+  }, 20_000);
+
+  it('closes an idle keep-alive connection after HTTP_KEEP_ALIVE_TIMEOUT_MS', async () => {
+    const { socket, received, closed } = await socketTo(tight);
+    socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await closed;
+    expect(received()).toMatch(/^HTTP\/1\.1 200 /);
+  }, 20_000);
+
+  it('closes connections past HTTP_MAX_CONNECTIONS at once, and serves the open ones', async () => {
+    const held = [];
+    for (let i = 0; i < 3; i++) {
+      const connection = await socketTo(capped);
+      connection.socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      for (let n = 0; n < 100 && !connection.received().includes('{"status":"ok"}'); n++) await new Promise((r) => setTimeout(r, 20));
+      held.push(connection);
+    }
+    const refused = await socketTo(capped);
+    refused.socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await refused.closed;
+    expect(refused.received()).toBe('');
+
+    // the connections already open are still served
+    const [first] = held;
+    const before = first.received().length;
+    first.socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    for (let n = 0; n < 100 && !first.received().slice(before).includes('{"status":"ok"}'); n++) await new Promise((r) => setTimeout(r, 20));
+    expect(first.received().slice(before)).toMatch(/^HTTP\/1\.1 200 /);
+
+    // and once they close, new ones are taken again
+    for (const c of held) {
+      c.socket.destroy();
+      await c.closed;
+    }
+    const healthz = () => fetch(new URL('/healthz', capped.url)).then((r) => r.status, () => 0);
+    expect(await until(healthz, (status) => status === 200)).toBe(200);
+  }, 20_000);
 });
 
 describe('formatError', () => {

@@ -1,8 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { spawnServer, stopProcess as stop, waitReady } from './helpers/process.js';
 
 // `npm start` as a newcomer runs it: the embedded default on a fresh directory, first-start seed,
 // readiness, the PGlite directory lock against a second process, graceful SIGTERM and a restart.
@@ -10,36 +11,9 @@ const dir = mkdtempSync(join(tmpdir(), 'foliograph-process-'));
 const dataDir = join(dir, 'pglite');
 const env = { ...process.env, DATABASE_URL: '', PGLITE_DATA_DIR: dataDir, NODE_ENV: 'development', LOG_LEVEL: 'info', PORT: '0' };
 const tsx = ['--import', 'tsx'];
-
-function startServer(): Promise<{ child: ChildProcess; base: string }> {
-  const child = spawn(process.execPath, [...tsx, 'src/main.ts'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let log = '';
-    child.stderr!.on('data', (chunk) => {
-      log += chunk;
-      const m = /"url":"(http:\/\/[^"]+)\/graphql","database"/.exec(log);
-      if (m) resolve({ child, base: m[1] });
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${log.slice(-500)}`)));
-  });
-}
-
-async function waitReady(base: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    const res = await fetch(`${base}/readyz`).catch(() => null);
-    if (res?.status === 200) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('never ready');
-}
+const startServer = () => spawnServer(env);
 
 const cli = (script: string, ...args: string[]) => spawnSync(process.execPath, [...tsx, script, ...args], { env, encoding: 'utf8', timeout: 60_000 });
-
-const stop = (child: ChildProcess) =>
-  new Promise<number | null>((resolve) => {
-    child.once('exit', (code) => resolve(code));
-    child.kill('SIGTERM');
-  });
 
 describe('the server process on the embedded database', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -80,4 +54,14 @@ describe('the server process on the embedded database', () => {
     expect(mine.data.viewer).toEqual({ email: 'alice@example.com', portfolios: { totalCount: 2 } });
     expect(await stop(second.child)).toBe(0);
   }, 180_000);
+
+  it('exits 1 after an uncaught exception, once it has logged it (its state can no longer be trusted)', async () => {
+    const server = await spawnServer({ ...env, PGLITE_DATA_DIR: 'memory://', PLANT: 'exception' }, ['./test/helpers/plant-rejection.ts']);
+    const exited = new Promise<number | null>((resolve) => server.child.once('exit', resolve));
+    server.child.kill('SIGUSR2');
+    expect(await exited).toBe(1);
+    const fatal = server.log().split('\n').find((line) => line.includes('"msg":"uncaught exception'));
+    expect(fatal).toBeDefined();
+    expect(JSON.parse(fatal!)).toMatchObject({ level: 60, err: { message: 'planted uncaught exception' } });
+  }, 120_000);
 });

@@ -158,6 +158,12 @@ export function createMetrics(options: MetricsOptions = {}) {
     help: '1 while the server is ready (database answering, migrations and first seed done), else 0',
     registers: [registry],
   });
+  const processErrors = new Counter({
+    name: 'foliograph_process_errors_total',
+    help: 'Errors that reached the process itself (kind: unhandled_rejection, logged and survived; uncaught_exception, followed by an exit)',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  });
   const modelDuration = new Histogram({
     name: 'foliograph_forecast_model_duration_seconds',
     help: 'Forecast model work by model, version and stage (inference: one series; generation: a whole run)',
@@ -165,7 +171,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
   });
-  return { registry, ready, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
+  return { registry, ready, processErrors, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -14,7 +14,7 @@ import { createMemoryBudget, createRedisBudget, type CostBudget } from './budget
 import { CostEstimator } from './cost/estimate.js';
 import { createCostPlugin } from './cost/plugin.js';
 import { createCostRecorder, type CostRecorder } from './cost/recorder.js';
-import { createHttpHandler } from './http.js';
+import { createHttpHandler, NotReady } from './http.js';
 import { createNulGuardPlugin } from './nulGuard.js';
 import { limitRules } from './rules/index.js';
 import { viewerFromHeaders } from './viewer.js';
@@ -71,7 +71,16 @@ export function createApp({
   budget,
   metrics = createMetrics({ pool: database.pool, idleConnections: () => database.idleConnections() }),
 }: AppOptions): App {
-  const httpServer = createServer();
+  const httpServer = createServer({
+    // node's own defaults (60 s for headers, 300 s for a request, checked every 30 s) let a few
+    // hundred clients that trickle bytes hold every socket the process may open
+    headersTimeout: config.httpHeadersTimeoutMs,
+    requestTimeout: config.httpRequestTimeoutMs,
+    keepAliveTimeout: config.httpKeepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(config.httpHeadersTimeoutMs / 4))),
+  });
+  // past the cap node closes new connections at once, and the sockets already open go on being served
+  httpServer.maxConnections = config.httpMaxConnections;
   const schema = buildSchema();
   const costBudget =
     budget ??
@@ -154,11 +163,13 @@ export function createApp({
 
   async function checkReady(): Promise<void> {
     try {
-      if (!isStarted()) throw new Error('starting: migrations or the first seed are not done yet');
+      if (!isStarted()) throw new NotReady('starting');
       await Promise.race([
         database.ping(),
         new Promise((_, reject) => setTimeout(() => reject(new Error('the database did not answer within 2 s')), 2000).unref()),
-      ]);
+      ]).catch((e: unknown) => {
+        throw new NotReady('database', { cause: e });
+      });
       metrics.ready.set(1);
     } catch (e) {
       metrics.ready.set(0);
@@ -259,7 +270,14 @@ export function createApp({
     allowOrigin: (origin) =>
       config.corsOrigins.includes(origin) || (!config.production && (localhostOrigin.test(origin) || sandboxOrigins.has(origin))),
   });
-  httpServer.on('request', (req, res) => void handler(req, res));
+  // the handler answers its own errors; this is for a bug in that answering: never an unobserved
+  // promise (whose rejection would end the process), and never a client left waiting on a half answer
+  httpServer.on('request', (req, res) =>
+    handler(req, res).catch((e: unknown) => {
+      logger.error({ err: e }, 'the HTTP handler failed: closing the connection');
+      res.destroy();
+    }),
+  );
 
   return {
     httpServer,

@@ -34,8 +34,8 @@ export interface HttpOptions {
   /** Admission before Apollo: API keys, trusted documents, persisted-query hashes. */
   gate?: PartnerGate;
   /** An operation still running after this is answered DEADLINE_EXCEEDED (504) and its loaders stop. */
-  timeoutMs?: number;
-  /** Resolves when the database answers; rejects otherwise. */
+  timeoutMs: number;
+  /** Resolves when the server is ready; rejects otherwise, with a NotReady whose reason clients may see. */
   ready: () => Promise<void>;
   /** The Prometheus text of /metrics. */
   metrics?: () => Promise<{ text: string; contentType: string }>;
@@ -44,7 +44,7 @@ export interface HttpOptions {
   /** Browser origins allowed by CORS; a function so development can allow any localhost. */
   allowOrigin: (origin: string) => boolean;
   /** Largest request body accepted, in bytes. */
-  maxBodyBytes?: number;
+  maxBodyBytes: number;
 }
 
 const ALLOWED_HEADERS = [
@@ -58,6 +58,20 @@ const ALLOWED_HEADERS = [
 ].join(', ');
 
 class BodyTooLarge extends Error {}
+
+/**
+ * Why the server is not ready, as one word a client may see (`starting`, `database`); the cause, which
+ * may name hosts or say why a login failed, goes to the log only.
+ */
+export class NotReady extends Error {
+  constructor(
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`not ready: ${reason}`, options);
+    this.name = 'NotReady';
+  }
+}
 
 /** Why a request's signal aborts when its deadline passes (loaders throw it if asked to fetch after). */
 export class DeadlineExceeded extends CodedError {
@@ -86,6 +100,17 @@ function sendError(res: ServerResponse, status: number, message: string, code: s
   res.end(JSON.stringify({ errors: [{ message, extensions: { code, ...extra } }] }));
 }
 
+/** The request target as a URL, or null: node's parser accepts targets (`//:99999`, `//[`) that URL does not. */
+function targetOf(req: IncomingMessage): URL | null {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost');
+  } catch {
+    return null;
+  }
+}
+
+const ROUTES = ['/graphql', '/healthz', '/readyz', '/metrics'];
+
 /** A JSON parameter of a GET request's search string (variables, extensions), or undefined; Apollo answers a bad one. */
 function searchJson(url: URL, name: string): unknown {
   const text = url.searchParams.get(name);
@@ -110,8 +135,7 @@ export function createHttpHandler(options: HttpOptions) {
   // executions still running, even for clients that have gone (or were answered DEADLINE_EXCEEDED):
   // shutdown waits for them before the database closes under them
   const running = new Set<Promise<unknown>>();
-  const maxBody = options.maxBodyBytes ?? 1_000_000;
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const { maxBodyBytes: maxBody, timeoutMs } = options;
   /** Answers a refusal from the gate (a coded error with its status); false for any other error. */
   function refused(e: unknown, res: ServerResponse): boolean {
     if (!(e instanceof CodedError)) return false;
@@ -125,30 +149,34 @@ export function createHttpHandler(options: HttpOptions) {
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const arrived = performance.now();
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = targetOf(req);
     if (options.onResponse) {
-      const route = ['/graphql', '/healthz', '/readyz', '/metrics'].includes(url.pathname) ? url.pathname : 'other';
+      const route = url && ROUTES.includes(url.pathname) ? url.pathname : 'other';
       const method = ['GET', 'POST', 'OPTIONS'].includes(req.method ?? '') ? req.method! : 'other';
       res.once('finish', () => options.onResponse!(route, method, res.statusCode, (performance.now() - arrived) / 1000));
     }
     const requestId = requestIdOf(req);
     res.setHeader('x-request-id', requestId);
 
-    const origin = req.headers.origin;
-    if (origin && options.allowOrigin(origin)) {
-      res.setHeader('access-control-allow-origin', origin);
-      res.setHeader('vary', 'Origin');
-      if (req.method === 'OPTIONS') {
-        res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
-        res.setHeader('access-control-allow-headers', ALLOWED_HEADERS);
-        res.setHeader('access-control-max-age', '600');
-        res.statusCode = 204;
-        res.end();
+    try {
+      if (!url) {
+        sendError(res, 400, 'the request target is not a valid URL path', 'BAD_USER_INPUT', { reason: 'BAD_REQUEST' });
         return;
       }
-    }
+      const origin = req.headers.origin;
+      if (origin && options.allowOrigin(origin)) {
+        res.setHeader('access-control-allow-origin', origin);
+        res.setHeader('vary', 'Origin');
+        if (req.method === 'OPTIONS') {
+          res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
+          res.setHeader('access-control-allow-headers', ALLOWED_HEADERS);
+          res.setHeader('access-control-max-age', '600');
+          res.statusCode = 204;
+          res.end();
+          return;
+        }
+      }
 
-    try {
       if (url.pathname === '/healthz') {
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify({ status: 'ok' }));
@@ -160,8 +188,10 @@ export function createHttpHandler(options: HttpOptions) {
           await options.ready();
           res.end(JSON.stringify({ status: 'ready' }));
         } catch (e) {
+          const reason = e instanceof NotReady ? e.reason : 'unavailable';
+          if (reason !== 'starting') options.logger.warn({ err: e, requestId }, 'not ready');
           res.statusCode = 503;
-          res.end(JSON.stringify({ status: 'not ready', reason: (e as Error).message }));
+          res.end(JSON.stringify({ status: 'not ready', reason }));
         }
         return;
       }
@@ -278,9 +308,15 @@ export function createHttpHandler(options: HttpOptions) {
         res.end();
       }
     } catch (e) {
-      if (e instanceof BodyTooLarge) {
+      if (e instanceof BodyTooLarge && !res.headersSent) {
         res.setHeader('connection', 'close');
         sendError(res, 413, `the request body is larger than ${maxBody} bytes`, 'BAD_USER_INPUT');
+        return;
+      }
+      if (req.destroyed && !req.complete) {
+        // the client went away (or node's request timeout cut it off) while sending its body
+        options.logger.debug({ requestId }, 'the client closed the connection before sending its whole request');
+        res.destroy();
         return;
       }
       options.logger.error({ err: e, requestId }, 'request failed outside GraphQL');

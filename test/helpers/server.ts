@@ -2,7 +2,7 @@ import { GraphQLClient } from 'graphql-request';
 import { signUserToken } from '../../src/auth/tokens.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { totalStatements } from '../../src/db/sql-stats.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger, type Logger } from '../../src/logger.js';
 import { createApp, type App } from '../../src/server/app.js';
 import type { TestDatabase } from './db.js';
 
@@ -22,11 +22,11 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** The real HTTP server on an ephemeral port over the test's database; nothing is mocked. */
-export async function startTestServer(database: TestDatabase, env: Record<string, string> = {}): Promise<TestServer> {
+/** The real HTTP server on an ephemeral port over the test's database; nothing is mocked (a test may give its own logger, to read what is logged). */
+export async function startTestServer(database: TestDatabase, env: Record<string, string> = {}, options: { logger?: Logger } = {}): Promise<TestServer> {
   // the cost recorder writes only when a test asks (its periodic write would land in SQL counts)
   const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'silent', COST_FLUSH_INTERVAL_MS: String(2 ** 31 - 1), ...env });
-  const app = createApp({ config, database, logger: createLogger('silent') });
+  const app = createApp({ config, database, logger: options.logger ?? createLogger('silent') });
   const url = await app.listen(0, '127.0.0.1');
   const token = (userId: number, expiresIn?: string) => signUserToken(config.jwtSecret, userId, expiresIn);
   return {
