@@ -3,7 +3,10 @@ import { sql } from 'drizzle-orm';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../src/db/client.js';
+import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
+import { createApp } from '../src/server/app.js';
+import { addressCaller } from '../src/server/caller.js';
 import { createMemoryBudget, createRedisBudget, secondsUntilFits, usedInWindow, type BudgetOptions, type CostBudget } from '../src/server/budget.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
@@ -452,5 +455,45 @@ describe('an operation costlier than the whole budget', () => {
     const fits = await server.post({ query: '{ instruments(first: 3) { nodes { symbol } } }' }, headers);
     expect(fits.status).toBe(200);
     expect(fits.body.extensions.cost).toMatchObject({ estimated: 4, budget: { limit: 20, remaining: 16 } });
+  });
+});
+
+describe('the budget of an anonymous caller', () => {
+  it('is one per IPv4 address and one per IPv6 /64, an IPv4-mapped address counting as its IPv4 one', () => {
+    expect(addressCaller('203.0.113.7')).toBe('203.0.113.7');
+    expect(addressCaller('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    // any host owns a whole /64: every address in it is the same caller
+    const one = addressCaller('2001:db8:1:2::1');
+    for (const a of ['2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0DB8:0001:0002:0:0:0:9', '2001:db8:1:2:a:b:1.2.3.4', '2001:db8:1:2::1%eth0']) expect(addressCaller(a), a).toBe(one);
+    expect(one).toBe('2001:db8:1:2::/64');
+    for (const a of ['2001:db8:1:3::1', '2001:db8::1', '2001:db9:1:2::1']) expect(addressCaller(a), a).not.toBe(one);
+    expect(addressCaller('::1')).toBe('0:0:0:0::/64');
+    expect(addressCaller(undefined)).toBe('unknown');
+  });
+
+  it('is keyed so by the server, from the socket it was called on', async () => {
+    const database = await createTestDatabase();
+    const spent: string[] = [];
+    const recording: CostBudget = {
+      async spend(caller) {
+        spent.push(caller);
+        return { allowed: true, remaining: 1000, limit: 1000, retryAfterSeconds: 0 };
+      },
+      async close() {},
+    };
+    const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', COST_FLUSH_INTERVAL_MS: String(2 ** 31 - 1) });
+    const app = createApp({ config, database, logger, budget: recording });
+    try {
+      // a dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d
+      const url = new URL(await app.listen(0, '::'));
+      const ask = (host: string) =>
+        fetch(`http://${host}:${url.port}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ instruments { totalCount } }' }) });
+      expect((await ask('127.0.0.1')).status).toBe(200);
+      expect((await ask('[::1]')).status).toBe(200);
+      expect(spent).toEqual(['ip:127.0.0.1', 'ip:0:0:0:0::/64']);
+    } finally {
+      await app.stop();
+      await database.destroy();
+    }
   });
 });

@@ -11,6 +11,7 @@ import { createLoaders } from '../loaders/index.js';
 import type { Logger } from '../logger.js';
 import { createApolloServer } from './apollo.js';
 import { createMemoryBudget, createRedisBudget, type CostBudget } from './budget.js';
+import { addressCaller } from './caller.js';
 import { CostEstimator } from './cost/estimate.js';
 import { createCostPlugin } from './cost/plugin.js';
 import { createCostRecorder, type CostRecorder } from './cost/recorder.js';
@@ -229,7 +230,7 @@ export function createApp({
         },
       });
       // each partner has its own budget, whoever it acts for
-      const caller = partner ? `partner:${partner.id}` : viewer.kind === 'user' ? `user:${viewer.userId}` : `ip:${req.socket.remoteAddress ?? 'unknown'}`;
+      const caller = partner ? `partner:${partner.id}` : viewer.kind === 'user' ? `user:${viewer.userId}` : `ip:${addressCaller(req.socket.remoteAddress)}`;
       const timeModel = <T>(model: string, version: string, run: () => T): T => {
         const started = performance.now();
         try {
