@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../src/db/client.js';
@@ -59,6 +60,29 @@ describe('load scenarios', () => {
     expect(metricSum(text, 'foo_total')).toBe(9);
     expect(metricSum(text, 'foo_total', { b: 'x' })).toBe(7);
     expect(metricSum(text, 'foo_total', { a: '2' })).toBe(4);
+  });
+});
+
+describe('npm run load options', () => {
+  // a port where nothing listens: a run that starts anyway fails to find targets there
+  const load = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/load.ts', ...args, '--url', 'http://127.0.0.1:9/graphql'], { encoding: 'utf8', timeout: 60_000 });
+
+  it('prints its usage for --help (and -h) and exits 0, starting no run', () => {
+    for (const flag of ['--help', '-h']) {
+      const run = load(flag);
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/^usage: npm run load -- /);
+      for (const option of ['--scenario', '--url', '--seconds', '--connections', '--users', '--json', '--list']) expect(run.stdout).toContain(option);
+      expect(run.stderr).toBe('');
+    }
+  });
+
+  it('refuses an option it does not know instead of running with defaults', () => {
+    const run = load('--secs', '5');
+    expect(run.status).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/unknown option "--secs"/);
   });
 });
 

@@ -4,11 +4,23 @@ import { SCENARIOS } from '../load/scenarios.js';
 import { discoverTargets } from '../load/targets.js';
 import { option, say } from './common.js';
 
-// npm run load -- [--scenario NAME] [--url URL] [--seconds S] [--connections N] [--users N] [--json] [--list]
-//
-// Runs a load scenario against a running server and prints a report (a table, or JSON with --json).
-// Tokens are signed with JWT_SECRET (the development secret when unset), which must be the server's.
+// npm run load: runs a load scenario against a running server and prints a report (USAGE says how).
 const args = process.argv.slice(2);
+
+const USAGE = `usage: npm run load -- [--scenario NAME] [--url URL] [--seconds S] [--connections N] [--users N] [--json]
+       npm run load -- --list | --help
+
+Runs a load scenario against a running server and prints a report on stdout (a table, or JSON with --json).
+  --scenario NAME     the scenario to run (default surge; --list names and describes them all)
+  --url URL           the server's GraphQL endpoint (default http://127.0.0.1:4000/graphql)
+  --seconds S         how long to run (default 10)
+  --connections N     the peak number of concurrent connections (default 100)
+  --users N           how many users (ids 1..N) to sign in as (default 100)
+  --json              print the report as one JSON object
+Tokens are signed with JWT_SECRET (the development secret when unset), which must be the server's.
+`;
+const VALUED = ['--scenario', '--url', '--seconds', '--connections', '--users'];
+const FLAGS = ['--json', '--list', '--help', '-h'];
 
 function positive(name: string, fallback: number): number {
   const text = option(args, name);
@@ -19,6 +31,15 @@ function positive(name: string, fallback: number): number {
 }
 
 try {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  // a mistyped option must not start a load run with defaults in its place
+  for (let i = 0; i < args.length; i++) {
+    if (VALUED.includes(args[i])) i++;
+    else if (!FLAGS.includes(args[i])) throw new Error(`unknown option ${JSON.stringify(args[i])} (--help lists them)`);
+  }
   if (args.includes('--list')) {
     for (const s of Object.values(SCENARIOS)) process.stdout.write(`${s.name.padEnd(11)} ${s.summary}\n`);
     process.exit(0);
