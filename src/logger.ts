@@ -27,19 +27,24 @@ function errorChain(err: unknown): object[] {
 /**
  * pino's error serializer, minus statement parameters. DrizzleQueryError also writes them into its
  * message (`Failed query: …\nparams: …`), which graphql-js copies into the GraphQLError wrapping it
- * and pino into the message and stack of every error caused by it: that exact text is cut out of
- * every string of the serialized error.
+ * and pino into the message and stack of every error caused by it; and PostgreSQL quotes a value it
+ * could not take (`invalid input syntax for type integer: "…"`). So that exact params text, and
+ * then every text parameter (or text in an array parameter) of 4 characters or more, is cut out of
+ * every string of the result.
  */
 export function serializeError(err: unknown): unknown {
   const serialized = pino.stdSerializers.err(err as Error) as unknown;
   if (serialized === err || serialized === null || typeof serialized !== 'object') return serialized;
-  const leaked = errorChain(err)
-    .map((e) => (e as { params?: unknown }).params)
-    .filter((p) => p !== undefined)
-    .map((p) => `\nparams: ${String(p)}`)
-    .filter((text) => text.length > '\nparams: '.length);
+  const lists = errorChain(err).flatMap((e) => {
+    const { params, parameters } = e as { params?: unknown; parameters?: unknown };
+    return [params, parameters].filter(Array.isArray);
+  });
+  const cuts: [string, string][] = [
+    ...lists.filter((p) => p.length > 0).map((p): [string, string] => [`\nparams: ${String(p)}`, '\nparams: [redacted]']),
+    ...lists.flat(2).filter((p): p is string => typeof p === 'string' && p.length >= 4).map((p): [string, string] => [p, '[redacted]']),
+  ];
   const scrub = (value: unknown, depth: number): unknown => {
-    if (typeof value === 'string') return leaked.reduce((s, text) => s.split(text).join('\nparams: [redacted]'), value);
+    if (typeof value === 'string') return cuts.reduce((s, [text, by]) => s.split(text).join(by), value);
     if (value === null || typeof value !== 'object' || depth > 5) return value;
     if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
     const out: Record<string, unknown> = {};

@@ -58,6 +58,18 @@ describe('logs of database errors', () => {
     expect(first.err.stack).toMatch(/params: \[redacted\]\n\s+at /);
   });
 
+  it('carry no parameter the database quotes in its own message', async () => {
+    const e = await database.db.execute(sql`select ${SECRET}::int as n`).then(
+      () => null,
+      (error: Error) => error,
+    );
+    expect(String((e as { cause?: Error }).cause?.message)).toContain(SECRET);
+    const { logger, text } = capture();
+    logger.error({ err: e }, 'unexpected error');
+    expect(text()).not.toContain(SECRET);
+    expect(JSON.parse(text()).err.message).toMatch(/invalid input syntax for type integer: "\[redacted\]"/);
+  });
+
   it.skipIf(!onPostgres)("carry no postgres.js parameters, which its debug mode makes enumerable", async () => {
     const client = postgres(database.url!, { max: 1, debug: () => {}, onnotice: () => {} });
     try {
