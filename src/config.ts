@@ -22,6 +22,7 @@ const schema = z
     REDIS_URL: z.string().url().optional(),
     DB_POOL_MAX: positiveInt(10),
     DB_QUEUE_MAX: positiveInt(100),
+    DB_CONNECT_TIMEOUT_MS: positiveInt(2000),
     JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
     CORS_ORIGINS: csv,
     MAX_DEPTH: positiveInt(12),
@@ -72,6 +73,8 @@ export interface Config {
   dbPoolMax: number;
   /** When more statements than this wait for a database connection, new requests are shed (503 OVERLOADED). */
   dbQueueMax: number;
+  /** A database connection not made within this is given up: an unreachable database costs a request this much at most. */
+  dbConnectTimeoutMs: number;
   jwtSecret: string;
   /** True when JWT_SECRET was not set and the development secret is in use. */
   jwtSecretIsDefault: boolean;
@@ -145,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     dbPoolMax: e.DB_POOL_MAX,
     dbQueueMax: e.DB_QUEUE_MAX,
+    dbConnectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
     jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
     jwtSecretIsDefault: !e.JWT_SECRET,
     corsOrigins: e.CORS_ORIGINS,

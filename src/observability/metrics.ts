@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Availability } from '../db/availability.js';
 import type { PoolGate } from '../db/gate.js';
 import { totalStatements } from '../db/sql-stats.js';
 
@@ -12,6 +13,8 @@ export interface MetricsOptions {
   pool?: PoolGate;
   /** This process's idle database connections as the database sees them, read at scrape time. */
   idleConnections?: () => Promise<number>;
+  /** Whether the database can be reached (see src/db/availability.ts). */
+  availability?: Availability;
 }
 
 export function createMetrics(options: MetricsOptions = {}) {
@@ -112,6 +115,14 @@ export function createMetrics(options: MetricsOptions = {}) {
     registers: [registry],
     collect() {
       this.set(pool?.permits ?? 1);
+    },
+  });
+  new Gauge({
+    name: 'foliograph_db_available',
+    help: '1 while the database answers, 0 while it cannot be reached (requests that need it are answered 503 DATABASE_UNAVAILABLE at once)',
+    registers: [registry],
+    collect() {
+      this.set(options.availability?.down ? 0 : 1);
     },
   });
   const poolWait = new Histogram({

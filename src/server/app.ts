@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
 import type { Config } from '../config.js';
 import type { Database, Db } from '../db/client.js';
+import { isConnectionError } from '../db/availability.js';
 import { createReadReplicas, createReadRouter } from '../db/replicas.js';
 import { FIELD_PAGE_CAPS } from '../domain/pagination.js';
 import { newWorkStats, type Context } from '../graphql/context.js';
@@ -69,7 +70,7 @@ export function createApp({
   logger,
   isStarted = () => true,
   budget,
-  metrics = createMetrics({ pool: database.pool, idleConnections: () => database.idleConnections() }),
+  metrics = createMetrics({ pool: database.pool, availability: database.availability, idleConnections: () => database.idleConnections() }),
 }: AppOptions): App {
   const httpServer = createServer();
   const schema = buildSchema();
@@ -155,8 +156,13 @@ export function createApp({
   async function checkReady(): Promise<void> {
     try {
       if (!isStarted()) throw new Error('starting: migrations or the first seed are not done yet');
+      // known to be down: no need to wait for a ping (the availability probe watches for its return)
+      if (database.availability.down) throw new Error('the database cannot be reached');
       await Promise.race([
-        database.ping(),
+        database.ping().catch((e) => {
+          if (isConnectionError(e)) database.availability.failed(e);
+          throw e;
+        }),
         new Promise((_, reject) => setTimeout(() => reject(new Error('the database did not answer within 2 s')), 2000).unref()),
       ]);
       metrics.ready.set(1);
@@ -187,7 +193,7 @@ export function createApp({
     shed: () => (database.pool.waiting >= config.dbQueueMax || replicas?.pools.some((p) => p.waiting >= config.dbQueueMax) ? 'db_queue' : null),
     onShed: (reason) => metrics.shed.inc({ reason }),
     onResponse: (route, method, status, seconds) => metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
-    async context({ req, requestId, sql, signal, partner, operationType }) {
+    async context({ req, requestId, sql, deadline, partner, operationType }) {
       let viewer = await viewerFromHeaders(req.headers.authorization, config.jwtSecret);
       if (partner && viewer.kind === 'user') {
         // a partner acts for a user only with the scope, the user's grant and the user's own token:
@@ -200,7 +206,7 @@ export function createApp({
       const work = newWorkStats();
       const loadersOver = (db: Db) => createLoaders(db, viewer, {
         defaultModel: config.forecastDefaultModel,
-        signal,
+        signal: deadline.signal,
         hot,
         observe(event) {
           const { loader, keys, rows, ms } = event;
@@ -238,6 +244,7 @@ export function createApp({
         partner: partner && { id: partner.id, name: partner.name },
         db: database.db,
         sql,
+        deadline,
         work,
         loaders: loadersOver(database.db),
         timeModel,

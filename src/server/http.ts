@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
+import { createDeadline, type Deadline } from '../db/deadline.js';
 import { withSqlStats, type SqlStats } from '../db/sql-stats.js';
 import type { Context } from '../graphql/context.js';
 import { CodedError, ErrorCode } from '../errors.js';
@@ -17,7 +18,7 @@ export interface HttpOptions {
     req: IncomingMessage;
     requestId: string;
     sql: SqlStats;
-    signal: AbortSignal;
+    deadline: Deadline;
     partner: AuthenticatedPartner | null;
     /** The type of a partner's trusted document (query or mutation). */
     operationType?: string;
@@ -32,7 +33,10 @@ export interface HttpOptions {
   onShed?: (reason: string) => void;
   /** Admission before Apollo: API keys, trusted documents, persisted-query hashes. */
   gate?: PartnerGate;
-  /** An operation still running after this is answered DEADLINE_EXCEEDED (504) and its loaders stop. */
+  /**
+   * A query still running after this is answered DEADLINE_EXCEEDED (504) and its loaders stop. A write
+   * is not cut short: its transaction rolls back at the deadline and its own answer tells the truth.
+   */
   timeoutMs?: number;
   /** Resolves when the database answers; rejects otherwise. */
   ready: () => Promise<void>;
@@ -58,13 +62,6 @@ const ALLOWED_HEADERS = [
 
 class BodyTooLarge extends Error {}
 
-/** Why a request's signal aborts when its deadline passes (loaders throw it if asked to fetch after). */
-export class DeadlineExceeded extends CodedError {
-  constructor(ms: number) {
-    super(ErrorCode.DEADLINE_EXCEEDED, `the operation ran longer than its deadline of ${ms} ms and was cancelled`, { limit: ms });
-  }
-}
-
 async function readBody(req: IncomingMessage, limit: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new BodyTooLarge();
@@ -76,6 +73,20 @@ async function readBody(req: IncomingMessage, limit: number): Promise<string> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * The execution's response, or 'expired' once the deadline passes: at once for a query (reading can
+ * stop anywhere), but for a write that has begun only if it has not answered `graceMs` later (its
+ * transaction rolls back at the deadline and says so itself; past the grace nobody knows its outcome).
+ */
+async function answerBy<T>(execution: Promise<T>, deadline: Deadline, graceMs: number): Promise<T | 'expired' | 'outcome unknown'> {
+  const expired = new Promise<'expired'>((resolve) => deadline.signal.addEventListener('abort', () => resolve('expired'), { once: true }));
+  const first = await Promise.race([execution, expired]);
+  if (first !== 'expired' || !deadline.writing) return first;
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<'outcome unknown'>((resolve) => (timer = setTimeout(() => resolve('outcome unknown'), graceMs)));
+  return Promise.race([execution, grace]).finally(() => clearTimeout(timer));
 }
 
 /** A GraphQL-shaped error answer for requests that never reach Apollo (bad JSON, huge bodies). */
@@ -100,6 +111,9 @@ export function createHttpHandler(options: HttpOptions) {
   const running = new Set<Promise<unknown>>();
   const maxBody = options.maxBodyBytes ?? 1_000_000;
   const timeoutMs = options.timeoutMs ?? 10_000;
+  // A write that has begun answers for itself (its transaction rolls back at the deadline); this is
+  // how long after the deadline the handler still waits for that answer before saying it is unknown.
+  const writeGraceMs = Math.min(timeoutMs, 5000);
   /** Answers a refusal from the gate (a coded error with its status); false for any other error. */
   function refused(e: unknown, res: ServerResponse): boolean {
     if (!(e instanceof CodedError)) return false;
@@ -220,29 +234,31 @@ export function createHttpHandler(options: HttpOptions) {
         // a partner's trusted document goes to Apollo as a plain JSON POST
         if (request.partner) headers.set('content-type', 'application/json');
       }
-      // Every statement the request causes, wherever it is sent from, is counted in `sql`.
-      const sql: SqlStats = { statements: 0 };
-      const deadline = new AbortController();
-      const timer = setTimeout(() => deadline.abort(new DeadlineExceeded(timeoutMs)), timeoutMs);
+      // Every statement the request causes, wherever it is sent from, is counted in `sql`, and waits
+      // for a database connection give up at its deadline.
+      const deadline = createDeadline(timeoutMs);
+      const sql: SqlStats = { statements: 0, deadline };
       const execution = withSqlStats(sql, () =>
         // the operation's span: loader spans nest under it; the operation log plugin names it
         inSpan('graphql', { 'foliograph.request_id': requestId, ...(request.partner ? { 'foliograph.partner': request.partner.name } : {}) }, () =>
           options.apollo.executeHTTPGraphQLRequest({
             httpGraphQLRequest: { method: request.method, headers, search: request.search, body: request.body },
-            context: () => options.context({ req, requestId, sql, signal: deadline.signal, partner: request.partner, operationType: request.document?.type }),
+            context: () => options.context({ req, requestId, sql, deadline, partner: request.partner, operationType: request.document?.type }),
           }),
         ),
       );
       running.add(execution);
       void execution.catch(() => {}).finally(() => running.delete(execution));
-      const expired = new Promise<'expired'>((resolve) => deadline.signal.addEventListener('abort', () => resolve('expired'), { once: true }));
-      const response = await Promise.race([execution, expired]).finally(() => clearTimeout(timer));
-      if (response === 'expired') {
-        // The operation goes on only until its next loader batch (which refuses to start) or until
+      const response = await answerBy(execution, deadline, writeGraceMs).finally(() => deadline.cancel());
+      if (response === 'expired' || response === 'outcome unknown') {
+        // A query goes on only until its next loader batch (which refuses to start) or until
         // PostgreSQL's statement_timeout stops its current statement; its answer is dropped.
-        execution.catch(() => {});
         options.onRefusal?.(ErrorCode.DEADLINE_EXCEEDED);
-        sendError(res, 504, `the operation ran longer than its deadline of ${timeoutMs} ms and was cancelled`, ErrorCode.DEADLINE_EXCEEDED, { limit: timeoutMs });
+        const unknown = response === 'outcome unknown' ? { outcome: 'unknown' } : {};
+        const message = unknown.outcome
+          ? `the write did not finish within its deadline of ${timeoutMs} ms: its outcome is unknown (retrying with the same idempotencyKey tells)`
+          : `the operation ran longer than its deadline of ${timeoutMs} ms and was cancelled`;
+        sendError(res, 504, message, ErrorCode.DEADLINE_EXCEEDED, { limit: timeoutMs, ...unknown });
         return;
       }
       for (const [key, value] of response.headers) res.setHeader(key, value);
