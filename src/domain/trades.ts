@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Viewer } from '../auth/tokens.js';
-import type { Db } from '../db/client.js';
+import { rows, type Db } from '../db/client.js';
 import type { Deadline } from '../db/deadline.js';
 import { writeTransaction } from '../db/transaction.js';
 import { instruments, portfolios, positions, trades, type PositionRow, type TradeRow } from '../db/schema.js';
@@ -173,6 +173,7 @@ export async function recordTrade(db: Db, viewer: Viewer, input: RecordTradeInpu
       .from(positions)
       .where(and(eq(positions.portfolioId, t.portfolioId), eq(positions.instrumentId, instrument.id)));
     const next = applyTrade(current ?? null, t.side, t.quantity, t.price, t.symbol);
+    if (t.side === 'SELL') await checkSellInTime(tx, t, instrument.id);
     const [position] = await tx
       .insert(positions)
       .values({ portfolioId: t.portfolioId, instrumentId: instrument.id, ...next })
@@ -196,6 +197,37 @@ export async function recordTrade(db: Db, viewer: Viewer, input: RecordTradeInpu
       .returning();
     return { trade, position: open(position), replayed: false };
   }, t.idempotencyKey);
+}
+
+/**
+ * A sell dated in the past must not sell units bought after it: replayed in the order of their
+ * `executedAt`, the position's trades must never hold less than nothing. So the units held at the
+ * sell's date, and at every later trade, must cover it. (The current holding is checked by applyTrade.)
+ */
+async function checkSellInTime(tx: Db, t: CheckedTrade, instrumentId: number): Promise<void> {
+  const at = t.executedAt?.toISOString() ?? null;
+  const [row] = await rows<{ held: string; low: string | null; at: string }>(
+    tx,
+    sql`with moves as (
+          select executed_at, id, case when side = 'BUY' then quantity else -quantity end as delta
+          from trades where portfolio_id = ${t.portfolioId} and instrument_id = ${instrumentId}
+        ), running as (
+          select executed_at, sum(delta) over (order by executed_at, id) as held from moves
+        ), sell as (select coalesce(${at}::timestamptz, now()) as at)
+        select coalesce((select sum(delta) from moves, sell where executed_at <= sell.at), 0)::text as held,
+               (select min(held) from running, sell where executed_at > sell.at)::text as low,
+               to_json((select at from sell)) #>> '{}' as at`,
+  );
+  const held = new Decimal(row.held);
+  const least = row.low === null ? held : Decimal.min(held, new Decimal(row.low));
+  if (least.lt(t.quantity)) {
+    const when = row.at.slice(0, 10);
+    throw new BadUserInputError(
+      `executedAt: a sell of ${formatDecimal(t.quantity)} ${t.symbol} dated ${when} needs units held from then on; ` +
+        `the portfolio's trades hold as little as ${formatDecimal(least)} from that date`,
+      'executedAt',
+    );
+  }
 }
 
 const open = (p: PositionRow | undefined): PositionRow | null => (p && new Decimal(p.quantity).gt(0) ? p : null);
