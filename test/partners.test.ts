@@ -7,10 +7,10 @@ import { pino } from 'pino';
 import { signUserToken } from '../src/auth/tokens.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { rows, type Db } from '../src/db/client.js';
-import { apiKeys, partners, portfolios } from '../src/db/schema.js';
+import { apiKeys, partnerGrants, partners, portfolios } from '../src/db/schema.js';
 import { buildSchema } from '../src/graphql/schema.js';
 import { checkManifest, publishOperations, sha256, type DocumentChecks } from '../src/partners/documents.js';
-import { createPartner, grantPartner, hashKey, listKeys, partnerForKey, PartnerError, revokeKeys, rotateKey } from '../src/partners/keys.js';
+import { createPartner, grantPartner, hashKey, listGrants, listKeys, partnerForKey, PartnerError, revokeGrant, revokeKeys, rotateKey } from '../src/partners/keys.js';
 import { createApp, type App } from '../src/server/app.js';
 import { CostEstimator } from '../src/server/cost/estimate.js';
 import { limitRules } from '../src/server/rules/index.js';
@@ -145,8 +145,33 @@ describe('partner keys', () => {
     await expect(revokeKeys(database.db, `ghost-${unique()}`)).rejects.toThrow(PartnerError);
     const { partner } = await createPartner(database.db, `granting-${unique()}`);
     await expect(grantPartner(database.db, partner.name, 'nobody@example.invalid')).rejects.toThrow(/no user/);
+    await expect(revokeGrant(database.db, `ghost-${unique()}`, 'nobody@example.invalid')).rejects.toThrow(PartnerError);
+    await expect(revokeGrant(database.db, partner.name, 'nobody@example.invalid')).rejects.toThrow(/no user/);
+  });
+
+  it('keeps the record of consent: a revoked grant keeps its row, granting again makes a new one', async () => {
+    const user = await seed(database.db).user();
+    const { partner } = await createPartner(database.db, `consent-${unique()}`, ['portfolios:read']);
+    const first = await grantPartner(database.db, partner.name, user.email);
+    expect(first.created).toBe(true);
+    expect(await grantPartner(database.db, partner.name, user.email.toUpperCase())).toEqual({ grantId: first.grantId, created: false });
+    expect(await revokeGrant(database.db, partner.name, user.email)).toBe(1);
+    expect(await revokeGrant(database.db, partner.name, user.email)).toBe(0); // withdrawing twice changes nothing
+    const second = await grantPartner(database.db, partner.name, user.email);
+    expect(second.created).toBe(true);
+    expect(second.grantId).not.toBe(first.grantId);
+
+    const listed = await listGrants(database.db, partner.name);
+    expect(listed.map((g) => [g.id, g.email, g.revokedAt === null])).toEqual([
+      [first.grantId, user.email, false],
+      [second.grantId, user.email, true],
+    ]);
+    expect((await listGrants(database.db)).filter((g) => g.partner === partner.name)).toHaveLength(2);
+    // the database itself holds at most one live grant per partner and user
+    await expect(database.db.insert(partnerGrants).values({ partnerId: partner.id, userId: user.id })).rejects.toThrow();
   });
 });
+
 
 describe('partners over HTTP', () => {
   let database: TestDatabase;
