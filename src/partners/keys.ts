@@ -165,7 +165,3 @@ export async function partnerForKey(db: Db, key: string): Promise<AuthenticatedP
     .where(and(eq(apiKeys.keyHash, hashKey(key)), isNull(apiKeys.revokedAt)));
   return row ? { ...row, scopes: row.scopes as Scope[] } : null;
 }
-
-export async function hasGrant(db: Db, partnerId: number, userId: number): Promise<boolean> {
-  return (await liveGrantOf(db, partnerId, userId)) !== null;
-}
