@@ -345,10 +345,7 @@ describe('partners over HTTP', () => {
       expect(codeOf(empty.body)).toBe('UNAUTHENTICATED');
     });
 
-    // BUG (src/partners/gate.ts, admit): the hash-mismatch check runs before the key is authenticated,
-    // so an unknown key with a mismatching hash gets 400 PERSISTED_QUERY_HASH_MISMATCH instead of
-    // 401. The contract: "Credentials are checked first: an unknown or revoked key is UNAUTHENTICATED".
-    // Remove `.fails` once the gate authenticates the key first.
+    // the contract: "Credentials are checked first: an unknown or revoked key is UNAUTHENTICATED"
     it('answers an unknown key 401 even when its hash does not match its query', async () => {
       const res = await server.post(
         { query: QUOTE, variables: { symbol }, extensions: { persistedQuery: { version: 1, sha256Hash: sha256('something else') } } },
