@@ -93,7 +93,7 @@ export interface Config {
   maxTokens: number;
   /** Largest request body, in bytes. */
   maxBodyBytes: number;
-  /** How long an API key's or trusted document's lookup is reused (0: never). */
+  /** How long an API key's, trusted document's or user's grant's lookup is reused: revocations act within it (0: never reused). */
   partnerCacheTtlMs: number;
   /** How long an automatic persisted query stays registered without use, and the store's size bound. */
   apqTtlSeconds: number;

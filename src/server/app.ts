@@ -18,12 +18,10 @@ import { createCostRecorder, type CostRecorder } from './cost/recorder.js';
 import { createHttpHandler } from './http.js';
 import { createNulGuardPlugin } from './nulGuard.js';
 import { limitRules } from './rules/index.js';
-import { viewerFromHeaders } from './viewer.js';
+import { credentialFromHeaders } from './viewer.js';
 import { InMemoryLRUCache } from '@apollo/utils.keyvaluecache';
-import { ANONYMOUS } from '../auth/tokens.js';
-import { CodedError, ErrorCode } from '../errors.js';
 import { createPartnerGate } from '../partners/gate.js';
-import { hasGrant } from '../partners/keys.js';
+import { createDelegation } from '../partners/delegation.js';
 import { createRedisKeyValueCache } from './redisCache.js';
 import { boundedLabel, createMetrics, type Metrics } from '../observability/metrics.js';
 import { MODEL_TIMING_CHANNEL, parseModelTimings } from '../observability/model-timings.js';
@@ -81,6 +79,7 @@ export function createApp({
       : createMemoryBudget({ costPerMinute: config.rateLimitCostPerMinute }));
   const recorder = createCostRecorder(database.db);
   const gate = createPartnerGate({ db: database.db, cacheTtlMs: config.partnerCacheTtlMs });
+  const delegation = createDelegation({ db: database.db, cacheTtlMs: config.partnerCacheTtlMs });
   // Automatic persisted queries for everyone but partners: a bounded store that forgets unused
   // entries, shared by instances through Redis when there is one.
   const apqCache = config.redisUrl
@@ -194,15 +193,10 @@ export function createApp({
     onShed: (reason) => metrics.shed.inc({ reason }),
     onResponse: (route, method, status, seconds) => metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
     async context({ req, requestId, sql, deadline, partner, operationType }) {
-      let viewer = await viewerFromHeaders(req.headers.authorization, config.jwtSecret);
-      if (partner && viewer.kind === 'user') {
-        // a partner acts for a user only with the scope, the user's grant and the user's own token:
-        // trades:write to run a mutation, portfolios:read to read
-        const scope = operationType === 'mutation' ? 'trades:write' : 'portfolios:read';
-        if (!partner.scopes.includes(scope)) throw new CodedError(ErrorCode.FORBIDDEN, `this partner has no ${scope} scope`, {}, 403);
-        if (!(await hasGrant(database.db, partner.id, viewer.userId))) throw new CodedError(ErrorCode.FORBIDDEN, 'this user has not granted the partner access', {}, 403);
-      }
-      if (partner && viewer.kind !== 'user') viewer = ANONYMOUS;
+      // a partner acts for a user only with a token delegated to it, within its scopes, while the
+      // user's grant lives; a delegated token without its partner's key is refused
+      const credential = await credentialFromHeaders(req.headers.authorization, config.jwtSecret);
+      const viewer = await delegation.viewerFor(credential, partner, operationType);
       const work = newWorkStats();
       const loadersOver = (db: Db) => createLoaders(db, viewer, {
         defaultModel: config.forecastDefaultModel,
