@@ -34,6 +34,8 @@ const schema = z
     MAX_DIRECTIVES: positiveInt(50),
     MAX_TOKENS: positiveInt(5_000),
     MAX_BODY_BYTES: positiveInt(100_000),
+    DOCUMENT_CACHE_MAX_ENTRIES: positiveInt(1_000),
+    DOCUMENT_CACHE_MAX_BYTES: positiveInt(32 * 1024 * 1024),
     PARTNER_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
     APQ_TTL_SECONDS: positiveInt(24 * 60 * 60),
     APQ_MAX_BYTES: positiveInt(16 * 1024 * 1024),
@@ -93,6 +95,9 @@ export interface Config {
   maxTokens: number;
   /** Largest request body, in bytes. */
   maxBodyBytes: number;
+  /** Parsed and validated documents kept for reuse: most entries, and most bytes of heap (estimated). */
+  documentCacheMaxEntries: number;
+  documentCacheMaxBytes: number;
   /** How long an API key's, trusted document's or user's grant's lookup is reused: revocations act within it (0: never reused). */
   partnerCacheTtlMs: number;
   /** How long an automatic persisted query stays registered without use, and the store's size bound. */
@@ -162,6 +167,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxDirectives: e.MAX_DIRECTIVES,
     maxTokens: e.MAX_TOKENS,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    documentCacheMaxEntries: e.DOCUMENT_CACHE_MAX_ENTRIES,
+    documentCacheMaxBytes: e.DOCUMENT_CACHE_MAX_BYTES,
     partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
     apqTtlSeconds: e.APQ_TTL_SECONDS,
     apqMaxBytes: e.APQ_MAX_BYTES,

@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Availability } from '../db/availability.js';
 import type { PoolGate } from '../db/gate.js';
 import { totalStatements } from '../db/sql-stats.js';
+import { createBoundedSet } from './bounded.js';
 
 /**
  * Every metric of one process, in its own registry (tests build several apps in one process).
@@ -182,16 +183,14 @@ export function createMetrics(options: MetricsOptions = {}) {
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /**
- * Keeps a label's distinct values bounded: the first `max` values seen are kept, later new ones
- * become "other", so a client inventing operation names cannot grow the metrics without end.
+ * Keeps a label's distinct values bounded: at most `max` values at once (each cut to 100 characters),
+ * new ones beyond that become "other", and a value unused for an hour frees its place, so a client
+ * inventing names can neither grow the metrics without end nor keep others' names out for good.
  */
-export function boundedLabel(max: number, fallback = 'unknown') {
-  const seen = new Set<string>();
+export function boundedLabel(max: number, fallback = 'unknown', idleMs = 3_600_000) {
+  const seen = createBoundedSet({ max, idleMs });
   return (value: string | null | undefined): string => {
     const v = (value ?? '').slice(0, 100) || fallback;
-    if (seen.has(v)) return v;
-    if (seen.size >= max) return 'other';
-    seen.add(v);
-    return v;
+    return seen.admit(v) ? v : 'other';
   };
 }

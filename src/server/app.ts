@@ -134,6 +134,7 @@ export function createApp({
     httpServer,
     maxTokens: config.maxTokens,
     persistedQueries: { cache: apqCache, ttl: config.apqTtlSeconds },
+    documentStore: { maxEntries: config.documentCacheMaxEntries, maxBytes: config.documentCacheMaxBytes },
     validationRules: limitRules(config),
     plugins: [
       createOperationLogPlugin({ logger, metrics, slowMs: config.slowOperationMs }),
