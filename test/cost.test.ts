@@ -207,6 +207,13 @@ describe('depthLimitRule', () => {
     expect(check(depthLimitRule(7), inline).map((e) => e.extensions.code)).toEqual(['QUERY_TOO_DEEP']);
   });
 
+  it('points at the first selection past the limit, inside the fragment that holds it', () => {
+    const named = `query Deep { viewer { ...U } }\nfragment U on User { portfolios { nodes { positions { nodes { instrument { latestForecast { model { name } } } } } } } }`;
+    const [error] = validate(schema, parse(named), [depthLimitRule(6)]);
+    // viewer 0, portfolios 1, nodes 2, positions 3, nodes 4, instrument 5, latestForecast 6, model 7
+    expect(error.locations).toEqual([{ line: 2, column: named.split('\n')[1].indexOf('model') + 1 }]);
+  });
+
   it('does not count introspection fields', () => {
     expect(check(depthLimitRule(1), '{ __schema { types { fields { type { ofType { name } } } } } }')).toEqual([]);
   });
