@@ -56,6 +56,11 @@ const cases: CostCase[] = [
   { name: 'InstrumentConnection.totalCount weighs 2', document: '{ instruments(first: 5) { totalCount } }', cost: 1 + 2 },
   { name: 'PortfolioConnection.totalCount weighs 1', document: '{ portfolios(first: 5) { totalCount } }', cost: 1 + 1 },
   { name: 'a fragment on the connection type keeps the size', document: 'query { instruments(first: 5) { ...Page } } fragment Page on InstrumentConnection { nodes { id } }', cost: 1 + 5 },
+  {
+    name: 'one fragment in two connections takes each one\'s size (priced once per size)',
+    document: 'query { a: instruments(first: 2) { ...Page } b: instruments(first: 5) { ...Page } c: instruments(first: 2) { ...Page } } fragment Page on InstrumentConnection { nodes { id } }',
+    cost: 1 + 2 + (1 + 5) + (1 + 2),
+  },
 
   // variables
   { name: 'first from a variable', document: 'query Q($n: Int) { instruments(first: $n) { nodes { id } } }', variables: { n: 7 }, cost: 1 + 7 },
