@@ -32,6 +32,7 @@ const schema = z
     MAX_ROOT_FIELDS: positiveInt(20),
     MAX_DIRECTIVES: positiveInt(50),
     MAX_TOKENS: positiveInt(5_000),
+    MAX_SELECTIONS: positiveInt(10_000),
     MAX_BODY_BYTES: positiveInt(100_000),
     PARTNER_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
     APQ_TTL_SECONDS: positiveInt(24 * 60 * 60),
@@ -88,6 +89,8 @@ export interface Config {
   maxDirectives: number;
   /** Most lexical tokens a document may have; the parser stops past it. */
   maxTokens: number;
+  /** Most selections a document may have once its fragment spreads are written out in place. */
+  maxSelections: number;
   /** Largest request body, in bytes. */
   maxBodyBytes: number;
   /** How long an API key's or trusted document's lookup is reused (0: never). */
@@ -157,6 +160,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxRootFields: e.MAX_ROOT_FIELDS,
     maxDirectives: e.MAX_DIRECTIVES,
     maxTokens: e.MAX_TOKENS,
+    maxSelections: e.MAX_SELECTIONS,
     maxBodyBytes: e.MAX_BODY_BYTES,
     partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
     apqTtlSeconds: e.APQ_TTL_SECONDS,
