@@ -6,10 +6,10 @@ import { ErrorCode } from '../../errors.js';
  * them (the contract's MAX_DEPTH): the operation's own selections sit at depth 0, a field's selections
  * one deeper, fragments (named or inline) add nothing, and introspection fields (`__schema`, `__type`,
  * `__typename`) are not looked into. An operation is too deep when any selection sits deeper than
- * `maxDepth`. Unlike the library, each selection set is measured once and each fragment once, however
- * often it is spread, so the rule is linear in the document (graphql-js's MaxIntrospectionDepthRule
- * is the model). An operation that reaches an unknown or cyclic fragment is left to graphql-js's own
- * rules, which report those.
+ * `maxDepth`; it gets one error, at the first selection past the limit. Unlike the library, each
+ * selection set is measured once and each fragment once, however often it is spread, so the rule is
+ * linear in the document (graphql-js's MaxIntrospectionDepthRule is the model). An operation that
+ * reaches an unknown or cyclic fragment is left to graphql-js's own rules, which report those.
  */
 export function depthLimitRule(maxDepth: number) {
   return (context: ValidationContext): ASTVisitor => {
