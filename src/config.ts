@@ -33,6 +33,7 @@ const schema = z
     MAX_ROOT_FIELDS: positiveInt(20),
     MAX_DIRECTIVES: positiveInt(50),
     MAX_TOKENS: positiveInt(5_000),
+    MAX_SELECTIONS: positiveInt(10_000),
     MAX_BODY_BYTES: positiveInt(100_000),
     DOCUMENT_CACHE_MAX_ENTRIES: positiveInt(1_000),
     DOCUMENT_CACHE_MAX_BYTES: positiveInt(32 * 1024 * 1024),
@@ -93,6 +94,8 @@ export interface Config {
   maxDirectives: number;
   /** Most lexical tokens a document may have; the parser stops past it. */
   maxTokens: number;
+  /** Most selections a document may have once its fragment spreads are written out in place. */
+  maxSelections: number;
   /** Largest request body, in bytes. */
   maxBodyBytes: number;
   /** Parsed and validated documents kept for reuse: most entries, and most bytes of heap (estimated). */
@@ -166,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxRootFields: e.MAX_ROOT_FIELDS,
     maxDirectives: e.MAX_DIRECTIVES,
     maxTokens: e.MAX_TOKENS,
+    maxSelections: e.MAX_SELECTIONS,
     maxBodyBytes: e.MAX_BODY_BYTES,
     documentCacheMaxEntries: e.DOCUMENT_CACHE_MAX_ENTRIES,
     documentCacheMaxBytes: e.DOCUMENT_CACHE_MAX_BYTES,
