@@ -3,7 +3,7 @@ import { envelop, useEngine, useSchema } from '@envelop/core';
 import { useResponseCache } from '@envelop/response-cache';
 import { GraphQLError, execute, parse, printSchema, specifiedRules, subscribe, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { createScopeAnalyzer } from '../cache/policy.js';
-import type { ResponseStore } from '../cache/store.js';
+import { sessionTag, type ResponseStore } from '../cache/store.js';
 import { ErrorCode } from '../errors.js';
 import type { Context } from '../graphql/context.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -99,7 +99,9 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
                 // a read sent after this write must not join a read that began before it
                 const prefix = `user:${ctx.viewer.userId}\u0000`;
                 for (const key of flights.keys()) if (key.startsWith(prefix)) flights.delete(key);
-                await store.invalidate([{ typename: 'Session', id: `user:${ctx.viewer.userId}` }]);
+                // drops this process's copies at once; waits for Redis at most one command timeout,
+                // and not at all while Redis is skipped (what misses Redis is replayed when it answers)
+                await store.invalidate([sessionTag(`user:${ctx.viewer.userId}`)]);
               }
             }
           }
