@@ -123,6 +123,9 @@ export function createRedisLink({ url, commandTimeoutMs, probeIntervalMs = 250, 
     try {
       await client.ping();
       state = 'recovering';
+      // a restarted Redis knows no scripts: loaded before any step, so that no EVALSHA falls back to
+      // EVAL after a NOSCRIPT round trip and lets commands sent after it overtake it
+      for (const source of scripts) await client.script('LOAD', source);
       for (const step of recoverSteps) await step(client);
       if (state !== 'recovering') return;
       state = 'up';
@@ -197,11 +200,15 @@ export function createRedisLink({ url, commandTimeoutMs, probeIntervalMs = 250, 
   return link;
 }
 
+/** Every script of the process, loaded into Redis whenever the link (re)connects. */
+const scripts: string[] = [];
+
 /**
- * A Lua script run by its SHA-1 (EVALSHA), loaded with EVAL the first time a server does not know it
- * (a new or restarted Redis), so a request sends the script's text only once per Redis.
+ * A Lua script run by its SHA-1 (EVALSHA): the link loads every script when Redis comes (back), and a
+ * Redis that forgot it anyway (SCRIPT FLUSH) gets its text once by EVAL.
  */
 export function luaScript(source: string) {
+  scripts.push(source);
   const sha = createHash('sha1').update(source).digest('hex');
   return async (redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> => {
     try {

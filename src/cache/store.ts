@@ -191,8 +191,6 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
   const byTag = new Map<string, Set<string>>();
   const generations = createGenerations(options.maxTrackedTags);
   const listeners: ((tags: string[]) => void)[] = [];
-  /** Tags whose invalidation is on its way to Redis: a Redis entry carrying one is not trusted yet. */
-  const inFlight = new Map<string, number>();
   /** Tags whose invalidation did not reach Redis, replayed when it answers again. */
   const unconfirmed = new Set<string>();
   let overflowed = false;
@@ -237,9 +235,6 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
       keys.add(key);
     }
   }
-
-  /** Whether every invalidation of these tags has reached Redis (else a Redis entry carrying one may predate it). */
-  const confirmed = (tags: string[]) => !overflowed && !tags.some((t) => inFlight.has(t) || unconfirmed.has(t));
 
   function remember(tags: string[]) {
     if (overflowed) return;
@@ -313,8 +308,11 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
             const reply = (await link.run((redis) => READ(redis, [EPOCH_KEY], [NS, newEpoch(), key]))) as [string, string, string?, number?, ...string[]];
             const [epoch, clock, json, ttl, ...tags] = reply;
             seen = { epoch, clock };
-            // an invalidation heard since the request began, or still on its way, may postdate this entry
-            if (json && typeof ttl === 'number' && ttl > 0 && confirmed(tags) && generations.unchangedSince(tags, since)) {
+            // An invalidation this process made or heard since the request began may be newer than the
+            // entry (its READ can have reached Redis first). One begun before the READ was sent is
+            // already applied: Redis applies one connection's commands in the order they were sent, and
+            // the replay of invalidations that missed Redis is sent before any read once it is back.
+            if (json && typeof ttl === 'number' && ttl > 0 && generations.unchangedSince(tags, since)) {
               metrics?.cacheRequests.inc({ result: 'hit', tier: 'redis' });
               const result = JSON.parse(json) as ExecutionResult;
               if (localUsable()) keep(key, { result, tags, bytes: json.length }, ttl);
@@ -351,18 +349,11 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
         remember(tags);
         return;
       }
-      for (const t of tags) inFlight.set(t, (inFlight.get(t) ?? 0) + 1);
       try {
         await link.run((redis) => sendInvalidation(redis, tags));
       } catch {
         // the breaker is open now: the recovery replays these before Redis is used again
         remember(tags);
-      } finally {
-        for (const t of tags) {
-          const n = (inFlight.get(t) ?? 1) - 1;
-          if (n > 0) inFlight.set(t, n);
-          else inFlight.delete(t);
-        }
       }
     },
 
