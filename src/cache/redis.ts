@@ -25,7 +25,7 @@ export class RedisUnavailable extends Error {
  * The one Redis client of a process (response cache, budgets, APQ) and its subscriber, behind a
  * breaker, so that a Redis that is down, hung or slow costs a request at most one command timeout:
  *
- * - no offline queue and a command timeout: a command fails at once while disconnected, and within
+ * - no offline queue and a timeout: a command fails at once while disconnected, and within
  *   `commandTimeoutMs` when Redis does not answer;
  * - any failure opens the breaker: `run` then throws RedisUnavailable without a round trip;
  * - every `probeIntervalMs` a PING probes; once it answers (and the subscriber is subscribed again),
@@ -56,7 +56,6 @@ const REMIND_MS = 30_000;
 export function createRedisLink({ url, commandTimeoutMs, probeIntervalMs = 250, logger, onState }: RedisLinkOptions): RedisLink {
   const options = {
     enableOfflineQueue: false,
-    commandTimeout: commandTimeoutMs,
     maxRetriesPerRequest: 0,
     connectTimeout: Math.max(1000, 10 * commandTimeoutMs),
     // reconnect soon: the breaker, not the client, decides when Redis is used again
@@ -76,6 +75,41 @@ export function createRedisLink({ url, commandTimeoutMs, probeIntervalMs = 250, 
   let skipped = 0;
   let remindedAt = downSince;
   let started = false;
+
+  /**
+   * A step's answer within `commandTimeoutMs`, else a failure. The timeout is checked once more after
+   * one turn of I/O (setImmediate runs after the poll phase), so that a process that was itself
+   * stalled (GC, CPU) past the timeout reads a reply that arrived meanwhile instead of calling a
+   * healthy Redis failed.
+   */
+  function bounded<T>(step: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(
+        () =>
+          setImmediate(() => {
+            if (settled) return;
+            settled = true;
+            reject(new Error(`redis did not answer within ${commandTimeoutMs} ms`));
+          }),
+        commandTimeoutMs,
+      );
+      step.then(
+        (value) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (e) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
 
   // errors reach the log through the breaker's transitions, never once per command
   client.on('error', () => {});
@@ -121,12 +155,12 @@ export function createRedisLink({ url, commandTimeoutMs, probeIntervalMs = 250, 
     if (client.status !== 'ready' || (channels.size > 0 && !subscribed)) return;
     probing = true;
     try {
-      await client.ping();
+      await bounded(client.ping());
       state = 'recovering';
       // a restarted Redis knows no scripts: loaded before any step, so that no EVALSHA falls back to
       // EVAL after a NOSCRIPT round trip and lets commands sent after it overtake it
-      for (const source of scripts) await client.script('LOAD', source);
-      for (const step of recoverSteps) await step(client);
+      for (const source of scripts) await bounded(client.script('LOAD', source));
+      for (const step of recoverSteps) await bounded(step(client));
       if (state !== 'recovering') return;
       state = 'up';
       lastUsed = performance.now();
@@ -165,7 +199,7 @@ export function createRedisLink({ url, commandTimeoutMs, probeIntervalMs = 250, 
         throw new RedisUnavailable();
       }
       try {
-        const value = await step(client);
+        const value = await bounded(step(client));
         lastUsed = performance.now();
         return value;
       } catch (e) {

@@ -41,12 +41,23 @@ export interface ResponseStore {
    * reach Redis is replayed when it answers again.
    */
   invalidate(tags: string[]): Promise<void>;
+  /**
+   * Brings this process's copies of a session's answers up to date with Redis before a request of
+   * that session looks at them (its cached answers, or an identical request in flight): a write
+   * acknowledged on any instance before this request was sent is applied here first, even if its
+   * message has not arrived yet. One round trip; nothing without Redis or while it is skipped.
+   */
+  sync(session: string): Promise<void>;
   /** Calls `listener` for every invalidation, from this instance or another (e.g. for the hot-entity cache). */
   onInvalidate(listener: (tags: string[]) => void): void;
+  /** Calls `listener` whenever invalidations may have been missed (Redis failed, or another instance says it did). */
+  onReset(listener: () => void): void;
 }
 
-export const sessionTag = (session: string) => `Session:${session}`;
 const SESSION = 'Session:';
+export const sessionTag = (session: string) => `${SESSION}${session}`;
+/** The session a tag names (`user:7` for `Session:user:7`), or null for an entity's tag. */
+export const sessionOfTag = (tag: string) => (tag.startsWith(SESSION) ? tag.slice(SESSION.length) : null);
 const tagOf = (e: CacheEntityRecord) => (e.id === undefined || e.id === null ? e.typename : `${e.typename}:${e.id}`);
 
 interface Entry {
@@ -130,15 +141,22 @@ return 1
 `);
 
 // KEYS: epoch. ARGV: ns, a new epoch if needed, channel, message, tags... One atomic step: the clock
-// first, every tag's generation to it, then the message to the other instances.
+// first, every tag's generation to it, then the message to the other instances (completed with the
+// generation, see encodeInvalidation).
 const INVALIDATE = luaScript(`${EPOCH}
 local e = epoch()
 local c = redis.call('INCR', ns .. e .. ':clock')
 for i = 5, #ARGV do
   redis.call('SET', ns .. e .. ':gen:' .. ARGV[i], c, 'PX', ${GENERATION_TTL_MS})
 end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. e .. ':' .. c .. '"}')
 return c
+`);
+
+// KEYS: epoch. ARGV: ns, a new epoch if needed, tag. Returns "<epoch>:<generation>" of the tag.
+const GENERATION = luaScript(`${EPOCH}
+local e = epoch()
+return e .. ':' .. (redis.call('GET', ns .. e .. ':gen:' .. ARGV[3]) or '0')
 `);
 
 // KEYS: epoch. ARGV: ns, the new epoch, channel, message. Drops the whole tier at once (its old keys
@@ -153,15 +171,20 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 `);
 
-/** What travels on the invalidation channel: tags to drop, or a reset (drop every private answer). */
-type Message = { from: string; tags: string[] } | { from: string; reset: true };
-const encode = (m: Message) => JSON.stringify(m);
+/**
+ * What travels on the invalidation channel: tags to drop, with the generation ("<epoch>:<clock>")
+ * the invalidation gave them, or a reset (drop every private answer).
+ */
+type Message = { from: string; tags: string[]; at: string } | { from: string; reset: true };
+const encodeReset = (from: string) => JSON.stringify({ from, reset: true });
+/** The message of an invalidation but its generation, which the INVALIDATE script appends (and closes). */
+const encodeInvalidation = (from: string, tags: string[]) => `${JSON.stringify({ from, tags }).slice(0, -1)},"at":"`;
 function decode(text: string): Message | null {
   try {
-    const m = JSON.parse(text) as Partial<{ from: unknown; tags: unknown; reset: unknown }>;
+    const m = JSON.parse(text) as Partial<{ from: unknown; tags: unknown; reset: unknown; at: unknown }>;
     if (typeof m.from !== 'string') return null;
     if (m.reset === true) return { from: m.from, reset: true };
-    if (Array.isArray(m.tags)) return { from: m.from, tags: m.tags.filter((t): t is string => typeof t === 'string') };
+    if (Array.isArray(m.tags) && typeof m.at === 'string') return { from: m.from, tags: m.tags.filter((t): t is string => typeof t === 'string'), at: m.at };
   } catch {
     /* not ours */
   }
@@ -191,6 +214,9 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
   const byTag = new Map<string, Set<string>>();
   const generations = createGenerations(options.maxTrackedTags);
   const listeners: ((tags: string[]) => void)[] = [];
+  const resetListeners: (() => void)[] = [];
+  /** The generation ("<epoch>:<clock>") of each session's tag that this process's copies reflect. */
+  const synced = new LRUCache<string, string>({ max: options.maxTrackedTags ?? 100_000 });
   /** Tags whose invalidation did not reach Redis, replayed when it answers again. */
   const unconfirmed = new Set<string>();
   let overflowed = false;
@@ -223,7 +249,9 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
   /** Every private answer here, and every answer still being computed, may have missed a write. */
   function dropLocalPrivate() {
     generations.invalidateAll();
-    for (const [tag, keys] of [...byTag]) if (tag.startsWith(SESSION)) for (const key of [...keys]) local.delete(key);
+    synced.clear();
+    for (const [tag, keys] of [...byTag]) if (sessionOfTag(tag) !== null) for (const key of [...keys]) local.delete(key);
+    for (const listener of resetListeners) listener();
   }
 
   function keep(key: string, entry: Entry, ttlMs: number) {
@@ -248,14 +276,14 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
   async function sendInvalidation(redis: Redis, tags: string[]) {
     for (let i = 0; i < tags.length; i += 500) {
       const batch = tags.slice(i, i + 500);
-      await INVALIDATE(redis, [EPOCH_KEY], [NS, newEpoch(), CHANNEL, encode({ from: origin, tags: batch }), ...batch]);
+      await INVALIDATE(redis, [EPOCH_KEY], [NS, newEpoch(), CHANNEL, encodeInvalidation(origin, batch), ...batch]);
     }
   }
 
   /** Replays the invalidations that missed Redis, or, past the bound, drops the whole shared tier. */
   async function catchUp(redis: Redis) {
     if (overflowed) {
-      await NEW_EPOCH(redis, [EPOCH_KEY], [NS, newEpoch(), CHANNEL, encode({ from: origin, reset: true })]);
+      await NEW_EPOCH(redis, [EPOCH_KEY], [NS, newEpoch(), CHANNEL, encodeReset(origin)]);
       logger.warn({ maxUnconfirmed }, 'response cache: more invalidations missed Redis than can be replayed: the shared tier was dropped whole');
       overflowed = false;
       unconfirmed.clear();
@@ -269,8 +297,9 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
     link.subscribe(CHANNEL, (text) => {
       const message = decode(text);
       if (!message || message.from === origin) return;
-      if ('reset' in message) dropLocalPrivate();
-      else dropLocal(message.tags);
+      if ('reset' in message) return dropLocalPrivate();
+      dropLocal(message.tags);
+      for (const tag of message.tags) if (sessionOfTag(tag) !== null) synced.set(tag, message.at);
     });
     link.onDown(dropLocalPrivate);
     link.onRecover(async (redis) => {
@@ -340,6 +369,22 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
       };
     },
 
+    async sync(session) {
+      if (!link?.up) return;
+      const tag = sessionTag(session);
+      try {
+        const current = (await link.run((redis) => GENERATION(redis, [EPOCH_KEY], [NS, newEpoch(), tag]))) as string;
+        const known = synced.get(tag);
+        if (known === current) return;
+        // a write this process has not heard of yet (or one it cannot rule out: the session's copies
+        // predate what it remembers)
+        if (known !== undefined || byTag.has(tag)) dropLocal([tag]);
+        synced.set(tag, current);
+      } catch {
+        /* the link opened its breaker: private copies are not used until it closes */
+      }
+    },
+
     async invalidate(given) {
       const tags = [...new Set(given)];
       if (tags.length === 0) return;
@@ -359,6 +404,10 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
 
     onInvalidate(listener) {
       listeners.push(listener);
+    },
+
+    onReset(listener) {
+      resetListeners.push(listener);
     },
   };
   return store;
