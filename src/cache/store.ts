@@ -142,15 +142,16 @@ return 1
 
 // KEYS: epoch. ARGV: ns, a new epoch if needed, channel, message, tags... One atomic step: the clock
 // first, every tag's generation to it, then the message to the other instances (completed with the
-// generation, see encodeInvalidation).
+// generation, see encodeInvalidation). Returns that generation, "<epoch>:<clock>".
 const INVALIDATE = luaScript(`${EPOCH}
 local e = epoch()
 local c = redis.call('INCR', ns .. e .. ':clock')
 for i = 5, #ARGV do
   redis.call('SET', ns .. e .. ':gen:' .. ARGV[i], c, 'PX', ${GENERATION_TTL_MS})
 end
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. e .. ':' .. c .. '"}')
-return c
+local at = e .. ':' .. c
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. at .. '"}')
+return at
 `);
 
 // KEYS: epoch. ARGV: ns, a new epoch if needed, tag. Returns "<epoch>:<generation>" of the tag.
@@ -276,8 +277,14 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
   async function sendInvalidation(redis: Redis, tags: string[]) {
     for (let i = 0; i < tags.length; i += 500) {
       const batch = tags.slice(i, i + 500);
-      await INVALIDATE(redis, [EPOCH_KEY], [NS, newEpoch(), CHANNEL, encodeInvalidation(origin, batch), ...batch]);
+      const at = (await INVALIDATE(redis, [EPOCH_KEY], [NS, newEpoch(), CHANNEL, encodeInvalidation(origin, batch), ...batch])) as string;
+      noteSynced(batch, at);
     }
+  }
+
+  /** This process's copies of these sessions reflect generation `at` (they were dropped for it). */
+  function noteSynced(tags: string[], at: string) {
+    for (const tag of tags) if (sessionOfTag(tag) !== null) synced.set(tag, at);
   }
 
   /** Replays the invalidations that missed Redis, or, past the bound, drops the whole shared tier. */
@@ -299,7 +306,7 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
       if (!message || message.from === origin) return;
       if ('reset' in message) return dropLocalPrivate();
       dropLocal(message.tags);
-      for (const tag of message.tags) if (sessionOfTag(tag) !== null) synced.set(tag, message.at);
+      noteSynced(message.tags, message.at);
     });
     link.onDown(dropLocalPrivate);
     link.onRecover(async (redis) => {
@@ -376,9 +383,10 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
         const current = (await link.run((redis) => GENERATION(redis, [EPOCH_KEY], [NS, newEpoch(), tag]))) as string;
         const known = synced.get(tag);
         if (known === current) return;
-        // a write this process has not heard of yet (or one it cannot rule out: the session's copies
-        // predate what it remembers)
+        // a write this process has not heard of yet, or one it cannot rule out (it remembers nothing
+        // of the session): its copies go, and requests of it still running keep nothing
         if (known !== undefined || byTag.has(tag)) dropLocal([tag]);
+        else generations.invalidate([tag]);
         synced.set(tag, current);
       } catch {
         /* the link opened its breaker: private copies are not used until it closes */
