@@ -24,9 +24,10 @@ export interface ResponseStoreOptions {
    * past it the whole shared tier is dropped instead (a new epoch).
    */
   maxUnconfirmed?: number;
-  /** Most tags whose last invalidation the local tier remembers one by one (see generations.ts). */
-  maxTrackedTags?: number;
 }
+
+/** Most tags whose last invalidation the local tier remembers one by one (see generations.ts), and most sessions whose generation it tracks. */
+const TRACKED_TAGS = 100_000;
 
 export interface ResponseStore {
   /**
@@ -213,11 +214,11 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
   let epochs = 0;
   const newEpoch = () => `${origin}${(++epochs).toString(36)}`;
   const byTag = new Map<string, Set<string>>();
-  const generations = createGenerations(options.maxTrackedTags);
+  const generations = createGenerations(TRACKED_TAGS);
   const listeners: ((tags: string[]) => void)[] = [];
   const resetListeners: (() => void)[] = [];
   /** The generation ("<epoch>:<clock>") of each session's tag that this process's copies reflect. */
-  const synced = new LRUCache<string, string>({ max: options.maxTrackedTags ?? 100_000 });
+  const synced = new LRUCache<string, string>({ max: TRACKED_TAGS });
   /** Tags whose invalidation did not reach Redis, replayed when it answers again. */
   const unconfirmed = new Set<string>();
   let overflowed = false;
