@@ -105,7 +105,7 @@ describe.skipIf(!hasRedisServer)('Redis down, hung and back, under load on two i
     database = await createTestDatabase();
     const s = seed(database.db);
     symbol = (await s.instrument(['10', '11'])).symbol;
-    const env = { REDIS_URL: redis.url, REQUEST_TIMEOUT_MS: '2000' };
+    const env = { REDIS_URL: redis.url, REQUEST_TIMEOUT_MS: '3000' };
     a = await startTestServer(database, env);
     b = await startTestServer(database, env);
     for (let i = 0; i < 2; i++) {
@@ -130,7 +130,7 @@ describe.skipIf(!hasRedisServer)('Redis down, hung and back, under load on two i
       await redis.kill();
       await bothSee('down');
       // longer than the deadline: a request waiting on Redis would be answered 504
-      await new Promise((r) => setTimeout(r, 2500));
+      await new Promise((r) => setTimeout(r, 3500));
       await redis.restart();
       await bothSee('up');
     });
@@ -143,7 +143,7 @@ describe.skipIf(!hasRedisServer)('Redis down, hung and back, under load on two i
       redis.pause();
       await bothSee('down');
       // longer than the deadline: a request waiting on Redis would be answered 504
-      await new Promise((r) => setTimeout(r, 2500));
+      await new Promise((r) => setTimeout(r, 3500));
       redis.resume();
       await bothSee('up');
     });
