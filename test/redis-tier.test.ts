@@ -96,6 +96,22 @@ describe.skipIf(!hasRedisServer)('the Redis tier of the response cache', () => {
     expect(await readFromRedis('user:2', 'portfolios')).toBeNull();
   });
 
+  it("applies another instance's acknowledged write to this one's copies at sync, before its message need arrive", async () => {
+    const [a, b] = [await instance(), await instance()];
+    await b.store.sync('user:5');
+    await write(b.store, 'user:5', 'positions', answer('before'), [entity('Portfolio', 50)]);
+    await b.store.sync('user:5');
+    expect(await b.store.forRequest('user:5').get('positions')).toEqual(answer('before'));
+    await a.store.invalidate(['Session:user:5']);
+    await b.store.sync('user:5');
+    expect(await b.store.forRequest('user:5').get('positions')).toBeNull();
+    // another session's copies are left alone
+    await write(b.store, 'user:6', 'their positions', answer('theirs'), [entity('Portfolio', 60)]);
+    await a.store.invalidate(['Session:user:5']);
+    await b.store.sync('user:6');
+    expect(await b.store.forRequest('user:6').get('their positions')).toEqual(answer('theirs'));
+  });
+
   it('replays, once Redis answers again, an invalidation that could not reach it', async () => {
     const [a, b] = [await instance(), await instance()];
     await write(b.store, null, 'seven', answer('7 before'), [entity('Instrument', 7)]);
@@ -125,8 +141,10 @@ describe.skipIf(!hasRedisServer)('the Redis tier of the response cache', () => {
     // nothing of the old tier is read, whatever its tags
     expect(await readFromRedis(null, 'nine')).toBeNull();
     expect(await readFromRedis('user:3', 'mine')).toBeNull();
-    // and the other instance no longer answers the private answer from its memory
+    // and the other instance no longer answers the private answer from its memory, whether its reset
+    // message has arrived yet or not (a signed-in request syncs its session first, as here)
     expect(await b.link.whenUp(5000)).toBe(true);
+    await b.store.sync('user:3');
     expect(await b.store.forRequest('user:3').get('mine')).toBeNull();
   });
 
