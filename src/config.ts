@@ -20,6 +20,7 @@ const schema = z
     READ_REPLICA_URLS: csv,
     READ_YOUR_WRITES_MS: z.coerce.number().int().min(0).default(5000),
     REDIS_URL: z.string().url().optional(),
+    REDIS_COMMAND_TIMEOUT_MS: positiveInt(100),
     DB_POOL_MAX: positiveInt(10),
     DB_QUEUE_MAX: positiveInt(100),
     DB_CONNECT_TIMEOUT_MS: positiveInt(2000),
@@ -40,6 +41,8 @@ const schema = z
     PARTNER_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
     APQ_TTL_SECONDS: positiveInt(24 * 60 * 60),
     APQ_MAX_BYTES: positiveInt(16 * 1024 * 1024),
+    APQ_MAX_ENTRIES: positiveInt(10_000),
+    APQ_MAX_ENTRY_BYTES: positiveInt(32 * 1024),
     COST_FLUSH_INTERVAL_MS: positiveInt(30_000),
     SLOW_OPERATION_MS: positiveInt(1_000),
     SLOW_SQL_MS: z.coerce.number().int().min(0).default(250),
@@ -73,6 +76,8 @@ export interface Config {
   /** How long after a write its writer (and, after public data changed, everyone) reads from the primary: longer than the replicas' lag. */
   readYourWritesMs: number;
   redisUrl?: string;
+  /** Longest wait for one Redis command; past it the command fails and Redis is skipped until a probe answers. */
+  redisCommandTimeoutMs: number;
   dbPoolMax: number;
   /** When more statements than this wait for a database connection, new requests are shed (503 OVERLOADED). */
   dbQueueMax: number;
@@ -106,6 +111,9 @@ export interface Config {
   /** How long an automatic persisted query stays registered without use, and the store's size bound. */
   apqTtlSeconds: number;
   apqMaxBytes: number;
+  /** Most automatic persisted queries kept, and the largest one kept (a larger one is run but not registered). */
+  apqMaxEntries: number;
+  apqMaxEntryBytes: number;
   /** How often observed costs are written to cost_observations. */
   costFlushIntervalMs: number;
   /** Operations slower than this are logged with the loader batches they ran. */
@@ -154,6 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     readReplicaUrls: e.READ_REPLICA_URLS,
     readYourWritesMs: e.READ_YOUR_WRITES_MS,
     redisUrl: e.REDIS_URL,
+    redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     dbPoolMax: e.DB_POOL_MAX,
     dbQueueMax: e.DB_QUEUE_MAX,
     dbConnectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
@@ -176,6 +185,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
     apqTtlSeconds: e.APQ_TTL_SECONDS,
     apqMaxBytes: e.APQ_MAX_BYTES,
+    apqMaxEntries: e.APQ_MAX_ENTRIES,
+    apqMaxEntryBytes: e.APQ_MAX_ENTRY_BYTES,
     costFlushIntervalMs: Math.min(e.COST_FLUSH_INTERVAL_MS, 2 ** 31 - 1),
     slowOperationMs: e.SLOW_OPERATION_MS,
     slowSqlMs: e.SLOW_SQL_MS,

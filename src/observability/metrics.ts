@@ -16,6 +16,8 @@ export interface MetricsOptions {
   idleConnections?: () => Promise<number>;
   /** Whether the database can be reached (see src/db/availability.ts). */
   availability?: Availability;
+  /** Whether REDIS_URL is set: only then is there a foliograph_redis_up to show. */
+  redis?: boolean;
 }
 
 export function createMetrics(options: MetricsOptions = {}) {
@@ -170,6 +172,13 @@ export function createMetrics(options: MetricsOptions = {}) {
     help: '1 while the server is ready (database answering, migrations and first seed done), else 0',
     registers: [registry],
   });
+  const redisUp = options.redis
+    ? new Gauge({
+        name: 'foliograph_redis_up',
+        help: 'With REDIS_URL: 1 while Redis answers and is used, 0 while it is failing and skipped (answers then come from PostgreSQL, budgets are open)',
+        registers: [registry],
+      })
+    : undefined;
   const modelDuration = new Histogram({
     name: 'foliograph_forecast_model_duration_seconds',
     help: 'Forecast model work by model, version and stage (inference: one series; generation: a whole run)',
@@ -177,7 +186,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
   });
-  return { registry, ready, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
+  return { registry, ready, redisUp, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -22,7 +22,8 @@ import { credentialFromHeaders } from './viewer.js';
 import { InMemoryLRUCache } from '@apollo/utils.keyvaluecache';
 import { createPartnerGate } from '../partners/gate.js';
 import { createDelegation } from '../partners/delegation.js';
-import { createRedisKeyValueCache } from './redisCache.js';
+import { createRedisApqStore } from './redisCache.js';
+import { createRedisLink } from '../cache/redis.js';
 import { boundedLabel, createMetrics, type Metrics } from '../observability/metrics.js';
 import { MODEL_TIMING_CHANNEL, parseModelTimings } from '../observability/model-timings.js';
 import { createOperationLogPlugin } from './operationLog.js';
@@ -68,29 +69,36 @@ export function createApp({
   logger,
   isStarted = () => true,
   budget,
-  metrics = createMetrics({ pool: database.pool, availability: database.availability, idleConnections: () => database.idleConnections() }),
+  metrics = createMetrics({ pool: database.pool, availability: database.availability, idleConnections: () => database.idleConnections(), redis: Boolean(config.redisUrl) }),
 }: AppOptions): App {
   const httpServer = createServer();
   const schema = buildSchema();
+  // one Redis client for the response cache, budgets and APQ, behind one breaker (see cache/redis.ts)
+  const redis = config.redisUrl
+    ? createRedisLink({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, logger, onState: (up) => metrics.redisUp?.set(up ? 1 : 0) })
+    : null;
+  // user 7 of one database is not user 7 of another sharing the Redis
+  const namespace = cacheNamespace(database);
   const costBudget =
     budget ??
-    (config.redisUrl
-      ? createRedisBudget(config.redisUrl, { costPerMinute: config.rateLimitCostPerMinute }, logger)
+    (redis
+      ? createRedisBudget(redis, { costPerMinute: config.rateLimitCostPerMinute, namespace })
       : createMemoryBudget({ costPerMinute: config.rateLimitCostPerMinute }));
   const recorder = createCostRecorder(database.db);
   const gate = createPartnerGate({ db: database.db, cacheTtlMs: config.partnerCacheTtlMs });
   const delegation = createDelegation({ db: database.db, cacheTtlMs: config.partnerCacheTtlMs });
   // Automatic persisted queries for everyone but partners: a bounded store that forgets unused
   // entries, shared by instances through Redis when there is one.
-  const apqCache = config.redisUrl
-    ? createRedisKeyValueCache(config.redisUrl, 'foliograph:apq:', logger)
-    : new InMemoryLRUCache<string>({ maxSize: config.apqMaxBytes, ttl: config.apqTtlSeconds * 1000 });
+  const apqBounds = { maxBytes: config.apqMaxBytes, maxEntries: config.apqMaxEntries, maxEntryBytes: config.apqMaxEntryBytes, ttlSeconds: config.apqTtlSeconds };
+  const apqCache = redis
+    ? createRedisApqStore(redis, { namespace, ...apqBounds })
+    : new InMemoryLRUCache<string>({ maxSize: apqBounds.maxBytes, max: apqBounds.maxEntries, maxEntrySize: apqBounds.maxEntryBytes, ttl: apqBounds.ttlSeconds * 1000 });
   const store = config.responseCache
     ? createResponseStore({
         maxEntries: config.responseCacheMaxEntries,
         maxBytes: config.responseCacheMaxBytes,
-        redisUrl: config.redisUrl,
-        namespace: cacheNamespace(database),
+        redis: redis ?? undefined,
+        namespace,
         logger,
         metrics,
       })
@@ -258,6 +266,7 @@ export function createApp({
     accepting: isStarted,
     metrics: () => metrics.registry.metrics().then((text) => ({ text, contentType: metrics.registry.contentType })),
     ready: checkReady,
+    readyDetails: redis ? () => ({ redis: redis.up ? 'up' : 'down' }) : undefined,
     allowOrigin: (origin) =>
       config.corsOrigins.includes(origin) || (!config.production && (localhostOrigin.test(origin) || sandboxOrigins.has(origin))),
   });
@@ -271,6 +280,8 @@ export function createApp({
     store,
     async listen(port = config.port, host = config.host) {
       await apollo.start();
+      // serve at once without Redis if it does not answer soon: it is used as soon as it does
+      if (redis && !(await redis.whenUp(2000))) logger.warn('redis does not answer: serving without it until it does');
       await new Promise<void>((resolve, reject) => {
         httpServer.once('error', reject);
         httpServer.listen(port, host, () => resolve());
@@ -295,9 +306,13 @@ export function createApp({
       stopListening = await database
         .listen(INVALIDATION_CHANNEL, (payload) => {
           const tags = parseInvalidation(payload);
-          store?.invalidateLocal(tags);
-          hot?.invalidate(tags);
-          if (router.enabled) noticeChanges(tags);
+          // through the store (which tells the hot cache and the router): its generations in Redis
+          // too, so no instance can copy a pre-write answer back from the shared tier
+          if (store) void store.invalidate(tags);
+          else {
+            hot?.invalidate(tags);
+            if (router.enabled) noticeChanges(tags);
+          }
         })
         .catch((e) => {
           logger.warn({ err: e }, 'cannot LISTEN for invalidations: cached public data refreshes at its TTL');
@@ -326,8 +341,7 @@ export function createApp({
       await stopListening?.().catch(() => {});
       await stopTimings?.().catch(() => {});
       await costBudget.close();
-      if ('close' in apqCache) await apqCache.close();
-      await store?.close();
+      await redis?.close();
       await replicas?.close();
     },
   };

@@ -40,6 +40,8 @@ export interface HttpOptions {
   timeoutMs?: number;
   /** Resolves when the database answers; rejects otherwise. */
   ready: () => Promise<void>;
+  /** More for /readyz to show, ready or not (what it depends on but can serve without, e.g. Redis). */
+  readyDetails?: () => Record<string, string>;
   /** The Prometheus text of /metrics. */
   metrics?: () => Promise<{ text: string; contentType: string }>;
   /** False while start-up work runs: GraphQL answers 503 with Retry-After instead of failing on a half-made database. */
@@ -160,10 +162,10 @@ export function createHttpHandler(options: HttpOptions) {
         res.setHeader('content-type', 'application/json');
         try {
           await options.ready();
-          res.end(JSON.stringify({ status: 'ready' }));
+          res.end(JSON.stringify({ status: 'ready', ...options.readyDetails?.() }));
         } catch (e) {
           res.statusCode = 503;
-          res.end(JSON.stringify({ status: 'not ready', reason: (e as Error).message }));
+          res.end(JSON.stringify({ status: 'not ready', reason: (e as Error).message, ...options.readyDetails?.() }));
         }
         return;
       }
