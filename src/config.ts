@@ -20,8 +20,10 @@ const schema = z
     READ_REPLICA_URLS: csv,
     READ_YOUR_WRITES_MS: z.coerce.number().int().min(0).default(5000),
     REDIS_URL: z.string().url().optional(),
+    REDIS_COMMAND_TIMEOUT_MS: positiveInt(100),
     DB_POOL_MAX: positiveInt(10),
     DB_QUEUE_MAX: positiveInt(100),
+    DB_CONNECT_TIMEOUT_MS: positiveInt(2000),
     JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
     CORS_ORIGINS: csv,
     MAX_DEPTH: positiveInt(12),
@@ -32,14 +34,19 @@ const schema = z
     MAX_ROOT_FIELDS: positiveInt(20),
     MAX_DIRECTIVES: positiveInt(50),
     MAX_TOKENS: positiveInt(5_000),
+    MAX_SELECTIONS: positiveInt(10_000),
     MAX_BODY_BYTES: positiveInt(100_000),
     HTTP_HEADERS_TIMEOUT_MS: positiveInt(10_000),
     HTTP_REQUEST_TIMEOUT_MS: positiveInt(20_000),
     HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInt(5_000),
     HTTP_MAX_CONNECTIONS: positiveInt(800),
+    DOCUMENT_CACHE_MAX_ENTRIES: positiveInt(1_000),
+    DOCUMENT_CACHE_MAX_BYTES: positiveInt(32 * 1024 * 1024),
     PARTNER_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
     APQ_TTL_SECONDS: positiveInt(24 * 60 * 60),
     APQ_MAX_BYTES: positiveInt(16 * 1024 * 1024),
+    APQ_MAX_ENTRIES: positiveInt(10_000),
+    APQ_MAX_ENTRY_BYTES: positiveInt(32 * 1024),
     COST_FLUSH_INTERVAL_MS: positiveInt(30_000),
     SLOW_OPERATION_MS: positiveInt(1_000),
     SLOW_SQL_MS: z.coerce.number().int().min(0).default(250),
@@ -77,9 +84,13 @@ export interface Config {
   /** How long after a write its writer (and, after public data changed, everyone) reads from the primary: longer than the replicas' lag. */
   readYourWritesMs: number;
   redisUrl?: string;
+  /** Longest wait for one Redis command; past it the command fails and Redis is skipped until a probe answers. */
+  redisCommandTimeoutMs: number;
   dbPoolMax: number;
   /** When more statements than this wait for a database connection, new requests are shed (503 OVERLOADED). */
   dbQueueMax: number;
+  /** A database connection not made within this is given up: an unreachable database costs a request this much at most. */
+  dbConnectTimeoutMs: number;
   jwtSecret: string;
   /** True when JWT_SECRET was not set and the development secret is in use. */
   jwtSecretIsDefault: boolean;
@@ -96,6 +107,8 @@ export interface Config {
   maxDirectives: number;
   /** Most lexical tokens a document may have; the parser stops past it. */
   maxTokens: number;
+  /** Most selections a document may have once its fragment spreads are written out in place. */
+  maxSelections: number;
   /** Largest request body, in bytes. */
   maxBodyBytes: number;
   /** A client that has not sent a request's whole headers this long after it began is answered 408 and closed. */
@@ -106,11 +119,17 @@ export interface Config {
   httpKeepAliveTimeoutMs: number;
   /** Most open client connections; past it new ones are closed at once (keep it well under the file limit). */
   httpMaxConnections: number;
-  /** How long an API key's or trusted document's lookup is reused (0: never). */
+  /** Parsed and validated documents kept for reuse: most entries, and most bytes of heap (estimated). */
+  documentCacheMaxEntries: number;
+  documentCacheMaxBytes: number;
+  /** How long an API key's, trusted document's or user's grant's lookup is reused: revocations act within it (0: never reused). */
   partnerCacheTtlMs: number;
   /** How long an automatic persisted query stays registered without use, and the store's size bound. */
   apqTtlSeconds: number;
   apqMaxBytes: number;
+  /** Most automatic persisted queries kept, and the largest one kept (a larger one is run but not registered). */
+  apqMaxEntries: number;
+  apqMaxEntryBytes: number;
   /** How often observed costs are written to cost_observations. */
   costFlushIntervalMs: number;
   /** Operations slower than this are logged with the loader batches they ran. */
@@ -159,8 +178,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     readReplicaUrls: e.READ_REPLICA_URLS,
     readYourWritesMs: e.READ_YOUR_WRITES_MS,
     redisUrl: e.REDIS_URL,
+    redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     dbPoolMax: e.DB_POOL_MAX,
     dbQueueMax: e.DB_QUEUE_MAX,
+    dbConnectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
     jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
     jwtSecretIsDefault: !e.JWT_SECRET,
     corsOrigins: e.CORS_ORIGINS,
@@ -173,14 +194,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxRootFields: e.MAX_ROOT_FIELDS,
     maxDirectives: e.MAX_DIRECTIVES,
     maxTokens: e.MAX_TOKENS,
+    maxSelections: e.MAX_SELECTIONS,
     maxBodyBytes: e.MAX_BODY_BYTES,
     httpHeadersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
     httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
     httpKeepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
     httpMaxConnections: e.HTTP_MAX_CONNECTIONS,
+    documentCacheMaxEntries: e.DOCUMENT_CACHE_MAX_ENTRIES,
+    documentCacheMaxBytes: e.DOCUMENT_CACHE_MAX_BYTES,
     partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
     apqTtlSeconds: e.APQ_TTL_SECONDS,
     apqMaxBytes: e.APQ_MAX_BYTES,
+    apqMaxEntries: e.APQ_MAX_ENTRIES,
+    apqMaxEntryBytes: e.APQ_MAX_ENTRY_BYTES,
     costFlushIntervalMs: Math.min(e.COST_FLUSH_INTERVAL_MS, 2 ** 31 - 1),
     slowOperationMs: e.SLOW_OPERATION_MS,
     slowSqlMs: e.SLOW_SQL_MS,

@@ -17,16 +17,21 @@ export enum ErrorCode {
   PERSISTED_QUERY_HASH_MISMATCH = 'PERSISTED_QUERY_HASH_MISMATCH',
   /** Our addition to the contract: the operation ran past REQUEST_TIMEOUT_MS and was cancelled (HTTP 504). */
   DEADLINE_EXCEEDED = 'DEADLINE_EXCEEDED',
+  /** Our addition to the contract: the database cannot be reached; retry after `Retry-After` (HTTP 503). */
+  DATABASE_UNAVAILABLE = 'DATABASE_UNAVAILABLE',
 }
 
 type Extensions = Record<string, unknown>;
 
 /** A GraphQL error whose code (and, where the whole request fails, HTTP status) the contract fixes. */
 export class CodedError extends GraphQLError {
-  constructor(code: ErrorCode, message: string, extensions: Extensions = {}, httpStatus?: number) {
-    super(message, {
-      extensions: { ...extensions, code, ...(httpStatus ? { http: { status: httpStatus } } : {}) },
-    });
+  /**
+   * `httpStatus` (and `headers`, such as Retry-After) become the response's when this error ends the
+   * request, or is raised by a resolver: Apollo merges an error's `extensions.http` into the response.
+   */
+  constructor(code: ErrorCode, message: string, extensions: Extensions = {}, httpStatus?: number, headers?: Record<string, string>) {
+    const http = httpStatus ? { http: { status: httpStatus, ...(headers ? { headers: new Map(Object.entries(headers)) } : {}) } } : {};
+    super(message, { extensions: { ...extensions, code, ...http } });
     this.name = 'CodedError';
   }
 }
@@ -49,4 +54,41 @@ export class UnauthenticatedError extends CodedError {
   constructor(message = 'sign in first: send Authorization: Bearer <token>', httpStatus?: number) {
     super(ErrorCode.UNAUTHENTICATED, message, {}, httpStatus);
   }
+}
+
+/** Why a request stops once its deadline has passed: loaders refuse further batches, a mutation rolls back. */
+export class DeadlineExceededError extends CodedError {
+  constructor(ms: number, extensions: Extensions = {}) {
+    super(ErrorCode.DEADLINE_EXCEEDED, `the operation ran longer than its deadline of ${ms} ms and was cancelled`, { limit: ms, ...extensions }, 504);
+  }
+}
+
+/** Seconds a client should wait before retrying when the database is unreachable. */
+export const DATABASE_RETRY_AFTER_SECONDS = 1;
+
+export class DatabaseUnavailableError extends CodedError {
+  constructor(message = 'the database cannot be reached: retry in a moment', extensions: Extensions = {}) {
+    super(ErrorCode.DATABASE_UNAVAILABLE, message, { retryAfter: DATABASE_RETRY_AFTER_SECONDS, ...extensions }, 503, { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) });
+  }
+}
+
+/**
+ * A write whose commit was sent but never confirmed (the connection was lost, the deadline passed):
+ * it may or may not be applied. Retrying with the same idempotency key is safe and tells which.
+ */
+export function outcomeUnknown(cause: CodedError, idempotencyKey: string | null): CodedError {
+  const http = cause.extensions.http as { status?: number; headers?: Map<string, string> } | undefined;
+  const retry = idempotencyKey ? `: retry with idempotencyKey ${JSON.stringify(idempotencyKey)} to learn it` : ': look before retrying';
+  return new CodedError(
+    cause.extensions.code as ErrorCode,
+    `the outcome of this write is unknown (it may have been applied)${retry}`,
+    { ...withoutHttp(cause.extensions), outcome: 'unknown', ...(idempotencyKey ? { idempotencyKey } : {}) },
+    http?.status,
+    http?.headers ? Object.fromEntries(http.headers) : undefined,
+  );
+}
+
+function withoutHttp(extensions: Extensions): Extensions {
+  const { http: _http, code: _code, ...rest } = extensions;
+  return rest;
 }

@@ -25,7 +25,17 @@ async function main() {
 
   const stopTracing = await startTracing(config.otlpEndpoint);
   if (config.otlpEndpoint) logger.info({ endpoint: config.otlpEndpoint }, 'exporting traces over OTLP');
-  const database = await createDatabase({ ...config, statementTimeoutMs: config.requestTimeoutMs });
+  const database = await createDatabase({
+    ...config,
+    statementTimeoutMs: config.requestTimeoutMs,
+    connectTimeoutMs: config.dbConnectTimeoutMs,
+    onAvailability(state, previous, cause) {
+      if (state === 'down') logger.error({ err: cause }, 'the database cannot be reached: answering DATABASE_UNAVAILABLE until it answers again');
+      else if (previous === 'down') logger.warn('the database answers again');
+      // a single connection lost (a terminated backend, a restart already over): checked, and fine
+      else logger.info({ state }, state === 'checking' ? 'a statement lost its connection: checking the database' : 'the database answers');
+    },
+  });
   let started = false;
   const app = createApp({ config, database, logger, isStarted: () => started });
 

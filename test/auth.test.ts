@@ -285,6 +285,29 @@ describe('authorization', () => {
       await expect401(`Bearer ${await sign((j) => j.setIssuer('foliograph'))}`);
     });
 
+    it('a token with an audience that is not a partner of ours, or a delegated token that is malformed or lives too long', async () => {
+      const sign = (claims: Record<string, unknown>, build: (j: SignJWT) => SignJWT = (j) => j.setIssuedAt().setExpirationTime('1h')) =>
+        build(new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setSubject(String(alice.id)).setIssuer('foliograph')).sign(key(TEST_SECRET));
+      const delegated = { aud: 'partner:1', scope: 'portfolios:read', grant: 1 };
+      for (const claims of [
+        { aud: 'someone-else' },
+        { aud: ['partner:1', 'partner:2'], scope: 'portfolios:read', grant: 1 },
+        { ...delegated, aud: 'partner:0' },
+        { ...delegated, aud: 'partner:x' },
+        { ...delegated, scope: undefined },
+        { ...delegated, scope: ['portfolios:read'] },
+        { ...delegated, grant: undefined },
+        { ...delegated, grant: '1; drop' },
+        { ...delegated, grant: 0 },
+      ]) {
+        await expect401(`Bearer ${await sign(claims)}`);
+      }
+      // a delegated token must say when it was issued, and expire within a day of it
+      await expect401(`Bearer ${await sign(delegated, (j) => j.setExpirationTime('1h'))}`);
+      const message = await expect401(`Bearer ${await sign(delegated, (j) => j.setIssuedAt().setExpirationTime('25h'))}`);
+      expect(message).toMatch(/within 86400 seconds/);
+    });
+
     it('an Authorization header that is not Bearer', async () => {
       const token = await server.token(alice.id);
       await expect401(`Basic ${Buffer.from('alice:secret').toString('base64')}`);

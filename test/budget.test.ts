@@ -1,10 +1,12 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../src/db/client.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
+import { cacheNamespace } from '../src/cache/namespace.js';
+import { createRedisLink, type RedisLink } from '../src/cache/redis.js';
 import { createApp } from '../src/server/app.js';
 import { addressCaller } from '../src/server/caller.js';
 import { createMemoryBudget, createRedisBudget, secondsUntilFits, usedInWindow, type BudgetOptions, type CostBudget } from '../src/server/budget.js';
@@ -270,49 +272,57 @@ describe('createMemoryBudget', () => {
 
 describe('createRedisBudget without a Redis server', () => {
   it('allows the operation rather than taking the API down', async () => {
-    const budget = createRedisBudget('redis://127.0.0.1:1', { costPerMinute: 10, now: () => T0 }, logger);
+    const link = createRedisLink({ url: 'redis://127.0.0.1:1', commandTimeoutMs: 100, logger });
     try {
-      const decision = await budget.spend(newCaller(), 1_000);
+      const decision = await createRedisBudget(link, { costPerMinute: 10, now: () => T0, namespace: 'none' }).spend(newCaller(), 1_000);
       expect(decision).toEqual({ allowed: true, remaining: 10, limit: 10, retryAfterSeconds: 0 });
     } finally {
-      await budget.close();
+      await link.close();
     }
   });
 });
 
 describe.skipIf(!REDIS_URL)('createRedisBudget', () => {
   let inspect: Redis;
-  const opened: CostBudget[] = [];
-  const make = (options: BudgetOptions) => {
-    const budget = createRedisBudget(REDIS_URL!, options, logger);
-    opened.push(budget);
-    return budget;
-  };
+  let link: RedisLink;
+  // this run's own namespace: as a database's identity keeps deployments apart in one Redis
+  const NS = `budget-test-${RUN}`;
+  const make = (options: BudgetOptions, namespace = NS) => createRedisBudget(link, { ...options, namespace });
 
-  beforeAll(() => {
+  beforeAll(async () => {
     inspect = new Redis(REDIS_URL!);
-  });
-  afterEach(async () => {
-    await Promise.all(opened.splice(0).map((b) => b.close()));
+    link = createRedisLink({ url: REDIS_URL!, commandTimeoutMs: 1000, logger });
+    expect(await link.whenUp(5000)).toBe(true);
   });
   afterAll(async () => {
+    await link?.close();
     if (!inspect) return;
-    const keys = await inspect.keys(`foliograph:budget:budget-test-${RUN}-*`);
+    const keys = await inspect.keys(`foliograph:${NS}*:budget:*`);
     if (keys.length) await inspect.del(...keys);
     await inspect.quit();
   });
 
   behavesAsABudget(make, 200);
 
-  it('keeps its counts in Redis under foliograph:budget:<caller>:<minute>', async () => {
+  it('keeps its counts in Redis under foliograph:<namespace>:budget:<caller>:<minute>', async () => {
     const budget = make({ costPerMinute: 100, now: () => T0 + 5_000 });
     const who = newCaller();
     await budget.spend(who, 7);
     await budget.spend(who, 8);
     await budget.spend(who, 1000); // refused: not counted
-    expect(await inspect.get(`foliograph:budget:${who}:${T0 / MINUTE}`)).toBe('15');
-    const ttl = await inspect.pttl(`foliograph:budget:${who}:${T0 / MINUTE}`);
+    expect(await inspect.get(`foliograph:${NS}:budget:${who}:${T0 / MINUTE}`)).toBe('15');
+    const ttl = await inspect.pttl(`foliograph:${NS}:budget:${who}:${T0 / MINUTE}`);
     expect(ttl).toBeGreaterThan(0);
+  });
+
+  it('gives the same caller of two databases (two namespaces) a budget each', async () => {
+    const clock = fakeClock(3_000);
+    const staging = make({ costPerMinute: 100, now: clock.now }, `${NS}-staging`);
+    const production = make({ costPerMinute: 100, now: clock.now }, `${NS}-production`);
+    const who = newCaller();
+    expect(await staging.spend(who, 100)).toMatchObject({ allowed: true, remaining: 0 });
+    expect((await staging.spend(who, 1)).allowed).toBe(false);
+    expect(await production.spend(who, 60)).toMatchObject({ allowed: true, remaining: 40 });
   });
 
   it('shares one caller’s budget between two instances', async () => {
@@ -341,7 +351,7 @@ describe.skipIf(!REDIS_URL)('createRedisBudget', () => {
     const who = newCaller();
     const decisions = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? a : b).spend(who, 10)));
     expect(decisions.filter((d) => d.allowed)).toHaveLength(20);
-    expect(await inspect.get(`foliograph:budget:${who}:${T0 / MINUTE}`)).toBe('200');
+    expect(await inspect.get(`foliograph:${NS}:budget:${who}:${T0 / MINUTE}`)).toBe('200');
     expect((await a.spend(who, 1)).allowed).toBe(false);
     expect((await b.spend(who, 1)).allowed).toBe(false);
   });
@@ -367,6 +377,7 @@ describe.skipIf(!REDIS_URL)('two servers sharing budgets through Redis', () => {
     await seed(db).portfolio({ id });
     return { id, email };
   }
+  const budgetKeys = (redis: Redis, userId: number) => redis.keys(`foliograph:${cacheNamespace(database)}:budget:user:${userId}:*`);
 
   beforeAll(async () => {
     database = await createTestDatabase();
@@ -383,7 +394,7 @@ describe.skipIf(!REDIS_URL)('two servers sharing budgets through Redis', () => {
     await database?.destroy();
     if (REDIS_URL) {
       const redis = new Redis(REDIS_URL);
-      const keys = (await Promise.all([first, second].filter(Boolean).map((u) => redis.keys(`foliograph:budget:user:${u.id}:*`)))).flat();
+      const keys = (await Promise.all([first, second].filter(Boolean).map((u) => budgetKeys(redis, u.id)))).flat();
       if (keys.length) await redis.del(...keys);
       await redis.quit();
     }
@@ -421,6 +432,15 @@ describe.skipIf(!REDIS_URL)('two servers sharing budgets through Redis', () => {
     // another user has a whole budget of their own, on both servers
     expectServed(await b.post(MINE, await auth(b, second.id)), second.email, 15);
     expectServed(await a.post(MINE, await auth(a, second.id)), second.email, 10);
+
+    // and the counts live under this database's namespace (user 7 of staging is not user 7 of production)
+    const redis = new Redis(REDIS_URL!);
+    try {
+      expect(await budgetKeys(redis, first.id)).toHaveLength(1);
+      expect(await redis.keys(`foliograph:budget:user:${first.id}:*`)).toEqual([]);
+    } finally {
+      await redis.quit();
+    }
   });
 });
 

@@ -189,6 +189,72 @@ describe.skipIf(!REDIS_URL)('response cache across instances (Redis)', () => {
   });
 });
 
+// A reader racing a writer across instances: readers keep both instances' memory and Redis busy
+// storing the trader's dashboard while trades go through A. Once a trade is answered, neither
+// instance may answer a dashboard without it: not B (whose copies and Redis's must be gone), and not
+// A (which must not copy an old Redis entry back into memory while its invalidation is on its way).
+describe.skipIf(!REDIS_URL)('a reader racing a writer on two instances (Redis)', () => {
+  let database: TestDatabase;
+  let a: TestServer;
+  let b: TestServer;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    // The readers spend far more than a caller's default budget. The guarantee holds while the writer
+    // reaches Redis (the outage tests cover the rest): a slow shared Redis must not pass for a failed one.
+    const env = { REDIS_URL: REDIS_URL!, HOT_CACHE_TTL_MS: '0', RATE_LIMIT_COST_PER_MINUTE: '1000000000', REDIS_COMMAND_TIMEOUT_MS: '2000' };
+    a = await startTestServer(database, env);
+    b = await startTestServer(database, env);
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await b?.stop();
+    await database?.destroy();
+  });
+
+  it('never answers a pre-write dashboard after the write was answered, over 40 rounds', async () => {
+    const s = seed(database.db);
+    const { symbol } = await s.instrument(['20']);
+    const user = await s.user();
+    const portfolio = await s.portfolio(user);
+    await s.trade(user.viewer, { portfolioId: portfolio.id, symbol, side: 'BUY', quantity: '1', price: '10' });
+    const headers = { authorization: `Bearer ${await a.token(user.id)}` };
+    const dashboard = async (server: TestServer) => {
+      const res = await server.post({ query: DASHBOARD, variables: { n: 3 } }, headers);
+      expect(res.status).toBe(200);
+      return Number(res.body.data.viewer.portfolios.nodes[0].positions.nodes[0].quantity);
+    };
+    let acknowledged = 1;
+    let racing = true;
+    const stale: string[] = [];
+    // background readers on both instances: each answer must show at least what was acknowledged before it was asked
+    const reader = async (server: TestServer, name: string) => {
+      while (racing) {
+        const floor = acknowledged;
+        const seen = await dashboard(server);
+        if (seen < floor) stale.push(`${name} saw ${seen} after ${floor} was acknowledged`);
+      }
+    };
+    const readers = [reader(a, 'A'), reader(a, 'A'), reader(b, 'B'), reader(b, 'B')];
+    try {
+      for (let round = 0; round < 40; round++) {
+        const trade = await a.post({ query: RECORD_TRADE, variables: { input: { portfolioId: String(portfolio.id), symbol, side: 'BUY', quantity: '1', price: '20' } } }, headers);
+        expect(trade.body.data.recordTrade.position.quantity).toBe(String(acknowledged + 1));
+        acknowledged++;
+        const [onA, onB] = await Promise.all([dashboard(a), dashboard(b)]);
+        if (onA !== acknowledged) stale.push(`A answered ${onA} right after trade ${acknowledged}`);
+        if (onB !== acknowledged) stale.push(`B answered ${onB} right after trade ${acknowledged}`);
+      }
+    } finally {
+      racing = false;
+      await Promise.all(readers);
+    }
+    expect(stale).toEqual([]);
+    // and what both end with is the last trade
+    expect([await dashboard(a), await dashboard(b)]).toEqual([41, 41]);
+  });
+});
+
 // Two deployments sharing one Redis (staging and production, say): user 1 of one database is not
 // user 1 of the other, so their cached answers live in namespaces of their own.
 describe.skipIf(!REDIS_URL)('response cache of two databases sharing one Redis', () => {

@@ -9,6 +9,7 @@ import { depthLimitRule } from '../src/server/rules/depthLimitRule.js';
 import { directiveLimitRule } from '../src/server/rules/directiveLimitRule.js';
 import { noSubscriptionRule } from '../src/server/rules/noSubscriptionRule.js';
 import { rootFieldLimitRule } from '../src/server/rules/rootFieldLimitRule.js';
+import { selectionLimitRule } from '../src/server/rules/selectionLimitRule.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 // The static price of an operation (src/server/cost/estimate.ts, from the schema's @cost and
@@ -56,6 +57,11 @@ const cases: CostCase[] = [
   { name: 'InstrumentConnection.totalCount weighs 2', document: '{ instruments(first: 5) { totalCount } }', cost: 1 + 2 },
   { name: 'PortfolioConnection.totalCount weighs 1', document: '{ portfolios(first: 5) { totalCount } }', cost: 1 + 1 },
   { name: 'a fragment on the connection type keeps the size', document: 'query { instruments(first: 5) { ...Page } } fragment Page on InstrumentConnection { nodes { id } }', cost: 1 + 5 },
+  {
+    name: 'one fragment in two connections takes each one\'s size (priced once per size)',
+    document: 'query { a: instruments(first: 2) { ...Page } b: instruments(first: 5) { ...Page } c: instruments(first: 2) { ...Page } } fragment Page on InstrumentConnection { nodes { id } }',
+    cost: 1 + 2 + (1 + 5) + (1 + 2),
+  },
 
   // variables
   { name: 'first from a variable', document: 'query Q($n: Int) { instruments(first: $n) { nodes { id } } }', variables: { n: 7 }, cost: 1 + 7 },
@@ -207,6 +213,13 @@ describe('depthLimitRule', () => {
     expect(check(depthLimitRule(7), inline).map((e) => e.extensions.code)).toEqual(['QUERY_TOO_DEEP']);
   });
 
+  it('points at the first selection past the limit, inside the fragment that holds it', () => {
+    const named = `query Deep { viewer { ...U } }\nfragment U on User { portfolios { nodes { positions { nodes { instrument { latestForecast { model { name } } } } } } } }`;
+    const [error] = validate(schema, parse(named), [depthLimitRule(6)]);
+    // viewer 0, portfolios 1, nodes 2, positions 3, nodes 4, instrument 5, latestForecast 6, model 7
+    expect(error.locations).toEqual([{ line: 2, column: named.split('\n')[1].indexOf('model') + 1 }]);
+  });
+
   it('does not count introspection fields', () => {
     expect(check(depthLimitRule(1), '{ __schema { types { fields { type { ofType { name } } } } } }')).toEqual([]);
   });
@@ -270,6 +283,32 @@ describe('rootFieldLimitRule', () => {
 
   it('does not loop on a fragment that spreads itself', () => {
     expect(check(rootFieldLimitRule(3), 'query { ...R } fragment R on Query { viewer { id } ...R }')).toEqual([]);
+  });
+});
+
+describe('selectionLimitRule', () => {
+  it('counts fields, inline fragments and spreads, each fragment as often as it is spread', () => {
+    // 2 spreads + 2 × (viewer, id, the inline fragment, name) + __typename
+    const doc = 'query { ...U __typename ...U } fragment U on Query { viewer { id ... on User { name } } }';
+    expect(check(selectionLimitRule(11), doc)).toEqual([]);
+    expect(check(selectionLimitRule(10), doc)).toEqual([
+      { message: 'the document asks for more than 10 selections once its fragment spreads are written out', extensions: { code: 'BAD_USER_INPUT', limit: 10 } },
+    ]);
+  });
+
+  it('adds up the operations of a document and reports once', () => {
+    const doc = 'query A { viewer { id } } query B { viewer { id } } query C { viewer { id } }';
+    expect(check(selectionLimitRule(6), doc)).toEqual([]);
+    expect(check(selectionLimitRule(3), doc)).toHaveLength(1);
+  });
+
+  it('neither crashes nor loops on unknown or cyclic fragments', () => {
+    expect(check(selectionLimitRule(2), '{ viewer { ...Missing } }')).toEqual([]);
+    // viewer, ...A, id, ...B, ...A: the spread that closes the cycle counts, what it would repeat does not
+    const cyclic = 'query { viewer { ...A } } fragment A on User { id ...B } fragment B on User { ...A }';
+    expect(check(selectionLimitRule(5), cyclic)).toEqual([]);
+    expect(check(selectionLimitRule(4), cyclic)).toHaveLength(1);
+    expect(check(selectionLimitRule(2), 'query { ...R } fragment R on Query { __typename ...R }')).toHaveLength(1);
   });
 });
 

@@ -55,6 +55,29 @@ describe('load scenarios', () => {
     expect(SCENARIOS.trades.writes).toBe(true);
   });
 
+  it('runs normal traffic alone, then the same normal traffic beside every hostile kind of request', () => {
+    const random = seededRandom(5);
+    const pick = { user: zipf(3, random), symbol: zipf(2, random) };
+    const hostile = SCENARIOS.hostile;
+    expect(hostile.stages(10, 200).map((s) => [s.name, s.connections])).toEqual([
+      ['normal alone', 100],
+      ['under attack', 200],
+    ]);
+    const alone = Array.from({ length: 2000 }, () => hostile.next(targets, random, pick, 0));
+    expect(new Set(alone.map((r) => r.kind))).toEqual(new Set(hostile.normalKinds));
+    // the user whose budget the attack spends is never the normal traffic's
+    expect(alone.filter((r) => r.kind === 'dashboard').some((r) => r.headers.authorization === 'Bearer t0')).toBe(false);
+    const attack = Array.from({ length: 4000 }, () => hostile.next(targets, random, pick, 1));
+    const kinds = new Set(attack.map((r) => r.kind));
+    for (const kind of ['fragment_bomb', 'deep_variables', 'nul_cursor', 'bad_target', 'bad_token', 'invented_name', 'apq_spam', 'oversized_page', 'too_costly', 'one_caller', 'quote', 'dashboard']) {
+      expect(kinds).toContain(kind);
+    }
+    const normal = attack.filter((r) => hostile.normalKinds!.includes(r.kind)).length / attack.length;
+    expect(normal).toBeGreaterThan(0.45);
+    expect(normal).toBeLessThan(0.55);
+    expect(attack.filter((r) => r.kind === 'bad_target').every((r) => r.path?.startsWith('//'))).toBe(true);
+  });
+
   it('reads sums of Prometheus samples by label', () => {
     const text = ['# HELP x', 'foo_total{a="1",b="x"} 3', 'foo_total{a="2",b="x"} 4', 'foo_total_other 100', 'foo_total 2'].join('\n');
     expect(metricSum(text, 'foo_total')).toBe(9);
@@ -132,5 +155,23 @@ describe('npm run load against a server', () => {
     expect(stage.server).not.toBeNull();
     expect(stage.server!.sqlStatements).toBeGreaterThan(0);
     expect(formatReport(report)).toContain('| steady | 2 |');
+  });
+
+  it('runs the hostile scenario: every hostile request is refused with a contract code, normal traffic is answered, the server lives', async () => {
+    const targets = await discoverTargets(server.url, { jwtSecret: TEST_SECRET, users: 5 });
+    const report = await runLoad({ url: server.url, scenario: SCENARIOS.hostile, seconds: 1, peak: 4, targets });
+    const [alone, attack] = report.stages;
+    expect(alone.codes).toEqual({});
+    expect(alone.succeeded.quote).toBeGreaterThan(0);
+    expect(attack.statuses.error ?? 0).toBe(0);
+    expect(attack.statuses['500'] ?? 0).toBe(0);
+    expect(Object.keys(attack.codes).filter((k) => k.endsWith('INTERNAL_SERVER_ERROR'))).toEqual([]);
+    for (const [kind, refusal] of [['fragment_bomb', 'BAD_USER_INPUT'], ['nul_cursor', 'BAD_USER_INPUT'], ['bad_token', 'UNAUTHENTICATED'], ['oversized_page', 'BAD_USER_INPUT']]) {
+      if (attack.kinds[kind]) expect(attack.codes[`${kind}:${refusal}`]).toBeGreaterThan(0);
+    }
+    expect(attack.succeeded.quote).toBeGreaterThan(0);
+    expect(attack.latencyByKind.quote.count).toBe(attack.succeeded.quote + Object.entries(attack.codes).filter(([k]) => k.startsWith('quote:')).reduce((n, [, c]) => n + c, 0));
+    expect(formatReport(report)).toMatch(/normal traffic \(quote, dashboard\) in "under attack" against "normal alone": p50 [\d.]+ ms against [\d.]+ ms, p99/);
+    expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
   });
 });

@@ -1,26 +1,34 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq, sql } from 'drizzle-orm';
 import { getOperationAST, parse } from 'graphql';
 import { pino } from 'pino';
-import { signUserToken } from '../src/auth/tokens.js';
+import { DELEGATED_TOKEN_MAX_SECONDS, signDelegatedToken, signUserToken } from '../src/auth/tokens.js';
 import { loadConfig, type Config } from '../src/config.js';
-import { rows, type Db } from '../src/db/client.js';
-import { apiKeys, partners, portfolios } from '../src/db/schema.js';
+import { createDatabase, rows, type Db } from '../src/db/client.js';
+import { migrate } from '../src/db/migrate.js';
+import { apiKeys, partnerGrants, partners, portfolios } from '../src/db/schema.js';
 import { buildSchema } from '../src/graphql/schema.js';
 import { checkManifest, publishOperations, sha256, type DocumentChecks } from '../src/partners/documents.js';
-import { createPartner, grantPartner, hashKey, listKeys, partnerForKey, PartnerError, revokeKeys, rotateKey } from '../src/partners/keys.js';
+import { mintDelegatedToken } from '../src/partners/delegation.js';
+import { createPartner, grantPartner, hashKey, listGrants, listKeys, partnerForKey, PartnerError, revokeGrant, revokeKeys, rotateKey } from '../src/partners/keys.js';
 import { createApp, type App } from '../src/server/app.js';
 import { CostEstimator } from '../src/server/cost/estimate.js';
 import { limitRules } from '../src/server/rules/index.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';
+import { until } from './helpers/until.js';
 
-// Partners: API keys (shown once, stored hashed, rotated and revoked), scopes and users' grants,
-// a cost budget per partner, and an operation log that names the partner but never a credential.
-// Partners run trusted documents only, so every call here goes by a published document's hash.
+// Partners: API keys (shown once, stored hashed, rotated and revoked), scopes, users' grants (given
+// and withdrawn) and the delegated tokens minted on them, a cost budget per partner, and an operation
+// log that names the partner but never a credential. Partners run trusted documents only, so every
+// partner call here goes by a published document's hash.
 
 const QUOTE = `query Quote($symbol: String!) {
   instrument(symbol: $symbol) { symbol name latestPrice { date close } }
@@ -68,6 +76,14 @@ function persisted(query: string, variables: Record<string, unknown> = {}, extra
 }
 
 const codeOf = (body: any) => body?.errors?.[0]?.extensions?.code;
+
+/** A request refused for its credentials as a whole: 401 UNAUTHENTICATED saying why, and no data. */
+function expectUnauthenticated(res: { status: number; body: any }, message: RegExp) {
+  expect(res.status).toBe(401);
+  expect(codeOf(res.body)).toBe('UNAUTHENTICATED');
+  expect(res.body.errors[0].message).toMatch(message);
+  expect(res.body.data).toBeUndefined();
+}
 
 describe('partner keys', () => {
   let database: TestDatabase;
@@ -145,6 +161,85 @@ describe('partner keys', () => {
     await expect(revokeKeys(database.db, `ghost-${unique()}`)).rejects.toThrow(PartnerError);
     const { partner } = await createPartner(database.db, `granting-${unique()}`);
     await expect(grantPartner(database.db, partner.name, 'nobody@example.invalid')).rejects.toThrow(/no user/);
+    await expect(revokeGrant(database.db, `ghost-${unique()}`, 'nobody@example.invalid')).rejects.toThrow(PartnerError);
+    await expect(revokeGrant(database.db, partner.name, 'nobody@example.invalid')).rejects.toThrow(/no user/);
+  });
+
+  it('keeps the record of consent: a revoked grant keeps its row, granting again makes a new one', async () => {
+    const user = await seed(database.db).user();
+    const { partner } = await createPartner(database.db, `consent-${unique()}`, ['portfolios:read']);
+    const first = await grantPartner(database.db, partner.name, user.email);
+    expect(first.created).toBe(true);
+    expect(await grantPartner(database.db, partner.name, user.email.toUpperCase())).toEqual({ grantId: first.grantId, created: false });
+    expect(await revokeGrant(database.db, partner.name, user.email)).toBe(1);
+    expect(await revokeGrant(database.db, partner.name, user.email)).toBe(0); // withdrawing twice changes nothing
+    const second = await grantPartner(database.db, partner.name, user.email);
+    expect(second.created).toBe(true);
+    expect(second.grantId).not.toBe(first.grantId);
+
+    const listed = await listGrants(database.db, partner.name);
+    expect(listed.map((g) => [g.id, g.email, g.revokedAt === null])).toEqual([
+      [first.grantId, user.email, false],
+      [second.grantId, user.email, true],
+    ]);
+    expect((await listGrants(database.db)).filter((g) => g.partner === partner.name)).toHaveLength(2);
+    // the database itself holds at most one live grant per partner and user
+    await expect(database.db.insert(partnerGrants).values({ partnerId: partner.id, userId: user.id })).rejects.toThrow();
+  });
+});
+
+describe('minting delegated tokens', () => {
+  let database: TestDatabase;
+  let user: { id: number; email: string };
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    user = await seed(database.db).user();
+  });
+  afterAll(async () => {
+    await database?.destroy();
+  });
+
+  const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
+
+  it("binds the token to the partner, the user and the grant, with the partner's delegated scopes and an hour to live", async () => {
+    const { partner } = await createPartner(database.db, `minter-${unique()}`, ['portfolios:read', 'trades:write']);
+    const { grantId } = await grantPartner(database.db, partner.name, user.email);
+    const minted = await mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: user.email });
+    const claims = claimsOf(minted.token);
+    expect(claims).toMatchObject({ iss: 'foliograph', sub: String(user.id), aud: `partner:${partner.id}`, grant: grantId });
+    expect(claims.scope.split(' ').sort()).toEqual(['portfolios:read', 'trades:write']);
+    expect(claims.exp - claims.iat).toBe(3600);
+    expect(minted).toMatchObject({ grantId, expiresAt: new Date(claims.exp * 1000) });
+
+    const narrow = await mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: user.email, scopes: ['portfolios:read'], expires: '15m' });
+    expect(claimsOf(narrow.token)).toMatchObject({ scope: 'portfolios:read' });
+    expect(claimsOf(narrow.token).exp - claimsOf(narrow.token).iat).toBe(900);
+    const day = await mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: user.email, expires: '1d' });
+    expect(claimsOf(day.token).exp - claimsOf(day.token).iat).toBe(DELEGATED_TOKEN_MAX_SECONDS);
+  });
+
+  it('refuses to mint without a live grant, beyond the partner’s scopes, for public scopes, or for longer than a day', async () => {
+    const { partner } = await createPartner(database.db, `strict-${unique()}`, ['portfolios:read']);
+    const mint = (options: { scopes?: string[]; expires?: string; email?: string; partner?: string } = {}) =>
+      mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: user.email, ...options });
+    await expect(mint()).rejects.toThrow(/has not granted/);
+    await grantPartner(database.db, partner.name, user.email);
+    await expect(mint({ scopes: ['trades:write'] })).rejects.toThrow(/has no trades:write scope/);
+    await expect(mint({ scopes: ['instruments:read'] })).rejects.toThrow(/public/);
+    await expect(mint({ scopes: ['admin', 'toString'] })).rejects.toThrow(/unknown scope/);
+    await expect(mint({ scopes: [] })).rejects.toThrow(/no scope that acts for a user/);
+    for (const expires of ['25h', '2d', '0h', '-1h', '1 hour', 'forever', '1.5h']) await expect(mint({ expires }), expires).rejects.toThrow(PartnerError);
+    await expect(mint({ partner: `ghost-${unique()}` })).rejects.toThrow(/no partner/);
+    await expect(mint({ email: 'nobody@example.invalid' })).rejects.toThrow(/no user/);
+    expect(claimsOf((await mint()).token).scope).toBe('portfolios:read');
+
+    await revokeGrant(database.db, partner.name, user.email);
+    await expect(mint()).rejects.toThrow(/has not granted/);
+
+    const { partner: publicOnly } = await createPartner(database.db, `public-${unique()}`);
+    await grantPartner(database.db, publicOnly.name, user.email);
+    await expect(mint({ partner: publicOnly.name })).rejects.toThrow(/no scope that acts for a user/);
   });
 });
 
@@ -250,10 +345,7 @@ describe('partners over HTTP', () => {
       expect(codeOf(empty.body)).toBe('UNAUTHENTICATED');
     });
 
-    // BUG (src/partners/gate.ts, admit): the hash-mismatch check runs before the key is authenticated,
-    // so an unknown key with a mismatching hash gets 400 PERSISTED_QUERY_HASH_MISMATCH instead of
-    // 401. The contract: "Credentials are checked first: an unknown or revoked key is UNAUTHENTICATED".
-    // Remove `.fails` once the gate authenticates the key first.
+    // the contract: "Credentials are checked first: an unknown or revoked key is UNAUTHENTICATED"
     it('answers an unknown key 401 even when its hash does not match its query', async () => {
       const res = await server.post(
         { query: QUOTE, variables: { symbol }, extensions: { persistedQuery: { version: 1, sha256Hash: sha256('something else') } } },
@@ -264,111 +356,271 @@ describe('partners over HTTP', () => {
     });
   });
 
-  describe('scopes and grants', () => {
-    it("refuses 403 FORBIDDEN to a partner with only instruments:read that sends a user's token", async () => {
-      const { key } = await createPartner(database.db, `public-only-${unique()}`);
-      const res = await quote(key, await bearer(alice.id));
-      expect(res.status).toBe(403);
-      expect(codeOf(res.body)).toBe('FORBIDDEN');
+  describe('delegation', () => {
+    const countAlice = async () => (await database.db.select().from(portfolios).where(eq(portfolios.ownerId, alice.id))).length;
+    /** A partner with these scopes, granted by alice, and a token minted for it to act for her. */
+    async function delegatedPartner(scopes: string[], tokenScopes?: string[]) {
+      const made = await createPartner(database.db, `delegate-${unique()}`, scopes);
+      const { grantId } = await grantPartner(database.db, made.partner.name, alice.email);
+      const { token } = await mintDelegatedToken(database.db, TEST_SECRET, { partner: made.partner.name, email: alice.email, scopes: tokenScopes });
+      return { ...made, grantId, token, auth: { authorization: `Bearer ${token}` } };
+    }
+    /** A refusal before anything ran: the code and status, no data, and only these lookups sent. */
+    async function expectRefused(body: unknown, headers: Record<string, string>, expected: { status: number; code: string; message: RegExp; statements: number }) {
+      const before = await countAlice();
+      const { result: res, statements } = await server.countSql(() => server.post(body, headers));
+      expect(res.status, JSON.stringify(res.body)).toBe(expected.status);
+      expect(codeOf(res.body)).toBe(expected.code);
+      expect(res.body.errors[0].message).toMatch(expected.message);
       expect(res.body.data).toBeUndefined();
-      const mine = await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(alice.id)));
-      expect(mine.status).toBe(403);
-      expect(codeOf(mine.body)).toBe('FORBIDDEN');
+      // the key's and the document's lookups (and the grant's), never a statement on product data
+      expect(statements).toBe(expected.statements);
+      expect(await countAlice()).toBe(before);
+      return res;
+    }
 
-      // without a token it reads public data, and no private data at all
-      expect((await quote(key)).body.data.instrument.symbol).toBe(symbol);
-      const anonymous = await server.post(persisted(MY_PORTFOLIOS), withKey(key));
-      expect(anonymous.status).toBe(200);
-      expect(anonymous.body.data.viewer).toBeNull();
-      expect(anonymous.body.data.portfolios).toEqual({ totalCount: 0, nodes: [] });
-    });
-
-    it('refuses 403 FORBIDDEN to a partner with portfolios:read for a user who has not granted it', async () => {
-      const { partner, key } = await createPartner(database.db, `ungranted-${unique()}`, ['portfolios:read']);
-      const res = await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(alice.id)));
-      expect(res.status).toBe(403);
-      expect(codeOf(res.body)).toBe('FORBIDDEN');
-      expect(res.body.data).toBeUndefined();
-
-      // a grant to another partner is not a grant to this one
-      const other = await createPartner(database.db, `granted-elsewhere-${unique()}`, ['portfolios:read']);
-      await grantPartner(database.db, other.partner.name, alice.email);
-      expect((await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(alice.id)))).status).toBe(403);
-      expect(partner.id).not.toBe(other.partner.id);
-    });
-
-    it("reads a granting user's portfolios through a trusted document, and never another user's", async () => {
-      const { partner, key } = await createPartner(database.db, `reader-${unique()}`, ['portfolios:read']);
-      await grantPartner(database.db, partner.name, alice.email.toUpperCase());
-      await grantPartner(database.db, partner.name, alice.email); // granting twice changes nothing
-
-      const mine = await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(alice.id)));
+    it('acts for a granting user with a token delegated to the partner, beside its key, and only for that user', async () => {
+      const { key, auth } = await delegatedPartner(['portfolios:read']);
+      const mine = await server.post(persisted(MY_PORTFOLIOS), withKey(key, auth));
       expect(mine.status).toBe(200);
       expect(mine.body.errors).toBeUndefined();
       expect(mine.body.data.viewer).toEqual({ email: alice.email });
-      expect(mine.body.data.portfolios.totalCount).toBe(2);
       expect(mine.body.data.portfolios.nodes.map((n: any) => Number(n.id)).sort()).toEqual([...alicePortfolios].sort());
 
-      // bob's portfolio through alice's grant: exactly like one that does not exist
-      const theirs = await server.post(persisted(PORTFOLIO_BY_ID, { id: String(bobPortfolio) }), withKey(key, await bearer(alice.id)));
+      // bob's portfolio through alice's token: exactly like one that does not exist
+      const theirs = await server.post(persisted(PORTFOLIO_BY_ID, { id: String(bobPortfolio) }), withKey(key, auth));
       expect(theirs.status).toBe(200);
       expect(theirs.body.data).toEqual({ portfolio: null });
-      const own = await server.post(persisted(PORTFOLIO_BY_ID, { id: String(alicePortfolios[0]) }), withKey(key, await bearer(alice.id)));
+      const own = await server.post(persisted(PORTFOLIO_BY_ID, { id: String(alicePortfolios[0]) }), withKey(key, auth));
       expect(own.body.data).toEqual({ portfolio: { id: String(alicePortfolios[0]), name: 'Alice one' } });
 
-      // bob's own token does not help: bob has not granted this partner
-      const asBob = await server.post(persisted(MY_PORTFOLIOS), withKey(key, await bearer(bob.id)));
-      expect(asBob.status).toBe(403);
-      expect(codeOf(asBob.body)).toBe('FORBIDDEN');
-
-      // and a partner cannot run the user's query text as free-form
-      const freeForm = await server.post({ query: MY_PORTFOLIOS }, withKey(key, await bearer(alice.id)));
+      // a partner cannot run the user's query text as free-form, token or not
+      const freeForm = await server.post({ query: MY_PORTFOLIOS }, withKey(key, auth));
       expect(freeForm.status).toBe(403);
       expect(codeOf(freeForm.body)).toBe('PERSISTED_QUERY_REQUIRED');
     });
 
-    it('runs a mutation document only for a partner with trades:write', async () => {
-      const countAlice = async () => (await database.db.select().from(portfolios).where(eq(portfolios.ownerId, alice.id))).length;
+    it('runs a mutation for the user with trades:write, and writes only as that user', async () => {
+      const { key, auth } = await delegatedPartner(['portfolios:read', 'trades:write']);
       const before = await countAlice();
       const input = { input: { name: `Partner-made ${unique()}` } };
-
-      const { key: publicKey } = await createPartner(database.db, `no-write-${unique()}`);
-      const reader = await createPartner(database.db, `read-no-write-${unique()}`, ['portfolios:read']);
-      await grantPartner(database.db, reader.partner.name, alice.email);
-      for (const key of [publicKey, reader.key]) {
-        for (const headers of [{}, await bearer(alice.id)]) {
-          const res = await server.post(persisted(CREATE_PORTFOLIO, input), withKey(key, headers));
-          expect(res.status).toBe(403);
-          expect(codeOf(res.body)).toBe('FORBIDDEN');
-          expect(res.body.data).toBeUndefined();
-        }
-      }
-      expect(await countAlice()).toBe(before);
-
-      const writer = await createPartner(database.db, `writer-${unique()}`, ['portfolios:read', 'trades:write']);
-      await grantPartner(database.db, writer.partner.name, alice.email);
       // a mutation goes by POST only, even for a partner allowed to write
       const url = new URL(server.url);
       url.searchParams.set('variables', JSON.stringify(input));
       url.searchParams.set('extensions', JSON.stringify(persisted(CREATE_PORTFOLIO).extensions));
-      const get = await fetch(url, { headers: { 'x-api-key': writer.key, 'apollo-require-preflight': 'true', ...(await bearer(alice.id)) } });
+      const get = await fetch(url, { headers: { 'x-api-key': key, 'apollo-require-preflight': 'true', ...auth } });
       expect(get.status).toBe(405);
       expect(await countAlice()).toBe(before);
 
-      const res = await server.post(persisted(CREATE_PORTFOLIO, input), withKey(writer.key, await bearer(alice.id)));
+      const res = await server.post(persisted(CREATE_PORTFOLIO, input), withKey(key, auth));
       expect(res.status).toBe(200);
       expect(res.body.errors).toBeUndefined();
-      expect(res.body.data.createPortfolio.portfolio.name).toBe(input.input.name);
       const [created] = await database.db.select().from(portfolios).where(eq(portfolios.id, Number(res.body.data.createPortfolio.portfolio.id)));
-      expect(created.ownerId).toBe(alice.id);
+      expect(created).toMatchObject({ ownerId: alice.id, name: input.input.name });
       expect(await countAlice()).toBe(before + 1);
 
-      // with write scope but no user token, there is nobody to write for
-      const anonymous = await server.post(persisted(CREATE_PORTFOLIO, input), withKey(writer.key));
+      // with the key but no token, there is nobody to write for
+      const anonymous = await server.post(persisted(CREATE_PORTFOLIO, input), withKey(key));
       expect(codeOf(anonymous.body)).toBe('UNAUTHENTICATED');
       expect(await countAlice()).toBe(before + 1);
     });
+
+    it('refuses a delegated token without its partner’s key: 401, no SQL at all, the user is not the caller', async () => {
+      const { auth } = await delegatedPartner(['portfolios:read', 'trades:write']);
+      const message = /delegated to a partner.*X-Api-Key/;
+      // free-form, with every document and mutation an ordinary user may run: none of it
+      await expectRefused({ query: MY_PORTFOLIOS }, auth, { status: 401, code: 'UNAUTHENTICATED', message, statements: 0 });
+      await expectRefused({ query: CREATE_PORTFOLIO, variables: { input: { name: 'no key' } } }, auth, { status: 401, code: 'UNAUTHENTICATED', message, statements: 0 });
+      await expectRefused(persisted(MY_PORTFOLIOS), auth, { status: 401, code: 'UNAUTHENTICATED', message, statements: 0 });
+    });
+
+    it("refuses a token delegated to another partner beside this partner's key: 401", async () => {
+      const theirs = await delegatedPartner(['portfolios:read', 'trades:write']);
+      const mine = await delegatedPartner(['portfolios:read', 'trades:write']);
+      const message = new RegExp(`delegated to another partner, not to ${mine.partner.name}`);
+      await expectRefused(persisted(MY_PORTFOLIOS), withKey(mine.key, theirs.auth), { status: 401, code: 'UNAUTHENTICATED', message, statements: 2 });
+      await expectRefused(persisted(CREATE_PORTFOLIO, { input: { name: 'wrong partner' } }), withKey(mine.key, theirs.auth), { status: 401, code: 'UNAUTHENTICATED', message, statements: 2 });
+      // the same token beside its own partner's key works
+      expect((await server.post(persisted(MY_PORTFOLIOS), withKey(theirs.key, theirs.auth))).body.data.viewer).toEqual({ email: alice.email });
+    });
+
+    it("refuses a user's own token beside a partner's key, even one with the scopes and the user's grant", async () => {
+      const { key, partner } = await delegatedPartner(['portfolios:read', 'trades:write']);
+      const own = await bearer(alice.id);
+      const message = new RegExp(`cannot use a user's own token.*npm run token -- EMAIL --partner ${partner.name}`);
+      await expectRefused(persisted(MY_PORTFOLIOS), withKey(key, own), { status: 401, code: 'UNAUTHENTICATED', message, statements: 2 });
+      await expectRefused(persisted(CREATE_PORTFOLIO, { input: { name: 'own token' } }), withKey(key, own), { status: 401, code: 'UNAUTHENTICATED', message, statements: 2 });
+      // a partner with public scopes only is refused the same way, and reads public data without the token
+      const { key: publicKey } = await createPartner(database.db, `public-only-${unique()}`);
+      await expectRefused(persisted(QUOTE, { symbol }), withKey(publicKey, own), { status: 401, code: 'UNAUTHENTICATED', message: /own token/, statements: 2 });
+      expect((await quote(publicKey)).body.data.instrument.symbol).toBe(symbol);
+      const anonymous = await server.post(persisted(MY_PORTFOLIOS), withKey(publicKey));
+      expect(anonymous.status).toBe(200);
+      expect(anonymous.body.data).toEqual({ viewer: null, portfolios: { totalCount: 0, nodes: [] } });
+    });
+
+    it("acts within the token's scopes and the partner's: portfolios:read to read, trades:write to write (403 otherwise)", async () => {
+      const write = { input: { name: `Scoped ${unique()}` } };
+      const readOnly = await delegatedPartner(['portfolios:read', 'trades:write'], ['portfolios:read']);
+      await expectRefused(persisted(CREATE_PORTFOLIO, write), withKey(readOnly.key, readOnly.auth), { status: 403, code: 'FORBIDDEN', message: /token does not carry the trades:write scope/, statements: 2 });
+      expect((await server.post(persisted(MY_PORTFOLIOS), withKey(readOnly.key, readOnly.auth))).body.data.viewer).toEqual({ email: alice.email });
+
+      const writeOnly = await delegatedPartner(['portfolios:read', 'trades:write'], ['trades:write']);
+      await expectRefused(persisted(MY_PORTFOLIOS), withKey(writeOnly.key, writeOnly.auth), { status: 403, code: 'FORBIDDEN', message: /token does not carry the portfolios:read scope/, statements: 2 });
+      const written = await server.post(persisted(CREATE_PORTFOLIO, write), withKey(writeOnly.key, writeOnly.auth));
+      expect(written.body.data.createPortfolio.portfolio.name).toBe(write.input.name);
+
+      // a token that claims more than its partner holds (signed by hand: minting refuses it) gets no more
+      const reader = await delegatedPartner(['portfolios:read']);
+      const overreach = await signDelegatedToken(TEST_SECRET, { userId: alice.id, partnerId: reader.partner.id, scopes: ['portfolios:read', 'trades:write'], grantId: reader.grantId });
+      await expectRefused(persisted(CREATE_PORTFOLIO, write), withKey(reader.key, { authorization: `Bearer ${overreach}` }), { status: 403, code: 'FORBIDDEN', message: /partner has no trades:write scope/, statements: 2 });
+    });
+
+    it('stops every token of a revoked grant at once (PARTNER_CACHE_TTL_MS=0), cached answers too; a renewed grant revives none', async () => {
+      const { key, partner, auth } = await delegatedPartner(['portfolios:read', 'trades:write']);
+      for (let i = 0; i < 2; i++) expect((await server.post(persisted(MY_PORTFOLIOS), withKey(key, auth))).body.data.viewer).toEqual({ email: alice.email });
+
+      expect(await revokeGrant(database.db, partner.name, alice.email)).toBe(1);
+      const message = /grant this token rests on was revoked/;
+      await expectRefused(persisted(MY_PORTFOLIOS), withKey(key, auth), { status: 401, code: 'UNAUTHENTICATED', message, statements: 3 });
+      await expectRefused(persisted(CREATE_PORTFOLIO, { input: { name: 'revoked' } }), withKey(key, auth), { status: 401, code: 'UNAUTHENTICATED', message, statements: 3 });
+      await expect(mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: alice.email })).rejects.toThrow(/has not granted/);
+
+      // consent given again is a new grant: the old token stays dead, a token minted now works
+      await grantPartner(database.db, partner.name, alice.email);
+      await expectRefused(persisted(MY_PORTFOLIOS), withKey(key, auth), { status: 401, code: 'UNAUTHENTICATED', message, statements: 3 });
+      const { token } = await mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: alice.email });
+      const renewed = await server.post(persisted(MY_PORTFOLIOS), withKey(key, { authorization: `Bearer ${token}` }));
+      expect(renewed.status).toBe(200);
+      expect(renewed.body.data.viewer).toEqual({ email: alice.email });
+    });
+
+    it('refuses a delegated token once it has expired', async () => {
+      const { key, partner, grantId } = await delegatedPartner(['portfolios:read']);
+      const token = await signDelegatedToken(TEST_SECRET, { userId: alice.id, partnerId: partner.id, scopes: ['portfolios:read'], grantId }, 1);
+      const call = () => server.post(persisted(MY_PORTFOLIOS), withKey(key, { authorization: `Bearer ${token}` }));
+      expect((await call()).body.data.viewer).toEqual({ email: alice.email });
+      expectUnauthenticated(await until(call, (res) => res.status !== 200), /expired/);
+    });
   });
+});
+
+describe('grants cached for PARTNER_CACHE_TTL_MS', () => {
+  let database: TestDatabase;
+  let server: TestServer;
+  let alice: { id: number; email: string };
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    alice = await seed(database.db).user();
+    await seed(database.db).portfolio(alice, 'Cached');
+    // answers are not cached here, so every request runs its own product statements and only the
+    // credential lookups can differ between two of them
+    server = await startTestServer(database, { PARTNER_CACHE_TTL_MS: '1000', RESPONSE_CACHE: 'off' });
+    await publish(database.db, server.config, [MY_PORTFOLIOS], null);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await database?.destroy();
+  });
+
+  it('costs a busy partner no credential statement per request, and stops a revoked grant within the TTL', async () => {
+    const { partner, key } = await createPartner(database.db, `busy-${unique()}`, ['portfolios:read']);
+    await grantPartner(database.db, partner.name, alice.email);
+    const { token } = await mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: alice.email });
+    const call = () => server.post(persisted(MY_PORTFOLIOS), { 'x-api-key': key, authorization: `Bearer ${token}` });
+
+    const cold = await server.countSql(call);
+    const warm = await server.countSql(call);
+    for (const { result } of [cold, warm]) expect(result.body.data.viewer).toEqual({ email: alice.email });
+    // the key's, the document's and the grant's lookups ran once, for the first request only
+    expect(warm.statements).toBe(cold.statements - 3);
+
+    expect(await revokeGrant(database.db, partner.name, alice.email)).toBe(1);
+    expectUnauthenticated(await until(call, (res) => res.status !== 200), /revoked/);
+  });
+});
+
+describe('delegation through the commands', () => {
+  // The commands as an operator runs them, in their own processes (npm run --silent, so stdout is the
+  // command's alone). On PGlite a command cannot open the directory while this process holds it, so
+  // the database here is opened only between commands; on PostgreSQL it stays open throughout.
+  const dir = mkdtempSync(join(tmpdir(), 'foliograph-delegation-'));
+  let postgresDb: TestDatabase | undefined;
+
+  async function open(): Promise<TestDatabase> {
+    if (onPostgres) return (postgresDb ??= await createTestDatabase());
+    const database = await createDatabase({ pgliteDataDir: join(dir, 'pglite'), dbPoolMax: 1 });
+    await migrate(database);
+    return { ...database, destroy: () => database.close() };
+  }
+  const release = async (database: TestDatabase) => {
+    if (!onPostgres) await database.destroy();
+  };
+  const npmRun = (script: string, ...args: string[]) =>
+    spawnSync('npm', ['run', '--silent', script, '--', ...args], {
+      env: { ...process.env, DATABASE_URL: postgresDb?.url ?? '', PGLITE_DATA_DIR: join(dir, 'pglite'), JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'silent' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+  /** Calls a server over the database with the partner's key and this token, then lets the database go. */
+  async function callWith(headers: Record<string, string>) {
+    const database = await open();
+    const server = await startTestServer(database, { PARTNER_CACHE_TTL_MS: '0' });
+    try {
+      await publish(database.db, server.config, [MY_PORTFOLIOS], null);
+      return await server.post(persisted(MY_PORTFOLIOS), headers);
+    } finally {
+      await server.stop();
+      await release(database);
+    }
+  }
+
+  afterAll(async () => {
+    await postgresDb?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('`npm run token -- EMAIL --partner NAME` prints only a working delegated token; `partner:revoke-grant` ends it', async () => {
+    const database = await open();
+    const alice = await seed(database.db).user();
+    const name = `cli-${unique()}`;
+    const { key } = await createPartner(database.db, name, ['portfolios:read', 'trades:write']);
+    await release(database);
+
+    const ungranted = npmRun('token', alice.email, '--partner', name);
+    expect(ungranted.status).toBe(1);
+    expect(ungranted.stdout).toBe('');
+    expect(ungranted.stderr).toMatch(/has not granted .* npm run partner:grant/);
+
+    const granted = npmRun('partner:grant', name, alice.email);
+    expect(granted.status, granted.stderr).toBe(0);
+    expect(granted.stdout).toBe('');
+    const minted = npmRun('token', alice.email, '--partner', name, '--scopes', 'portfolios:read', '--expires', '30m');
+    expect(minted.status, minted.stderr).toBe(0);
+    expect(minted.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+    const token = minted.stdout.trim();
+    expect(minted.stderr).not.toContain(token);
+    // a user's own token, as ever: the token and nothing else
+    const own = npmRun('token', alice.email);
+    expect(own.status, own.stderr).toBe(0);
+    expect(own.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+
+    const works = await callWith({ 'x-api-key': key, authorization: `Bearer ${token}` });
+    expect(works.status).toBe(200);
+    expect(works.body.data.viewer).toEqual({ email: alice.email });
+    expectUnauthenticated(await callWith({ 'x-api-key': key, authorization: `Bearer ${own.stdout.trim()}` }), /own token/);
+    expectUnauthenticated(await callWith({ authorization: `Bearer ${token}` }), /X-Api-Key/);
+
+    const revoked = npmRun('partner:revoke-grant', name, alice.email);
+    expect(revoked.status, revoked.stderr).toBe(0);
+    expect(revoked.stdout).toBe('');
+    const listed = npmRun('partner:grants', name);
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(new RegExp(`^${name}\\t${alice.email}\\tgranted \\S+\\trevoked \\S+\\n$`));
+
+    expectUnauthenticated(await callWith({ 'x-api-key': key, authorization: `Bearer ${token}` }), /revoked/);
+  }, 180_000);
 });
 
 describe('partner budgets', () => {
@@ -415,7 +667,8 @@ describe('partner budgets', () => {
     expect(statements).toBe(0); // refused before any SQL (the key and document lookups are cached)
 
     // acting for a user does not give partner A the user's budget
-    const forAlice = await run(a.key, { authorization: `Bearer ${await server.token(alice.id)}` });
+    const { token } = await mintDelegatedToken(database.db, TEST_SECRET, { partner: a.partner.name, email: alice.email });
+    const forAlice = await run(a.key, { authorization: `Bearer ${token}` });
     expect(forAlice.status).toBe(429);
     expect(codeOf(forAlice.body)).toBe('RATE_LIMITED');
 
@@ -464,13 +717,14 @@ describe('operation log', () => {
     const { key } = await createPartner(database.db, name, ['portfolios:read', 'trades:write']);
     await grantPartner(database.db, name, alice.email);
     const token = await signUserToken(TEST_SECRET, alice.id);
+    const { token: delegated } = await mintDelegatedToken(database.db, TEST_SECRET, { partner: name, email: alice.email });
     const secretName = `Secret portfolio ${unique()}`;
     const post = (body: unknown, headers: Record<string, string>) =>
       fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
 
     const quoted = await post(persisted(QUOTE, { symbol }), { 'x-api-key': key, 'apollographql-client-name': 'partner-app' });
     expect(quoted.status).toBe(200);
-    const created = await post(persisted(CREATE_PORTFOLIO, { input: { name: secretName } }), { 'x-api-key': key, authorization: `Bearer ${token}` });
+    const created = await post(persisted(CREATE_PORTFOLIO, { input: { name: secretName } }), { 'x-api-key': key, authorization: `Bearer ${delegated}` });
     expect(created.status).toBe(200);
     expect(created.body.data.createPortfolio.portfolio.name).toBe(secretName);
     // an ordinary user's mutation, too: its variables stay out of the log
@@ -490,6 +744,7 @@ describe('operation log', () => {
     expect(everything).not.toContain(key.slice(10));
     expect(everything).not.toContain(token);
     expect(everything).not.toContain(token.split('.')[2]);
+    expect(everything).not.toContain(delegated.split('.')[2]);
     expect(everything).not.toContain(secretName);
     expect(everything).not.toContain('"variables"');
   });

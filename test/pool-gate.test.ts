@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
+import { createAvailability, isConnectionError } from '../src/db/availability.js';
+import { createDeadline } from '../src/db/deadline.js';
 import { createPoolGate, statementKind } from '../src/db/gate.js';
+import { withSqlStats } from '../src/db/sql-stats.js';
+import { ErrorCode } from '../src/errors.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { createTestDatabase } from './helpers/db.js';
 
@@ -133,5 +137,83 @@ describe('the pool gate', () => {
       tx.release();
       await database.destroy();
     }
+  });
+
+  it("gives up a wait in line when the request's deadline passes, leaving the line", async () => {
+    const gate = createPoolGate(1);
+    const hold = held();
+    const first = gate.run(() => hold.done);
+    const deadline = createDeadline(20);
+    let ran = false;
+    const waiting = withSqlStats({ statements: 0, deadline }, () =>
+      gate.run(async () => {
+        ran = true;
+      }),
+    );
+    await Promise.resolve();
+    expect(gate.waiting).toBe(1);
+    await expect(waiting).rejects.toMatchObject({ extensions: { code: ErrorCode.DEADLINE_EXCEEDED } });
+    expect(gate.waiting).toBe(0);
+    hold.release();
+    await first;
+    // the work that gave up never runs, even once the permit is free
+    await new Promise((r) => setTimeout(r, 10));
+    expect(ran).toBe(false);
+    expect([gate.active, gate.waiting]).toEqual([0, 0]);
+    // and a request whose deadline has already passed does not queue at all
+    await expect(withSqlStats({ statements: 0, deadline }, () => gate.run(async () => 1))).rejects.toMatchObject({ extensions: { code: ErrorCode.DEADLINE_EXCEEDED } });
+  });
+
+  it('turns a lost connection into DATABASE_UNAVAILABLE, checks the database, and while it is down refuses at once, the line included', async () => {
+    let reachable = true;
+    const states: string[] = [];
+    const availability = createAvailability({
+      probe: async () => {
+        if (!reachable) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+      },
+      probeIntervalMs: 10,
+      onChange: (state) => states.push(state),
+    });
+    const gate = createPoolGate(1, { availability });
+    const refused = Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
+
+    // a lost connection with the database still there: checked, and back up at once
+    await expect(gate.run(() => Promise.reject(refused))).rejects.toMatchObject({ extensions: { code: ErrorCode.DATABASE_UNAVAILABLE, retryAfter: 1 } });
+    await new Promise((r) => setTimeout(r, 5));
+    expect(availability.state).toBe('up');
+
+    // the database gone: the statement holding the permit fails, the one in line is answered at once
+    reachable = false;
+    const hold = held();
+    const first = gate.run(() => hold.done.then(() => Promise.reject(refused)));
+    const queued = gate.run(async () => 'never');
+    hold.release();
+    await expect(first).rejects.toMatchObject({ extensions: { code: ErrorCode.DATABASE_UNAVAILABLE } });
+    await expect(queued).rejects.toMatchObject({ extensions: { code: ErrorCode.DATABASE_UNAVAILABLE } });
+    expect(availability.down).toBe(true);
+    let ran = false;
+    await expect(
+      gate.run(async () => {
+        ran = true;
+      }),
+    ).rejects.toMatchObject({ extensions: { code: ErrorCode.DATABASE_UNAVAILABLE } });
+    expect(ran).toBe(false);
+
+    // it answers again: the probe notices within its interval, and work runs
+    reachable = true;
+    for (let i = 0; i < 100 && availability.down; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(availability.state).toBe('up');
+    await expect(gate.run(async () => 'ok')).resolves.toBe('ok');
+    expect(states).toEqual(['checking', 'up', 'checking', 'down', 'up']);
+    availability.stop();
+  });
+
+  it('tells connection failures (socket errors, postgres.js codes, shutdown SQLSTATEs, wrapped by Drizzle) from other errors', () => {
+    const coded = (code: string) => Object.assign(new Error(code), { code });
+    for (const code of ['ECONNREFUSED', 'ECONNRESET', 'CONNECTION_CLOSED', 'CONNECT_TIMEOUT', '57P01', '57P03', '08006', '53300']) expect(isConnectionError(coded(code))).toBe(true);
+    expect(isConnectionError(new Error('wrapped', { cause: coded('ECONNRESET') }))).toBe(true);
+    for (const code of ['23505', '40001', '57014', '22P02']) expect(isConnectionError(coded(code))).toBe(false);
+    expect(isConnectionError(new Error('plain'))).toBe(false);
+    expect(isConnectionError(null)).toBe(false);
   });
 });

@@ -134,7 +134,8 @@ describe('recording trades', () => {
       const f = await fixture();
       const first = await record(f.owner.id, f.input({ quantity: '10', price: '100' }));
       expect(first.body.errors).toBeUndefined();
-      expect(first.body.data.recordTrade.trade).toMatchObject({ side: 'BUY', quantity: '10', price: '100', idempotencyKey: null, instrument: { symbol: f.symbol } });
+      // sent without a key, the trade is recorded under one of the server's (see "outcome unknown")
+      expect(first.body.data.recordTrade.trade).toMatchObject({ side: 'BUY', quantity: '10', price: '100', idempotencyKey: expect.stringMatching(/^srv-[0-9a-f-]{36}$/), instrument: { symbol: f.symbol } });
       expect(first.body.data.recordTrade.position).toMatchObject({ quantity: '10', averageCost: '100', realizedPnl: '0' });
 
       const second = await record(f.owner.id, f.input({ quantity: '30', price: '200' }));
@@ -188,7 +189,7 @@ describe('recording trades', () => {
       expect(view.body.data.portfolio.trades).toEqual({
         totalCount: 2,
         nodes: [
-          { id: newer.body.data.recordTrade.trade.id, side: 'SELL', quantity: '0.5', price: '60.25', idempotencyKey: null, instrument: { symbol: f.symbol } },
+          { id: newer.body.data.recordTrade.trade.id, side: 'SELL', quantity: '0.5', price: '60.25', idempotencyKey: expect.stringMatching(/^srv-/), instrument: { symbol: f.symbol } },
           { id: older.body.data.recordTrade.trade.id, side: 'BUY', quantity: '2', price: '50', idempotencyKey: 'first', instrument: { symbol: f.symbol } },
         ],
       });
@@ -300,6 +301,34 @@ describe('recording trades', () => {
       const units = '1' + '0'.repeat(19);
       const f = await fixture({ quantity: units, price: '1' });
       await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () => record(f.owner.id, f.input({ side: 'SELL', quantity: units, price: '9'.repeat(20) })));
+    });
+
+    // Replayed in the order of executedAt, a portfolio's trades must never sell units it did not hold yet.
+    it('a sell dated before the buy it would sell is BAD_USER_INPUT (executedAt), and changes nothing', async () => {
+      const f = await fixture();
+      expect(codes(await record(f.owner.id, f.input({ quantity: '10', executedAt: '2024-03-01T10:00:00.000Z' })))).toEqual([]);
+      const res = await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () => record(f.owner.id, f.input({ side: 'SELL', quantity: '4', executedAt: '2024-02-01T10:00:00.000Z' })));
+      expect(res.body.errors[0].extensions.argument).toBe('executedAt');
+      expect(res.body.errors[0].message).toMatch(/^executedAt: a sell of 4 \S+ dated 2024-02-01 needs units held from then on; the portfolio's trades hold as little as 0 from that date$/);
+    });
+
+    it('a sell dated between trades must leave every later trade covered', async () => {
+      const f = await fixture();
+      for (const t of [
+        { quantity: '10', executedAt: '2024-01-01T10:00:00.000Z' },
+        { side: 'SELL', quantity: '5', executedAt: '2024-03-01T10:00:00.000Z' },
+      ]) {
+        expect(codes(await record(f.owner.id, f.input(t)))).toEqual([]);
+      }
+      // on 2024-02-01 ten were held, but the March sell needs five of them: at most five may go
+      await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () => record(f.owner.id, f.input({ side: 'SELL', quantity: '6', executedAt: '2024-02-01T10:00:00.000Z' })));
+      const ok = await record(f.owner.id, f.input({ side: 'SELL', quantity: '5', executedAt: '2024-02-01T10:00:00.000Z' }));
+      expect(codes(ok)).toEqual([]);
+      expect(ok.body.data.recordTrade.position).toBeNull();
+      // a sell now cannot use a buy dated later than now (executedAt may be up to a day ahead)
+      const later = new Date(Date.now() + 3_600_000).toISOString();
+      expect(codes(await record(f.owner.id, f.input({ quantity: '3', executedAt: later })))).toEqual([]);
+      await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () => record(f.owner.id, f.input({ side: 'SELL', quantity: '1' })));
     });
   });
 

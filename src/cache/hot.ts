@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { createGenerations } from './generations.js';
 import type { InstrumentRow } from '../db/schema.js';
 import type { PriceRecord } from '../loaders/instruments.js';
 
@@ -14,16 +15,27 @@ type Batch<K, V> = (keys: readonly K[]) => Promise<V[]>;
 /**
  * Instruments (by id and by symbol) and latest prices, shared across requests for a short time below
  * the response cache, so that even response-cache misses on different portfolios rarely reach those
- * tables. Dropped at once by invalidations that name an instrument (new prices, forecasts).
+ * tables. Dropped at once by invalidations that name an instrument (new prices, forecasts), and a
+ * batch that began before such an invalidation keeps nothing it read (it may predate the write).
  */
 export function createHotCache({ ttlMs, max = 50_000 }: HotCacheOptions) {
   const byId = new LRUCache<number, { row: InstrumentRow | null }>({ max, ttl: ttlMs });
   const bySymbol = new LRUCache<string, { row: InstrumentRow | null }>({ max, ttl: ttlMs });
   const prices = new LRUCache<number, { price: PriceRecord | null }>({ max, ttl: ttlMs });
+  const generations = createGenerations(max);
+  const tagOf = (id: number | undefined) => (id === undefined ? [] : [`Instrument:${id}`]);
 
   /** A batch function that asks the database only for the keys the cache does not hold. */
-  function through<K extends string | number, V, E extends object>(cache: LRUCache<K, E>, batch: Batch<K, V>, wrap: (v: V) => E, unwrap: (e: E) => V): Batch<K, V> {
+  function through<K extends string | number, V, E extends object>(
+    cache: LRUCache<K, E>,
+    batch: Batch<K, V>,
+    wrap: (v: V) => E,
+    unwrap: (e: E) => V,
+    /** The instrument a fetched value belongs to (a symbol's is known only once its row is read). */
+    idOf: (key: K, value: V) => number | undefined,
+  ): Batch<K, V> {
     return async (keys) => {
+      const since = generations.now();
       const out = new Array<V>(keys.length);
       const missing: K[] = [];
       const where: number[] = [];
@@ -39,7 +51,7 @@ export function createHotCache({ ttlMs, max = 50_000 }: HotCacheOptions) {
         const fetched = await batch(missing);
         fetched.forEach((v, j) => {
           out[where[j]] = v;
-          if (!(v instanceof Error)) cache.set(missing[j], wrap(v));
+          if (!(v instanceof Error) && generations.unchangedSince(tagOf(idOf(missing[j], v)), since)) cache.set(missing[j], wrap(v));
         });
       }
       return out;
@@ -47,20 +59,22 @@ export function createHotCache({ ttlMs, max = 50_000 }: HotCacheOptions) {
   }
 
   return {
-    instrumentsById: (batch: Batch<number, InstrumentRow | null>) => through(byId, batch, (row) => ({ row }), (e) => e.row),
-    instrumentsBySymbol: (batch: Batch<string, InstrumentRow | null>) => through(bySymbol, batch, (row) => ({ row }), (e) => e.row),
-    latestPrices: (batch: Batch<number, PriceRecord | null>) => through(prices, batch, (price) => ({ price }), (e) => e.price),
+    instrumentsById: (batch: Batch<number, InstrumentRow | null>) => through(byId, batch, (row) => ({ row }), (e) => e.row, (id) => id),
+    instrumentsBySymbol: (batch: Batch<string, InstrumentRow | null>) => through(bySymbol, batch, (row) => ({ row }), (e) => e.row, (_, row) => row?.id),
+    latestPrices: (batch: Batch<number, PriceRecord | null>) => through(prices, batch, (price) => ({ price }), (e) => e.price, (id) => id),
     /** Drops what invalidation tags name: `Instrument:<id>`, or every instrument for `Instrument`/`Price`. */
     invalidate(tags: string[]) {
       for (const tag of tags) {
         const [type, id] = tag.split(':');
         if (type !== 'Instrument' && type !== 'Price') continue;
         if (id === undefined) {
+          generations.invalidateAll();
           byId.clear();
           bySymbol.clear();
           prices.clear();
           continue;
         }
+        generations.invalidate([`Instrument:${id}`]);
         byId.delete(Number(id));
         prices.delete(Number(id));
         for (const [symbol, e] of bySymbol.entries()) if (e.row?.id === Number(id)) bySymbol.delete(symbol);

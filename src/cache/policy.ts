@@ -61,11 +61,14 @@ export function createScopeAnalyzer(schema: GraphQLSchema) {
       if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, { ...d.selectionSet, type: d.typeCondition.name.value });
     }
     let result = false;
+    // Each fragment is walked once for the whole document: one already walked held nothing private
+    // (the walk stops at the first private field), so meeting it again, in any operation, adds nothing.
+    const seen = new Set<string>();
     for (const d of document.definitions) {
       if (d.kind !== Kind.OPERATION_DEFINITION) continue;
       // a mutation always depends on who asks
       const root = d.operation === 'query' ? schema.getQueryType() : null;
-      if (!root || walk(d.selectionSet, root, fragments, new Set())) {
+      if (!root || walk(d.selectionSet, root, fragments, seen)) {
         result = true;
         break;
       }

@@ -1,7 +1,8 @@
-import { createPartner, grantPartner, listKeys, revokeKeys, rotateKey } from '../partners/keys.js';
+import { createPartner, grantPartner, listGrants, listKeys, revokeGrant, revokeKeys, rotateKey } from '../partners/keys.js';
 import { option, runCommand, say } from './common.js';
 
-// npm run partner:<create|list|rotate|revoke|grant> -- ... : partners and their API keys.
+// npm run partner:<create|list|rotate|revoke|grant|revoke-grant|grants> -- ... : partners, their API keys
+// and users' grants.
 const [command, ...args] = process.argv.slice(2);
 const positional = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
 
@@ -42,11 +43,27 @@ await runCommand(async ({ database: { db } }) => {
     case 'grant': {
       const [name, email] = positional;
       if (!name || !email) throw new Error('usage: npm run partner:grant -- NAME EMAIL');
-      await grantPartner(db, name, email);
-      say(`${email} granted ${name} access (within its scopes)`);
+      const { created } = await grantPartner(db, name, email);
+      say(created ? `${email} granted ${name} access (within its scopes); mint its token with npm run token -- ${email} --partner ${name}` : `${email} had granted ${name} access already`);
+      return;
+    }
+    case 'revoke-grant': {
+      const [name, email] = positional;
+      if (!name || !email) throw new Error('usage: npm run partner:revoke-grant -- NAME EMAIL');
+      const n = await revokeGrant(db, name, email);
+      say(n ? `${email}'s grant to ${name} revoked: its delegated tokens stop working within PARTNER_CACHE_TTL_MS` : `${email} had no live grant to ${name}`);
+      return;
+    }
+    case 'grants': {
+      const [name] = positional;
+      const grants = await listGrants(db, name);
+      for (const g of grants) {
+        process.stdout.write(`${g.partner}\t${g.email}\tgranted ${g.createdAt.toISOString()}\t${g.revokedAt ? `revoked ${g.revokedAt.toISOString()}` : 'live'}\n`);
+      }
+      if (grants.length === 0) say('no grants yet');
       return;
     }
     default:
-      throw new Error(`unknown partner command ${command ?? ''}: create, list, rotate, revoke or grant`);
+      throw new Error(`unknown partner command ${command ?? ''}: create, list, rotate, revoke, grant, revoke-grant or grants`);
   }
 }, { migrate: true });

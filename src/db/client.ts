@@ -8,6 +8,7 @@ import type { Config } from '../config.js';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { createAvailability, type Availability, type AvailabilityState } from './availability.js';
 import { createPoolGate, gatePgliteClient, gatePostgresClient, type PoolGate } from './gate.js';
 import { lockDataDir } from './pglite-lock.js';
 import * as schema from './schema.js';
@@ -28,6 +29,8 @@ export interface Database {
   ping(): Promise<void>;
   /** The gate every statement of this process passes: permits in use, statements waiting, waits. */
   pool: PoolGate;
+  /** Whether the database can be reached now (PGlite, in process, always can). */
+  availability: Availability;
   /** This process's idle connections, as the database sees them (PGlite: its one connection when free). */
   idleConnections(): Promise<number>;
   /** The plan PostgreSQL would choose for a statement (EXPLAIN, not run), one line per element. */
@@ -42,7 +45,21 @@ export interface Database {
 export type DatabaseOptions = Pick<Config, 'databaseUrl' | 'pgliteDataDir' | 'dbPoolMax'> & {
   /** PostgreSQL cancels any statement of this pool running longer (the server's request deadline). */
   statementTimeoutMs?: number;
+  /** A connection not established within this is given up (DB_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
+  /** Told when the database becomes unreachable or reachable again. */
+  onAvailability?: (state: AvailabilityState, previous: AvailabilityState, cause?: unknown) => void;
 };
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 2000;
+
+/**
+ * Seconds before a connection is tried again after `retries` failures in a row. postgres.js waits up
+ * to 20 s by default (3^n / 100 s): after an outage, requests would hang that long on connections the
+ * database would already accept. The availability gate keeps requests off a database that is down, so
+ * retrying soon costs nothing.
+ */
+const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 0.5);
 
 /** Rows of a raw statement; the two drivers shape `execute` results differently. */
 export async function rows<T>(db: Db, query: SQL): Promise<T[]> {
@@ -57,28 +74,55 @@ const MIGRATION_LOCK = 0x466f6c69;
  * A postgres.js pool of at most `max` connections behind a gate of its own, and Drizzle over it:
  * the primary's, and each read replica's (src/db/replicas.ts).
  */
-export function openGatedPostgres(url: string, options: { max: number; applicationName: string; statementTimeoutMs?: number }) {
+export function openGatedPostgres(
+  url: string,
+  options: { max: number; applicationName: string; statementTimeoutMs?: number; connectTimeoutMs?: number; onAvailability?: (state: AvailabilityState, previous: AvailabilityState, cause?: unknown) => void },
+) {
+  const connectTimeout = (options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) / 1000;
   const client = postgres(url, {
     max: options.max,
     idle_timeout: 30,
-    connect_timeout: 10,
+    connect_timeout: connectTimeout,
+    backoff: reconnectBackoff,
     onnotice: () => {},
     connection: {
       application_name: options.applicationName,
       ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     },
   });
-  const pool = createPoolGate(options.max);
+  // the probe has a connection of its own: a full pool must not make the database look down
+  let prober: postgres.Sql | undefined;
+  const availability = createAvailability({
+    async probe() {
+      prober ??= postgres(url, { max: 1, idle_timeout: 5, connect_timeout: connectTimeout, backoff: reconnectBackoff, onnotice: () => {}, connection: { application_name: `${options.applicationName}:probe`.slice(-63), statement_timeout: 2000 } });
+      await prober`select 1`;
+    },
+    onChange: options.onAvailability,
+  });
+  const pool = createPoolGate(options.max, { availability });
   const db = drizzlePostgres(gatePostgresClient(client, pool), { schema, logger: sqlStatsLogger }) as unknown as Db;
-  return { client, pool, db };
+  const close = async () => {
+    availability.stop();
+    await Promise.all([client.end({ timeout: 5 }), prober?.end({ timeout: 1 })]);
+  };
+  return { client, pool, db, availability, close };
 }
+
+/** The embedded database is in this process: it is always reachable. */
+const ALWAYS_UP: Availability = { state: 'up', down: false, failed() {}, onDown: () => () => {}, stop() {} };
 
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
     // host and pid tell this process's connections from other instances' in pg_stat_activity
     // (63 bytes is PostgreSQL's limit for a name)
     const applicationName = `foliograph:${hostname()}:${process.pid}`.slice(-63);
-    const { client, pool, db } = openGatedPostgres(options.databaseUrl, { max: options.dbPoolMax, applicationName, statementTimeoutMs: options.statementTimeoutMs });
+    const { client, pool, db, availability, close } = openGatedPostgres(options.databaseUrl, {
+      max: options.dbPoolMax,
+      applicationName,
+      statementTimeoutMs: options.statementTimeoutMs,
+      connectTimeoutMs: options.connectTimeoutMs,
+      onAvailability: options.onAvailability,
+    });
     // The pool's idle connections are read over a connection of their own, so that a scrape of
     // /metrics never waits in the line it is measuring; it closes when scrapes stop.
     let stats: postgres.Sql | undefined;
@@ -88,6 +132,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       driver: 'postgres',
       identity: `postgres://${url.hostname}:${url.port || '5432'}${url.pathname}`,
       pool,
+      availability,
       async ping() {
         await client`select 1`;
       },
@@ -118,7 +163,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         }
       },
       async close() {
-        await Promise.all([client.end({ timeout: 5 }), stats?.end({ timeout: 1 })]);
+        await Promise.all([close(), stats?.end({ timeout: 1 })]);
       },
     };
   }
@@ -140,6 +185,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     driver: 'pglite',
     identity: memory ? `memory:${randomUUID()}` : `pglite:${resolve(options.pgliteDataDir)}`,
     pool,
+    availability: ALWAYS_UP,
     async ping() {
       await client.query('select 1');
     },

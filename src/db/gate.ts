@@ -3,9 +3,14 @@
  * run at once, the rest wait here in arrival order. The driver has a queue of its own, but it is
  * invisible; this one is counted, so the metrics show connections in use, statements waiting and
  * how long they waited, and the server can shed new requests (a fast 503) when the line is long
- * instead of letting it grow until every request times out.
+ * instead of letting it grow until every request times out. A wait gives up when its request's
+ * deadline passes (a write that waited too long must not run after its client was told it failed),
+ * and when the database is down nobody waits at all (DATABASE_UNAVAILABLE at once).
  */
+import { DatabaseUnavailableError } from '../errors.js';
 import { inSpan } from '../observability/tracing.js';
+import { isConnectionError, type Availability } from './availability.js';
+import { currentDeadline } from './sql-stats.js';
 
 /**
  * One statement: a span (under the loader batch or mutation that sent it) around its wait for a
@@ -43,10 +48,23 @@ export interface PoolGate {
   onDone(listener: (kind: StatementKind, seconds: number) => void): () => void;
 }
 
-export function createPoolGate(permits: number): PoolGate {
+/** The database's own unavailability, as a coded error a client can act on (503, Retry-After). */
+function unavailable(cause?: unknown): DatabaseUnavailableError {
+  const error = new DatabaseUnavailableError();
+  if (cause !== undefined) Object.defineProperty(error, 'cause', { value: cause, enumerable: false });
+  return error;
+}
+
+interface Waiter {
+  grant(): void;
+  refuse(reason: unknown): void;
+}
+
+export function createPoolGate(permits: number, options: { availability?: Availability } = {}): PoolGate {
+  const { availability } = options;
   let active = 0;
   let lastSuccess = 0;
-  const queue: (() => void)[] = [];
+  const queue: Waiter[] = [];
   const listeners = new Set<(seconds: number) => void>();
   const doneListeners = new Set<(kind: StatementKind, seconds: number) => void>();
   const report = (seconds: number) => {
@@ -55,9 +73,37 @@ export function createPoolGate(permits: number): PoolGate {
   const release = () => {
     const next = queue.shift();
     // the permit passes straight to the next in line, so a newcomer cannot overtake it
-    if (next) next();
+    if (next) next.grant();
     else active--;
   };
+  // when the database goes down, nobody in the line would get anywhere: answer them all at once
+  availability?.onDown(() => {
+    for (const waiter of queue.splice(0)) waiter.refuse(unavailable());
+  });
+
+  /** Waits in line for a permit; gives up (leaving the line) when `signal` aborts. */
+  function waitInLine(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        const at = queue.indexOf(waiter);
+        if (at >= 0) queue.splice(at, 1);
+        reject(signal!.reason);
+      };
+      const waiter: Waiter = {
+        grant() {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        refuse(reason) {
+          signal?.removeEventListener('abort', onAbort);
+          reject(reason);
+        },
+      };
+      queue.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
   return {
     permits,
     get active() {
@@ -78,19 +124,27 @@ export function createPoolGate(permits: number): PoolGate {
       return () => doneListeners.delete(listener);
     },
     async run<T>(fn: () => Promise<T>, kind: StatementKind = 'other'): Promise<T> {
+      if (availability?.down) throw unavailable();
+      const signal = currentDeadline()?.signal;
+      signal?.throwIfAborted();
       if (active < permits) {
         active++;
         report(0);
       } else {
         const queued = performance.now();
-        await new Promise<void>((resolve) => queue.push(resolve));
+        await waitInLine(signal);
         report((performance.now() - queued) / 1000);
       }
       const started = performance.now();
       try {
+        if (availability?.down) throw unavailable();
         const result = await fn();
         lastSuccess = performance.now();
         return result;
+      } catch (e) {
+        if (!isConnectionError(e)) throw e;
+        availability?.failed(e);
+        throw unavailable(e);
       } finally {
         release();
         const seconds = (performance.now() - started) / 1000;

@@ -30,7 +30,6 @@ export interface ReadReplicas {
 export function createReadReplicas(urls: string[], options: { dbPoolMax: number; statementTimeoutMs?: number }): ReadReplicas {
   const applicationName = `foliograph:${hostname()}:${process.pid}:replica`.slice(-63);
   const opened = urls.map((url) => openGatedPostgres(url, { max: options.dbPoolMax, applicationName, statementTimeoutMs: options.statementTimeoutMs }));
-  const clients = opened.map((o) => o.client);
   const pools = opened.map((o) => o.pool);
   const dbs = opened.map((o) => o.db);
   // health checks use connections of their own: a replica's full pool must not make it look down
@@ -57,7 +56,7 @@ export function createReadReplicas(urls: string[], options: { dbPoolMax: number;
       );
     },
     async close() {
-      await Promise.all([...clients, ...checkers].map((c) => c.end({ timeout: 5 })));
+      await Promise.all([...opened.map((o) => o.close()), ...checkers.map((c) => c.end({ timeout: 5 }))]);
     },
   };
 }

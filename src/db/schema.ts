@@ -224,15 +224,22 @@ export const apiKeys = pgTable(
   (t) => [index('api_keys_partner_id_idx').on(t.partnerId)],
 );
 
-/** Users' consent for a partner to act for them (within the partner's scopes). */
+/**
+ * Users' consent for a partner to act for them (within the partner's scopes). A revoked grant keeps
+ * its row (when consent was given and withdrawn); granting again makes a new row, with a new id, so
+ * the delegated tokens minted on the old one (they name the grant's id) stay dead.
+ */
 export const partnerGrants = pgTable(
   'partner_grants',
   {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
     partnerId: integer('partner_id').notNull().references(() => partners.id, { onDelete: 'cascade' }),
     userId: integer('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
     createdAt: createdAt(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
   },
-  (t) => [primaryKey({ columns: [t.partnerId, t.userId] })],
+  // at most one live grant per partner and user
+  (t) => [uniqueIndex('partner_grants_live_idx').on(t.partnerId, t.userId).where(sql`${t.revokedAt} is null`)],
 );
 
 /**

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'drizzle-orm/logger';
+import type { Deadline } from './deadline.js';
 
 /** What one unit of work (a GraphQL request, a command) has sent to the database so far. */
 export interface SqlStats {
@@ -8,6 +9,8 @@ export interface SqlStats {
   capture?: { query: string; params: unknown[] }[];
   /** The unit of work this one is part of (a loader batch within a request): counted there too. */
   parent?: SqlStats;
+  /** The request's deadline: a wait for a connection gives up when it passes (see gate.ts). */
+  deadline?: Deadline;
 }
 
 const current = new AsyncLocalStorage<SqlStats>();
@@ -25,6 +28,12 @@ export function withSqlStats<T>(stats: SqlStats, fn: () => T): T {
 export function withStatementCapture<T>(fn: () => Promise<T>): Promise<{ result: T; statements: { query: string; params: unknown[] }[] }> {
   const part: SqlStats = { statements: 0, capture: [], parent: current.getStore() };
   return current.run(part, async () => ({ result: await fn(), statements: part.capture! }));
+}
+
+/** The deadline of the unit of work running now (a request's), if it has one. */
+export function currentDeadline(): Deadline | undefined {
+  for (let stats = current.getStore(); stats; stats = stats.parent) if (stats.deadline) return stats.deadline;
+  return undefined;
 }
 
 /** Statements sent by this process since it started (all units of work together). */

@@ -1,7 +1,9 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Viewer } from '../auth/tokens.js';
-import type { Db } from '../db/client.js';
+import { rows, type Db } from '../db/client.js';
+import type { Deadline } from '../db/deadline.js';
+import { writeTransaction } from '../db/transaction.js';
 import { instruments, portfolios, positions, trades, type PositionRow, type TradeRow } from '../db/schema.js';
 import { BadUserInputError, NotFoundError, UnauthenticatedError } from '../errors.js';
 import { Decimal, formatDecimal } from './decimal.js';
@@ -18,6 +20,11 @@ export interface RecordTradeInput {
   price: string;
   executedAt?: Date | null;
   idempotencyKey?: string | null;
+}
+
+export interface WriteOptions {
+  /** The request's deadline: past it the write rolls back instead of committing (see writeTransaction). */
+  deadline?: Deadline;
 }
 
 export interface RecordTradeResult {
@@ -78,6 +85,9 @@ export function applyTrade(current: Holding | null, side: TradeSide, quantity: s
   };
 }
 
+/** Keys the server gives trades sent without one. */
+export const SERVER_KEY_PREFIX = 'srv-';
+
 /** What makes two requests "the same input" for an idempotency key: everything the client sent. */
 export function tradeDigest(symbol: string, side: TradeSide, quantity: string, price: string, executedAt: Date | null): string {
   return createHash('sha256')
@@ -92,7 +102,7 @@ interface CheckedTrade {
   quantity: string;
   price: string;
   executedAt: Date | null;
-  idempotencyKey: string | null;
+  idempotencyKey: string;
   digest: string;
 }
 
@@ -107,10 +117,13 @@ export function checkTradeInput(input: RecordTradeInput): CheckedTrade {
   if (executedAt && (Number.isNaN(executedAt.getTime()) || executedAt.getTime() > Date.now() + FUTURE_SLACK_MS)) {
     throw new BadUserInputError('executedAt must not be more than a day in the future', 'executedAt');
   }
-  const key = input.idempotencyKey ?? null;
-  if (key !== null && (key.length < 1 || key.length > 200)) {
+  const given = input.idempotencyKey ?? null;
+  if (given !== null && (given.length < 1 || given.length > 200)) {
     throw new BadUserInputError('idempotencyKey must be 1 to 200 characters', 'idempotencyKey');
   }
+  // Every trade is recorded under a key: a trade sent without one gets the server's, so that a client
+  // told "outcome unknown" (its connection lost at commit) can still learn the truth by retrying with it.
+  const key = given ?? `${SERVER_KEY_PREFIX}${randomUUID()}`;
   const portfolioId = parseId(input.portfolioId);
   if (portfolioId === null) throw new NotFoundError('portfolio');
   const quantity = formatDecimal(input.quantity);
@@ -124,10 +137,10 @@ export function checkTradeInput(input: RecordTradeInput): CheckedTrade {
  * The portfolio row is locked first, so trades (and replays of one idempotency key) on a portfolio
  * apply one at a time, whatever the concurrency; the position row need not exist yet for that.
  */
-export async function recordTrade(db: Db, viewer: Viewer, input: RecordTradeInput): Promise<RecordTradeResult> {
+export async function recordTrade(db: Db, viewer: Viewer, input: RecordTradeInput, { deadline }: WriteOptions = {}): Promise<RecordTradeResult> {
   if (viewer.kind !== 'user') throw new UnauthenticatedError();
   const t = checkTradeInput(input);
-  return db.transaction(async (tx) => {
+  return writeTransaction(db, deadline, async (tx) => {
     const [portfolio] = await tx
       .select({ id: portfolios.id })
       .from(portfolios)
@@ -138,7 +151,7 @@ export async function recordTrade(db: Db, viewer: Viewer, input: RecordTradeInpu
     const [instrument] = await tx.select({ id: instruments.id }).from(instruments).where(eq(instruments.symbol, t.symbol));
     if (!instrument) throw new BadUserInputError(`symbol: unknown symbol ${JSON.stringify(t.symbol)}`, 'symbol');
 
-    if (t.idempotencyKey !== null) {
+    {
       const [first] = await tx
         .select()
         .from(trades)
@@ -160,6 +173,7 @@ export async function recordTrade(db: Db, viewer: Viewer, input: RecordTradeInpu
       .from(positions)
       .where(and(eq(positions.portfolioId, t.portfolioId), eq(positions.instrumentId, instrument.id)));
     const next = applyTrade(current ?? null, t.side, t.quantity, t.price, t.symbol);
+    if (t.side === 'SELL') await checkSellInTime(tx, t, instrument.id);
     const [position] = await tx
       .insert(positions)
       .values({ portfolioId: t.portfolioId, instrumentId: instrument.id, ...next })
@@ -182,7 +196,38 @@ export async function recordTrade(db: Db, viewer: Viewer, input: RecordTradeInpu
       })
       .returning();
     return { trade, position: open(position), replayed: false };
-  });
+  }, t.idempotencyKey);
+}
+
+/**
+ * A sell dated in the past must not sell units bought after it: replayed in the order of their
+ * `executedAt`, the position's trades must never hold less than nothing. So the units held at the
+ * sell's date, and at every later trade, must cover it. (The current holding is checked by applyTrade.)
+ */
+async function checkSellInTime(tx: Db, t: CheckedTrade, instrumentId: number): Promise<void> {
+  const at = t.executedAt?.toISOString() ?? null;
+  const [row] = await rows<{ held: string; low: string | null; at: string }>(
+    tx,
+    sql`with moves as (
+          select executed_at, id, case when side = 'BUY' then quantity else -quantity end as delta
+          from trades where portfolio_id = ${t.portfolioId} and instrument_id = ${instrumentId}
+        ), running as (
+          select executed_at, sum(delta) over (order by executed_at, id) as held from moves
+        ), sell as (select coalesce(${at}::timestamptz, now()) as at)
+        select coalesce((select sum(delta) from moves, sell where executed_at <= sell.at), 0)::text as held,
+               (select min(held) from running, sell where executed_at > sell.at)::text as low,
+               to_json((select at from sell)) #>> '{}' as at`,
+  );
+  const held = new Decimal(row.held);
+  const least = row.low === null ? held : Decimal.min(held, new Decimal(row.low));
+  if (least.lt(t.quantity)) {
+    const when = row.at.slice(0, 10);
+    throw new BadUserInputError(
+      `executedAt: a sell of ${formatDecimal(t.quantity)} ${t.symbol} dated ${when} needs units held from then on; ` +
+        `the portfolio's trades hold as little as ${formatDecimal(least)} from that date`,
+      'executedAt',
+    );
+  }
 }
 
 const open = (p: PositionRow | undefined): PositionRow | null => (p && new Decimal(p.quantity).gt(0) ? p : null);

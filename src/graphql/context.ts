@@ -1,6 +1,7 @@
 import type { Cache as ResponseCache } from '@envelop/response-cache';
 import type { Viewer } from '../auth/tokens.js';
 import type { Db } from '../db/client.js';
+import type { Deadline } from '../db/deadline.js';
 import type { SqlStats } from '../db/sql-stats.js';
 import type { Loaders } from '../loaders/index.js';
 
@@ -43,6 +44,8 @@ export interface Context {
   routeReads?(mutation: boolean): void;
   /** Statements this request has sent so far. */
   sql: SqlStats;
+  /** The request's deadline: writes take it to their transaction (see src/db/transaction.ts). */
+  deadline: Deadline;
   work: WorkStats;
   cost?: CostInfo;
   /**

@@ -34,6 +34,8 @@ export interface StageReport extends Stage {
   succeeded: Record<string, number>;
   /** `kind:CODE` → count, from the error codes in GraphQL answers. */
   codes: Record<string, number>;
+  /** Kind of request → its latency as the load client saw it (from building the request to its answer). */
+  latencyByKind: Record<string, { count: number; p50: number; p99: number }>;
   /** From the server's /metrics (null when it could not be read). */
   server: {
     sqlStatements: number;
@@ -47,6 +49,8 @@ export interface StageReport extends Stage {
 
 export interface LoadReport {
   scenario: string;
+  /** The scenario's normal kinds of request (see Scenario.normalKinds). */
+  normalKinds?: string[];
   url: string;
   users: number;
   instruments: number;
@@ -70,11 +74,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const pick = { user: zipf(targets.tokens.length, random), symbol: zipf(targets.symbols.length, random) };
   const metricsUrl = new URL('/metrics', options.url).toString();
   const stages: StageReport[] = [];
-  for (const stage of scenario.stages(options.seconds, options.peak)) {
+  for (const [index, stage] of scenario.stages(options.seconds, options.peak).entries()) {
     options.onProgress?.(`${scenario.name}: ${stage.name}, ${stage.connections} connections for ${stage.seconds} s`);
     const kinds: Record<string, number> = {};
     const succeeded: Record<string, number> = {};
     const codes: Record<string, number> = {};
+    const latencies: Record<string, number[]> = {};
     const before = await scrape(metricsUrl);
     let poolWaitingMax = 0;
     const sampler = setInterval(() => {
@@ -93,13 +98,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
           {
             method: 'POST',
             setupRequest: (request, context) => {
-              const next = scenario.next(targets, random, pick);
-              (context as { kind?: string }).kind = next.kind;
+              const next = scenario.next(targets, random, pick, index);
+              Object.assign(context, { kind: next.kind, sentAt: performance.now() });
               kinds[next.kind] = (kinds[next.kind] ?? 0) + 1;
+              if (next.path) return { ...request, method: 'GET', path: next.path, headers: next.headers, body: undefined };
               return { ...request, headers: next.headers, body: next.body };
             },
             onResponse: (status, body, context) => {
-              const kind = (context as { kind?: string }).kind ?? 'unknown';
+              const { kind = 'unknown', sentAt } = context as { kind?: string; sentAt?: number };
+              if (sentAt !== undefined) (latencies[kind] ??= []).push(performance.now() - sentAt);
               if (status === 200 && !body.includes('"errors"')) {
                 succeeded[kind] = (succeeded[kind] ?? 0) + 1;
                 return;
@@ -148,13 +155,30 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       kinds,
       succeeded,
       codes,
+      latencyByKind: Object.fromEntries(Object.entries(latencies).map(([kind, ms]) => [kind, summarise(ms)])),
       server,
     });
   }
-  return { scenario: scenario.name, url: options.url, users: targets.tokens.length, instruments: targets.symbols.length, stages };
+  return { scenario: scenario.name, normalKinds: scenario.normalKinds, url: options.url, users: targets.tokens.length, instruments: targets.symbols.length, stages };
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
+
+function summarise(ms: number[]): { count: number; p50: number; p99: number } {
+  const sorted = [...ms].sort((a, b) => a - b);
+  const at = (q: number) => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0);
+  return { count: sorted.length, p50: at(0.5), p99: at(0.99) };
+}
+
+/** The latency of the scenario's normal kinds of request, all together, in one stage. */
+export function normalLatency(stage: StageReport, normalKinds: string[]): { count: number; p50: number; p99: number } | null {
+  const counted = normalKinds.map((k) => stage.latencyByKind[k]).filter(Boolean);
+  if (counted.length === 0) return null;
+  // the per-kind percentiles weighed by count: enough to compare two stages of the same mix
+  const count = counted.reduce((n, k) => n + k.count, 0);
+  const weigh = (f: (k: { p50: number; p99: number }) => number) => round(counted.reduce((n, k) => n + f(k) * k.count, 0) / count);
+  return { count, p50: weigh((k) => k.p50), p99: weigh((k) => k.p99) };
+}
 
 /** The report as a table for people. */
 export function formatReport(report: LoadReport): string {
@@ -177,6 +201,17 @@ export function formatReport(report: LoadReport): string {
   for (const s of report.stages) for (const [k, n] of Object.entries(s.codes)) codes.set(k, (codes.get(k) ?? 0) + n);
   if (codes.size) {
     lines.push('', 'error codes by kind of request: ' + [...codes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', '));
+  }
+  if (report.normalKinds?.length && report.stages.length > 1) {
+    const [alone, ...rest] = report.stages.map((s) => ({ s, n: normalLatency(s, report.normalKinds!) }));
+    for (const { s, n } of rest) {
+      if (!alone.n || !n) continue;
+      lines.push(
+        '',
+        `normal traffic (${report.normalKinds.join(', ')}) in "${s.name}" against "${alone.s.name}": p50 ${n.p50} ms against ${alone.n.p50} ms, ` +
+          `p99 ${n.p99} ms against ${alone.n.p99} ms (${(n.p99 / Math.max(alone.n.p99, 1e-9)).toFixed(2)}×)`,
+      );
+    }
   }
   const calm = report.stages[0];
   const peak = report.stages.reduce((a, b) => (b.connections > a.connections ? b : a), calm);

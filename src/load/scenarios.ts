@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * Load scenarios: who asks what, how many at once, for how long. Pure data and request builders: the
  * runner (./run.ts) drives them with autocannon against a running server, and tests check their mix.
@@ -26,6 +28,8 @@ export interface LoadRequest {
   headers: Record<string, string>;
   /** What kind of request this is, for the report's mix. */
   kind: string;
+  /** A request target other than the GraphQL endpoint's (sent as a GET), e.g. a malformed one. */
+  path?: string;
 }
 
 export interface Scenario {
@@ -36,8 +40,10 @@ export interface Scenario {
   /** Whether it needs portfolios discovered for its users. */
   needsPortfolios?: boolean;
   stages(seconds: number, peak: number): Stage[];
-  /** The next request, from a seeded random source. */
-  next(targets: LoadTargets, random: () => number, pick: Pickers): LoadRequest;
+  /** The next request, from a seeded random source; `stage` is the index of the stage running. */
+  next(targets: LoadTargets, random: () => number, pick: Pickers, stage?: number): LoadRequest;
+  /** Kinds of request that stand for normal traffic, whose latency the report compares across stages. */
+  normalKinds?: string[];
 }
 
 export interface Pickers {
@@ -54,6 +60,15 @@ const TRADE = `mutation LoadTrade($input: RecordTradeInput!) { recordTrade(input
 const OVERSIZED = `{ instruments(first: 100000) { totalCount } }`;
 /** Far over MAX_COST: thousands of portfolios' positions' price histories. */
 const TOO_COSTLY = `{ portfolios(first: 100) { nodes { positions(first: 200) { nodes { instrument { prices(first: 1000) { close } } } } } } }`;
+
+/** Each fragment spreads the next twice: 2^40 selections if expanded, about 1.7 kB of text. */
+const FRAGMENT_BOMB = `query Bomb { ...F0 } ${Array.from({ length: 40 }, (_, i) => `fragment F${i} on Query { ...F${i + 1} ...F${i + 1} }`).join(' ')} fragment F40 on Query { __typename }`;
+/** Variables nested 5,000 deep (a stack overflow in a recursive walker), written as text. */
+const DEEP_VARIABLES = `{"query":"query Deep($v: String) { __typename }","variables":{"v":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}}`;
+/** A cursor that decodes to JSON holding a NUL character. */
+const NUL_CURSOR = `{ instruments(first: 1, after: "${Buffer.from(JSON.stringify(['instruments', 'A\u0000'])).toString('base64url')}") { totalCount } }`;
+/** Request targets Node's HTTP parser accepts and `new URL()` rejects. */
+const BAD_TARGETS = ['//:99999', '//[', '//a:b:c'];
 
 const json = { 'content-type': 'application/json' };
 const bearer = (token: string) => ({ ...json, authorization: `Bearer ${token}` });
@@ -120,18 +135,46 @@ export const SCENARIOS: Record<string, Scenario> = {
   },
   hostile: {
     name: 'hostile',
-    summary: 'what limits must refuse cheaply: operations over MAX_COST, pages over their cap, one caller spending its budget, mixed with normal quotes',
+    summary:
+      'normal quotes and dashboards alone, then the same normal traffic beside what the server must refuse cheaply: fragment bombs, ' +
+      'variables nested 5,000 deep, NUL cursors, malformed request targets, bad tokens, invented operation names, APQ registration spam, ' +
+      'pages over their cap, operations over MAX_COST, one caller spending its budget',
     writes: false,
-    stages: steady,
-    next: (t, random, pick) => {
-      const r = random();
-      if (r < 0.25) return { kind: 'oversized_page', headers: json, body: JSON.stringify({ query: OVERSIZED }) };
-      if (r < 0.5) return { kind: 'too_costly', headers: bearer(t.tokens[0]), body: JSON.stringify({ query: TOO_COSTLY }) };
-      if (r < 0.75) return { kind: 'one_caller', headers: bearer(t.tokens[0]), body: JSON.stringify({ query: DASHBOARD, operationName: 'Dashboard' }) };
-      return quote(t, pick);
+    normalKinds: ['quote', 'dashboard'],
+    // the same normal load in both stages: peak/2 connections of it alone, then peak connections half of which attack
+    stages: (seconds, peak) => [
+      { name: 'normal alone', connections: Math.max(1, Math.round(peak / 2)), seconds },
+      { name: 'under attack', connections: peak, seconds },
+    ],
+    next: (t, random, pick, stage = 1) => {
+      // normal dashboards are other users' than the one whose budget the attack spends (when there are others)
+      const user = () => (t.tokens.length > 1 ? 1 + (pick.user() % (t.tokens.length - 1)) : 0);
+      const normal = () => (random() < 0.5 ? quote(t, pick) : dashboard(t, { ...pick, user }));
+      if (stage === 0 || random() < 0.5) return normal();
+      const attack = HOSTILE[Math.floor(random() * HOSTILE.length)];
+      return attack(t, random);
     },
   },
 };
+
+const word = (random: () => number, n: number) => Array.from({ length: n }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
+
+/** What the hostile scenario sends beside normal traffic; the first user's token is the one spending its budget. */
+const HOSTILE: ((t: LoadTargets, random: () => number) => LoadRequest)[] = [
+  () => ({ kind: 'fragment_bomb', headers: json, body: JSON.stringify({ query: FRAGMENT_BOMB }) }),
+  () => ({ kind: 'deep_variables', headers: json, body: DEEP_VARIABLES }),
+  () => ({ kind: 'nul_cursor', headers: json, body: JSON.stringify({ query: NUL_CURSOR }) }),
+  (_t, random) => ({ kind: 'bad_target', headers: {}, body: '', path: BAD_TARGETS[Math.floor(random() * BAD_TARGETS.length)] }),
+  (_t, random) => ({ kind: 'bad_token', headers: { ...json, authorization: `Bearer ${word(random, 40)}` }, body: JSON.stringify({ query: '{ viewer { id } }' }) }),
+  (_t, random) => ({ kind: 'invented_name', headers: { ...json, 'apollographql-client-name': word(random, 30) }, body: JSON.stringify({ query: `query N${word(random, 60)} { __typename }` }) }),
+  (_t, random) => {
+    const query = `{ instrument(symbol: "${word(random, 12).toUpperCase()}") { symbol } }`;
+    return { kind: 'apq_spam', headers: json, body: JSON.stringify({ query, extensions: { persistedQuery: { version: 1, sha256Hash: createHash('sha256').update(query).digest('hex') } } }) };
+  },
+  () => ({ kind: 'oversized_page', headers: json, body: JSON.stringify({ query: OVERSIZED }) }),
+  (t) => ({ kind: 'too_costly', headers: bearer(t.tokens[0]), body: JSON.stringify({ query: TOO_COSTLY }) }),
+  (t) => ({ kind: 'one_caller', headers: bearer(t.tokens[0]), body: JSON.stringify({ query: DASHBOARD, operationName: 'Dashboard' }) }),
+];
 
 /** Ranks 0..n-1 drawn with probability ∝ 1/(rank+1)^s from `random`: a few take most requests. */
 export function zipf(n: number, random: () => number, s = 1.1): () => number {

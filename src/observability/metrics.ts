@@ -1,6 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Availability } from '../db/availability.js';
 import type { PoolGate } from '../db/gate.js';
 import { totalStatements } from '../db/sql-stats.js';
+import { createBoundedSet } from './bounded.js';
 
 /**
  * Every metric of one process, in its own registry (tests build several apps in one process).
@@ -12,6 +14,10 @@ export interface MetricsOptions {
   pool?: PoolGate;
   /** This process's idle database connections as the database sees them, read at scrape time. */
   idleConnections?: () => Promise<number>;
+  /** Whether the database can be reached (see src/db/availability.ts). */
+  availability?: Availability;
+  /** Whether REDIS_URL is set: only then is there a foliograph_redis_up to show. */
+  redis?: boolean;
 }
 
 export function createMetrics(options: MetricsOptions = {}) {
@@ -114,6 +120,14 @@ export function createMetrics(options: MetricsOptions = {}) {
       this.set(pool?.permits ?? 1);
     },
   });
+  new Gauge({
+    name: 'foliograph_db_available',
+    help: '1 while the database answers, 0 while it cannot be reached (requests that need it are answered 503 DATABASE_UNAVAILABLE at once)',
+    registers: [registry],
+    collect() {
+      this.set(options.availability?.down ? 0 : 1);
+    },
+  });
   const poolWait = new Histogram({
     name: 'foliograph_db_pool_wait_seconds',
     help: 'Time a statement or transaction waited for a database connection (0 when one was free)',
@@ -164,6 +178,13 @@ export function createMetrics(options: MetricsOptions = {}) {
     labelNames: ['kind'] as const,
     registers: [registry],
   });
+  const redisUp = options.redis
+    ? new Gauge({
+        name: 'foliograph_redis_up',
+        help: 'With REDIS_URL: 1 while Redis answers and is used, 0 while it is failing and skipped (answers then come from PostgreSQL, budgets are open)',
+        registers: [registry],
+      })
+    : undefined;
   const modelDuration = new Histogram({
     name: 'foliograph_forecast_model_duration_seconds',
     help: 'Forecast model work by model, version and stage (inference: one series; generation: a whole run)',
@@ -171,22 +192,20 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
   });
-  return { registry, ready, processErrors, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
+  return { registry, ready, processErrors, redisUp, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, singleFlightJoins };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /**
- * Keeps a label's distinct values bounded: the first `max` values seen are kept, later new ones
- * become "other", so a client inventing operation names cannot grow the metrics without end.
+ * Keeps a label's distinct values bounded: at most `max` values at once (each cut to 100 characters),
+ * new ones beyond that become "other", and a value unused for an hour frees its place, so a client
+ * inventing names can neither grow the metrics without end nor keep others' names out for good.
  */
-export function boundedLabel(max: number, fallback = 'unknown') {
-  const seen = new Set<string>();
+export function boundedLabel(max: number, fallback = 'unknown', idleMs = 3_600_000) {
+  const seen = createBoundedSet({ max, idleMs });
   return (value: string | null | undefined): string => {
     const v = (value ?? '').slice(0, 100) || fallback;
-    if (seen.has(v)) return v;
-    if (seen.size >= max) return 'other';
-    seen.add(v);
-    return v;
+    return seen.admit(v) ? v : 'other';
   };
 }

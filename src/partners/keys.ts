@@ -20,7 +20,7 @@ export class PartnerError extends Error {
   }
 }
 
-async function partnerNamed(db: Db, name: string): Promise<PartnerRow> {
+export async function partnerNamed(db: Db, name: string): Promise<PartnerRow> {
   const [row] = await db.select().from(partners).where(eq(partners.name, name));
   if (!row) throw new PartnerError(`no partner named ${JSON.stringify(name)}`);
   return row;
@@ -80,12 +80,74 @@ export async function revokeKeys(db: Db, name: string, prefix?: string): Promise
   return revoked.length;
 }
 
-/** A user lets a partner act for them (within the partner's scopes). */
-export async function grantPartner(db: Db, name: string, email: string): Promise<void> {
-  const partner = await partnerNamed(db, name);
-  const [user] = await db.select({ id: users.id }).from(users).where(eq(users.email, email.trim().toLowerCase()));
+export async function userWithEmail(db: Db, email: string): Promise<{ id: number; email: string }> {
+  const [user] = await db.select({ id: users.id, email: users.email }).from(users).where(eq(users.email, email.trim().toLowerCase()));
   if (!user) throw new PartnerError(`no user with the email ${email}`);
-  await db.insert(partnerGrants).values({ partnerId: partner.id, userId: user.id }).onConflictDoNothing();
+  return user;
+}
+
+/**
+ * A user lets a partner act for them (within the partner's scopes, through delegated tokens). Granting
+ * while a grant lives changes nothing; returns the live grant's id.
+ */
+export async function grantPartner(db: Db, name: string, email: string): Promise<{ grantId: number; created: boolean }> {
+  const partner = await partnerNamed(db, name);
+  const user = await userWithEmail(db, email);
+  const [created] = await db.insert(partnerGrants).values({ partnerId: partner.id, userId: user.id }).onConflictDoNothing().returning({ id: partnerGrants.id });
+  if (created) return { grantId: created.id, created: true };
+  const live = await liveGrantOf(db, partner.id, user.id);
+  if (!live) throw new PartnerError('the grant was revoked while it was being made: grant again');
+  return { grantId: live.id, created: false };
+}
+
+/** Withdraws the user's consent: every delegated token minted on the grant stops (within PARTNER_CACHE_TTL_MS). */
+export async function revokeGrant(db: Db, name: string, email: string): Promise<number> {
+  const partner = await partnerNamed(db, name);
+  const user = await userWithEmail(db, email);
+  const revoked = await db
+    .update(partnerGrants)
+    .set({ revokedAt: sql`now()` })
+    .where(and(eq(partnerGrants.partnerId, partner.id), eq(partnerGrants.userId, user.id), isNull(partnerGrants.revokedAt)))
+    .returning({ id: partnerGrants.id });
+  return revoked.length;
+}
+
+export interface GrantListing {
+  id: number;
+  partner: string;
+  email: string;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+/** Every grant, live or revoked (the record of consent), of one partner or of all. */
+export async function listGrants(db: Db, name?: string): Promise<GrantListing[]> {
+  const partner = name === undefined ? undefined : await partnerNamed(db, name);
+  return db
+    .select({ id: partnerGrants.id, partner: partners.name, email: users.email, createdAt: partnerGrants.createdAt, revokedAt: partnerGrants.revokedAt })
+    .from(partnerGrants)
+    .innerJoin(partners, eq(partners.id, partnerGrants.partnerId))
+    .innerJoin(users, eq(users.id, partnerGrants.userId))
+    .where(partner ? eq(partnerGrants.partnerId, partner.id) : undefined)
+    .orderBy(partners.name, users.email, partnerGrants.id);
+}
+
+/** The live grant of a user to a partner, if any. */
+export async function liveGrantOf(db: Db, partnerId: number, userId: number): Promise<{ id: number } | null> {
+  const [row] = await db
+    .select({ id: partnerGrants.id })
+    .from(partnerGrants)
+    .where(and(eq(partnerGrants.partnerId, partnerId), eq(partnerGrants.userId, userId), isNull(partnerGrants.revokedAt)));
+  return row ?? null;
+}
+
+/** Whom a grant joins, while it is live; null once revoked (or if it never was). */
+export async function liveGrant(db: Db, grantId: number): Promise<{ partnerId: number; userId: number } | null> {
+  const [row] = await db
+    .select({ partnerId: partnerGrants.partnerId, userId: partnerGrants.userId })
+    .from(partnerGrants)
+    .where(and(eq(partnerGrants.id, grantId), isNull(partnerGrants.revokedAt)));
+  return row ?? null;
 }
 
 export interface AuthenticatedPartner {
@@ -102,12 +164,4 @@ export async function partnerForKey(db: Db, key: string): Promise<AuthenticatedP
     .innerJoin(partners, eq(partners.id, apiKeys.partnerId))
     .where(and(eq(apiKeys.keyHash, hashKey(key)), isNull(apiKeys.revokedAt)));
   return row ? { ...row, scopes: row.scopes as Scope[] } : null;
-}
-
-export async function hasGrant(db: Db, partnerId: number, userId: number): Promise<boolean> {
-  const [row] = await db
-    .select({ userId: partnerGrants.userId })
-    .from(partnerGrants)
-    .where(and(eq(partnerGrants.partnerId, partnerId), eq(partnerGrants.userId, userId)));
-  return Boolean(row);
 }

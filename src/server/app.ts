@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
 import type { Config } from '../config.js';
 import type { Database, Db } from '../db/client.js';
+import { isConnectionError } from '../db/availability.js';
 import { createReadReplicas, createReadRouter } from '../db/replicas.js';
 import { FIELD_PAGE_CAPS } from '../domain/pagination.js';
 import { newWorkStats, type Context } from '../graphql/context.js';
@@ -18,13 +19,12 @@ import { createCostRecorder, type CostRecorder } from './cost/recorder.js';
 import { createHttpHandler, NotReady } from './http.js';
 import { createNulGuardPlugin } from './nulGuard.js';
 import { limitRules } from './rules/index.js';
-import { viewerFromHeaders } from './viewer.js';
+import { credentialFromHeaders } from './viewer.js';
 import { InMemoryLRUCache } from '@apollo/utils.keyvaluecache';
-import { ANONYMOUS } from '../auth/tokens.js';
-import { CodedError, ErrorCode } from '../errors.js';
 import { createPartnerGate } from '../partners/gate.js';
-import { hasGrant } from '../partners/keys.js';
-import { createRedisKeyValueCache } from './redisCache.js';
+import { createDelegation } from '../partners/delegation.js';
+import { createRedisApqStore } from './redisCache.js';
+import { createRedisLink } from '../cache/redis.js';
 import { boundedLabel, createMetrics, type Metrics } from '../observability/metrics.js';
 import { MODEL_TIMING_CHANNEL, parseModelTimings } from '../observability/model-timings.js';
 import { createOperationLogPlugin } from './operationLog.js';
@@ -70,7 +70,7 @@ export function createApp({
   logger,
   isStarted = () => true,
   budget,
-  metrics = createMetrics({ pool: database.pool, idleConnections: () => database.idleConnections() }),
+  metrics = createMetrics({ pool: database.pool, availability: database.availability, idleConnections: () => database.idleConnections(), redis: Boolean(config.redisUrl) }),
 }: AppOptions): App {
   const httpServer = createServer({
     // node's own defaults (60 s for headers, 300 s for a request, checked every 30 s) let a few
@@ -83,24 +83,32 @@ export function createApp({
   // past the cap node closes new connections at once, and the sockets already open go on being served
   httpServer.maxConnections = config.httpMaxConnections;
   const schema = buildSchema();
+  // one Redis client for the response cache, budgets and APQ, behind one breaker (see cache/redis.ts)
+  const redis = config.redisUrl
+    ? createRedisLink({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, logger, onState: (up) => metrics.redisUp?.set(up ? 1 : 0) })
+    : null;
+  // user 7 of one database is not user 7 of another sharing the Redis
+  const namespace = cacheNamespace(database);
   const costBudget =
     budget ??
-    (config.redisUrl
-      ? createRedisBudget(config.redisUrl, { costPerMinute: config.rateLimitCostPerMinute }, logger)
+    (redis
+      ? createRedisBudget(redis, { costPerMinute: config.rateLimitCostPerMinute, namespace })
       : createMemoryBudget({ costPerMinute: config.rateLimitCostPerMinute }));
   const recorder = createCostRecorder(database.db);
   const gate = createPartnerGate({ db: database.db, cacheTtlMs: config.partnerCacheTtlMs });
+  const delegation = createDelegation({ db: database.db, cacheTtlMs: config.partnerCacheTtlMs });
   // Automatic persisted queries for everyone but partners: a bounded store that forgets unused
   // entries, shared by instances through Redis when there is one.
-  const apqCache = config.redisUrl
-    ? createRedisKeyValueCache(config.redisUrl, 'foliograph:apq:', logger)
-    : new InMemoryLRUCache<string>({ maxSize: config.apqMaxBytes, ttl: config.apqTtlSeconds * 1000 });
+  const apqBounds = { maxBytes: config.apqMaxBytes, maxEntries: config.apqMaxEntries, maxEntryBytes: config.apqMaxEntryBytes, ttlSeconds: config.apqTtlSeconds };
+  const apqCache = redis
+    ? createRedisApqStore(redis, { namespace, ...apqBounds })
+    : new InMemoryLRUCache<string>({ maxSize: apqBounds.maxBytes, max: apqBounds.maxEntries, maxEntrySize: apqBounds.maxEntryBytes, ttl: apqBounds.ttlSeconds * 1000 });
   const store = config.responseCache
     ? createResponseStore({
         maxEntries: config.responseCacheMaxEntries,
         maxBytes: config.responseCacheMaxBytes,
-        redisUrl: config.redisUrl,
-        namespace: cacheNamespace(database),
+        redis: redis ?? undefined,
+        namespace,
         logger,
         metrics,
       })
@@ -144,6 +152,7 @@ export function createApp({
     httpServer,
     maxTokens: config.maxTokens,
     persistedQueries: { cache: apqCache, ttl: config.apqTtlSeconds },
+    documentStore: { maxEntries: config.documentCacheMaxEntries, maxBytes: config.documentCacheMaxBytes },
     validationRules: limitRules(config),
     plugins: [
       createOperationLogPlugin({ logger, metrics, slowMs: config.slowOperationMs }),
@@ -165,8 +174,13 @@ export function createApp({
   async function checkReady(): Promise<void> {
     try {
       if (!isStarted()) throw new NotReady('starting');
+      // known to be down: no need to wait for a ping (the availability probe watches for its return)
+      if (database.availability.down) throw new NotReady('database', { cause: new Error('the database cannot be reached') });
       await Promise.race([
-        database.ping(),
+        database.ping().catch((e) => {
+          if (isConnectionError(e)) database.availability.failed(e);
+          throw e;
+        }),
         new Promise((_, reject) => setTimeout(() => reject(new Error('the database did not answer within 2 s')), 2000).unref()),
       ]).catch((e: unknown) => {
         throw new NotReady('database', { cause: e });
@@ -199,20 +213,15 @@ export function createApp({
     shed: () => (database.pool.waiting >= config.dbQueueMax || replicas?.pools.some((p) => p.waiting >= config.dbQueueMax) ? 'db_queue' : null),
     onShed: (reason) => metrics.shed.inc({ reason }),
     onResponse: (route, method, status, seconds) => metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
-    async context({ req, requestId, sql, signal, partner, operationType }) {
-      let viewer = await viewerFromHeaders(req.headers.authorization, config.jwtSecret);
-      if (partner && viewer.kind === 'user') {
-        // a partner acts for a user only with the scope, the user's grant and the user's own token:
-        // trades:write to run a mutation, portfolios:read to read
-        const scope = operationType === 'mutation' ? 'trades:write' : 'portfolios:read';
-        if (!partner.scopes.includes(scope)) throw new CodedError(ErrorCode.FORBIDDEN, `this partner has no ${scope} scope`, {}, 403);
-        if (!(await hasGrant(database.db, partner.id, viewer.userId))) throw new CodedError(ErrorCode.FORBIDDEN, 'this user has not granted the partner access', {}, 403);
-      }
-      if (partner && viewer.kind !== 'user') viewer = ANONYMOUS;
+    async context({ req, requestId, sql, deadline, partner, operationType }) {
+      // a partner acts for a user only with a token delegated to it, within its scopes, while the
+      // user's grant lives; a delegated token without its partner's key is refused
+      const credential = await credentialFromHeaders(req.headers.authorization, config.jwtSecret);
+      const viewer = await delegation.viewerFor(credential, partner, operationType);
       const work = newWorkStats();
       const loadersOver = (db: Db) => createLoaders(db, viewer, {
         defaultModel: config.forecastDefaultModel,
-        signal,
+        signal: deadline.signal,
         hot,
         observe(event) {
           const { loader, keys, rows, ms } = event;
@@ -250,6 +259,7 @@ export function createApp({
         partner: partner && { id: partner.id, name: partner.name },
         db: database.db,
         sql,
+        deadline,
         work,
         loaders: loadersOver(database.db),
         timeModel,
@@ -268,6 +278,7 @@ export function createApp({
     accepting: isStarted,
     metrics: () => metrics.registry.metrics().then((text) => ({ text, contentType: metrics.registry.contentType })),
     ready: checkReady,
+    readyDetails: redis ? () => ({ redis: redis.up ? 'up' : 'down' }) : undefined,
     allowOrigin: (origin) =>
       config.corsOrigins.includes(origin) || (!config.production && (localhostOrigin.test(origin) || sandboxOrigins.has(origin))),
   });
@@ -288,6 +299,8 @@ export function createApp({
     store,
     async listen(port = config.port, host = config.host) {
       await apollo.start();
+      // serve at once without Redis if it does not answer soon: it is used as soon as it does
+      if (redis && !(await redis.whenUp(2000))) logger.warn('redis does not answer: serving without it until it does');
       await new Promise<void>((resolve, reject) => {
         httpServer.once('error', reject);
         httpServer.listen(port, host, () => resolve());
@@ -312,9 +325,13 @@ export function createApp({
       stopListening = await database
         .listen(INVALIDATION_CHANNEL, (payload) => {
           const tags = parseInvalidation(payload);
-          store?.invalidateLocal(tags);
-          hot?.invalidate(tags);
-          if (router.enabled) noticeChanges(tags);
+          // through the store (which tells the hot cache and the router): its generations in Redis
+          // too, so no instance can copy a pre-write answer back from the shared tier
+          if (store) void store.invalidate(tags);
+          else {
+            hot?.invalidate(tags);
+            if (router.enabled) noticeChanges(tags);
+          }
         })
         .catch((e) => {
           logger.warn({ err: e }, 'cannot LISTEN for invalidations: cached public data refreshes at its TTL');
@@ -343,8 +360,7 @@ export function createApp({
       await stopListening?.().catch(() => {});
       await stopTimings?.().catch(() => {});
       await costBudget.close();
-      if ('close' in apqCache) await apqCache.close();
-      await store?.close();
+      await redis?.close();
       await replicas?.close();
     },
   };

@@ -1,6 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { Redis } from 'ioredis';
-import type { Logger } from '../logger.js';
+import { luaScript, type RedisLink } from '../cache/redis.js';
 
 /** The answer of a budget to one operation's cost. */
 export interface BudgetDecision {
@@ -77,7 +76,7 @@ export function createMemoryBudget({ costPerMinute, now = Date.now }: BudgetOpti
 
 // Check and spend in one step on the Redis server, so instances sharing a budget cannot both pass
 // on the same remaining cost. KEYS: this minute, the previous one. ARGV: cost, limit, fraction.
-const SPEND = `
+const SPEND = luaScript(`
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
 local used = previous * (1 - tonumber(ARGV[3])) + current
@@ -87,31 +86,31 @@ end
 redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], 180000)
 return {1, tostring(previous), tostring(current)}
-`;
+`);
 
 /**
- * Budgets shared by every instance through Redis. If Redis cannot answer, the operation is allowed
- * (and logged): a budget protects the database, it must not take the API down with it.
+ * Budgets shared by every instance through Redis, under the database's namespace (user 7 of staging
+ * is not user 7 of production). If Redis cannot answer within its command timeout, or is being
+ * skipped, the operation is allowed: a budget protects the database, it must not take the API down.
  */
-export function createRedisBudget(url: string, { costPerMinute, now = Date.now }: BudgetOptions, logger: Logger): CostBudget {
-  const redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: true, connectTimeout: 2000 });
-  redis.on('error', (e) => logger.warn({ err: e }, 'cost budget: redis error'));
+export function createRedisBudget(link: RedisLink, { costPerMinute, now = Date.now, namespace }: BudgetOptions & { namespace: string }): CostBudget {
+  const prefix = `foliograph:${namespace}:budget:`;
   return {
     async spend(caller, cost) {
       const t = now();
       const minute = Math.floor(t / WINDOW_MS);
       const fraction = (t % WINDOW_MS) / WINDOW_MS;
       try {
-        const [ok, previous, current] = (await redis.eval(SPEND, 2, `foliograph:budget:${caller}:${minute}`, `foliograph:budget:${caller}:${minute - 1}`, Math.ceil(cost), costPerMinute, fraction)) as [number, string, string];
+        const [ok, previous, current] = (await link.run((redis) =>
+          SPEND(redis, [`${prefix}${caller}:${minute}`, `${prefix}${caller}:${minute - 1}`], [Math.ceil(cost), costPerMinute, fraction]),
+        )) as [number, string, string];
         const decision = decide(Number(previous), Number(current), fraction, cost, costPerMinute);
         return ok === 1 ? { ...decision, allowed: true } : { ...decision, allowed: false, remaining: 0 };
-      } catch (e) {
-        logger.warn({ err: e, caller }, 'cost budget unavailable: allowing the operation');
+      } catch {
+        // the link logs Redis's failures (rate-limited), not each operation it lets through
         return { allowed: true, remaining: costPerMinute, limit: costPerMinute, retryAfterSeconds: 0 };
       }
     },
-    async close() {
-      await redis.quit().catch(() => redis.disconnect());
-    },
+    async close() {},
   };
 }

@@ -3,7 +3,7 @@ import { envelop, useEngine, useSchema } from '@envelop/core';
 import { useResponseCache } from '@envelop/response-cache';
 import { GraphQLError, execute, parse, printSchema, specifiedRules, subscribe, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { createScopeAnalyzer } from '../cache/policy.js';
-import type { ResponseStore } from '../cache/store.js';
+import { sessionOfTag, sessionTag, type ResponseStore } from '../cache/store.js';
 import { ErrorCode } from '../errors.js';
 import type { Context } from '../graphql/context.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -72,6 +72,17 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
     ],
   });
   const flights = new Map<string, Promise<ExecutionResult>>();
+  // A read sent after a write must not join a read that began before it, on this instance or any
+  // other: every invalidation (this instance's, or heard from another) ends the flights it concerns,
+  // a session's for a session tag, all of them for anything else (which answers hold it is unknown).
+  store?.onInvalidate((tags) => {
+    for (const tag of tags) {
+      const session = sessionOfTag(tag);
+      const prefix = session === null ? '' : `${session}\u0000`;
+      for (const key of flights.keys()) if (key.startsWith(prefix)) flights.delete(key);
+    }
+  });
+  store?.onReset(() => flights.clear());
 
   return {
     async load() {
@@ -88,6 +99,9 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
           const mutation = request.operation.operation === 'mutation';
           ctx.routeReads?.(mutation);
           const session = mutation || isPrivate(document) ? (ctx.viewer.kind === 'user' ? `user:${ctx.viewer.userId}` : 'anonymous') : null;
+          // a signed-in caller's write acknowledged on another instance reaches this one's copies
+          // (and its identical requests in flight) before this request looks at them
+          if (store && !mutation && session && ctx.viewer.kind === 'user') await store.sync(session);
           ctx.cache = { session, mutation, documentKey: request.queryHash, store: store?.forRequest(session) };
           // both keys (single flight below, the response cache's own) are built from these alone
           const variableValues = declaredVariables(request.operation, request.request.variables);
@@ -102,10 +116,9 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
             } finally {
               if (ctx.viewer.kind === 'user') onWrite?.(ctx.viewer.userId);
               if (store && ctx.viewer.kind === 'user') {
-                // a read sent after this write must not join a read that began before it
-                const prefix = `user:${ctx.viewer.userId}\u0000`;
-                for (const key of flights.keys()) if (key.startsWith(prefix)) flights.delete(key);
-                await store.invalidate([{ typename: 'Session', id: `user:${ctx.viewer.userId}` }]);
+                // drops this process's copies at once; waits for Redis at most one command timeout,
+                // and not at all while Redis is skipped (what misses Redis is replayed when it answers)
+                await store.invalidate([sessionTag(`user:${ctx.viewer.userId}`)]);
               }
             }
           }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
+import { createDeadline, type Deadline } from '../db/deadline.js';
 import { withSqlStats, type SqlStats } from '../db/sql-stats.js';
 import type { Context } from '../graphql/context.js';
 import { CodedError, ErrorCode } from '../errors.js';
@@ -18,7 +19,7 @@ export interface HttpOptions {
     req: IncomingMessage;
     requestId: string;
     sql: SqlStats;
-    signal: AbortSignal;
+    deadline: Deadline;
     partner: AuthenticatedPartner | null;
     /** The type of a partner's trusted document (query or mutation). */
     operationType?: string;
@@ -33,10 +34,15 @@ export interface HttpOptions {
   onShed?: (reason: string) => void;
   /** Admission before Apollo: API keys, trusted documents, persisted-query hashes. */
   gate?: PartnerGate;
-  /** An operation still running after this is answered DEADLINE_EXCEEDED (504) and its loaders stop. */
+  /**
+   * A query still running after this is answered DEADLINE_EXCEEDED (504) and its loaders stop. A write
+   * is not cut short: its transaction rolls back at the deadline and its own answer tells the truth.
+   */
   timeoutMs: number;
   /** Resolves when the server is ready; rejects otherwise, with a NotReady whose reason clients may see. */
   ready: () => Promise<void>;
+  /** More for /readyz to show, ready or not (what it depends on but can serve without, e.g. Redis). */
+  readyDetails?: () => Record<string, string>;
   /** The Prometheus text of /metrics. */
   metrics?: () => Promise<{ text: string; contentType: string }>;
   /** False while start-up work runs: GraphQL answers 503 with Retry-After instead of failing on a half-made database. */
@@ -73,13 +79,6 @@ export class NotReady extends Error {
   }
 }
 
-/** Why a request's signal aborts when its deadline passes (loaders throw it if asked to fetch after). */
-export class DeadlineExceeded extends CodedError {
-  constructor(ms: number) {
-    super(ErrorCode.DEADLINE_EXCEEDED, `the operation ran longer than its deadline of ${ms} ms and was cancelled`, { limit: ms });
-  }
-}
-
 async function readBody(req: IncomingMessage, limit: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new BodyTooLarge();
@@ -91,6 +90,20 @@ async function readBody(req: IncomingMessage, limit: number): Promise<string> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * The execution's response, or 'expired' once the deadline passes: at once for a query (reading can
+ * stop anywhere), but for a write that has begun only if it has not answered `graceMs` later (its
+ * transaction rolls back at the deadline and says so itself; past the grace nobody knows its outcome).
+ */
+async function answerBy<T>(execution: Promise<T>, deadline: Deadline, graceMs: number): Promise<T | 'expired' | 'outcome unknown'> {
+  const expired = new Promise<'expired'>((resolve) => deadline.signal.addEventListener('abort', () => resolve('expired'), { once: true }));
+  const first = await Promise.race([execution, expired]);
+  if (first !== 'expired' || !deadline.writing) return first;
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<'outcome unknown'>((resolve) => (timer = setTimeout(() => resolve('outcome unknown'), graceMs)));
+  return Promise.race([execution, grace]).finally(() => clearTimeout(timer));
 }
 
 /** A GraphQL-shaped error answer for requests that never reach Apollo (bad JSON, huge bodies). */
@@ -136,6 +149,9 @@ export function createHttpHandler(options: HttpOptions) {
   // shutdown waits for them before the database closes under them
   const running = new Set<Promise<unknown>>();
   const { maxBodyBytes: maxBody, timeoutMs } = options;
+  // A write that has begun answers for itself (its transaction rolls back at the deadline); this is
+  // how long after the deadline the handler still waits for that answer before saying it is unknown.
+  const writeGraceMs = Math.min(timeoutMs, 5000);
   /** Answers a refusal from the gate (a coded error with its status); false for any other error. */
   function refused(e: unknown, res: ServerResponse): boolean {
     if (!(e instanceof CodedError)) return false;
@@ -186,12 +202,12 @@ export function createHttpHandler(options: HttpOptions) {
         res.setHeader('content-type', 'application/json');
         try {
           await options.ready();
-          res.end(JSON.stringify({ status: 'ready' }));
+          res.end(JSON.stringify({ status: 'ready', ...options.readyDetails?.() }));
         } catch (e) {
           const reason = e instanceof NotReady ? e.reason : 'unavailable';
           if (reason !== 'starting') options.logger.warn({ err: e, requestId }, 'not ready');
           res.statusCode = 503;
-          res.end(JSON.stringify({ status: 'not ready', reason }));
+          res.end(JSON.stringify({ status: 'not ready', reason, ...options.readyDetails?.() }));
         }
         return;
       }
@@ -272,29 +288,31 @@ export function createHttpHandler(options: HttpOptions) {
         // a partner's trusted document goes to Apollo as a plain JSON POST
         if (request.partner) headers.set('content-type', 'application/json');
       }
-      // Every statement the request causes, wherever it is sent from, is counted in `sql`.
-      const sql: SqlStats = { statements: 0 };
-      const deadline = new AbortController();
-      const timer = setTimeout(() => deadline.abort(new DeadlineExceeded(timeoutMs)), timeoutMs);
+      // Every statement the request causes, wherever it is sent from, is counted in `sql`, and waits
+      // for a database connection give up at its deadline.
+      const deadline = createDeadline(timeoutMs);
+      const sql: SqlStats = { statements: 0, deadline };
       const execution = withSqlStats(sql, () =>
         // the operation's span: loader spans nest under it; the operation log plugin names it
         inSpan('graphql', { 'foliograph.request_id': requestId, ...(request.partner ? { 'foliograph.partner': request.partner.name } : {}) }, () =>
           options.apollo.executeHTTPGraphQLRequest({
             httpGraphQLRequest: { method: request.method, headers, search: request.search, body: request.body },
-            context: () => options.context({ req, requestId, sql, signal: deadline.signal, partner: request.partner, operationType: request.document?.type }),
+            context: () => options.context({ req, requestId, sql, deadline, partner: request.partner, operationType: request.document?.type }),
           }),
         ),
       );
       running.add(execution);
       void execution.catch(() => {}).finally(() => running.delete(execution));
-      const expired = new Promise<'expired'>((resolve) => deadline.signal.addEventListener('abort', () => resolve('expired'), { once: true }));
-      const response = await Promise.race([execution, expired]).finally(() => clearTimeout(timer));
-      if (response === 'expired') {
-        // The operation goes on only until its next loader batch (which refuses to start) or until
+      const response = await answerBy(execution, deadline, writeGraceMs).finally(() => deadline.cancel());
+      if (response === 'expired' || response === 'outcome unknown') {
+        // A query goes on only until its next loader batch (which refuses to start) or until
         // PostgreSQL's statement_timeout stops its current statement; its answer is dropped.
-        execution.catch(() => {});
         options.onRefusal?.(ErrorCode.DEADLINE_EXCEEDED);
-        sendError(res, 504, `the operation ran longer than its deadline of ${timeoutMs} ms and was cancelled`, ErrorCode.DEADLINE_EXCEEDED, { limit: timeoutMs });
+        const unknown = response === 'outcome unknown' ? { outcome: 'unknown' } : {};
+        const message = unknown.outcome
+          ? `the write did not finish within its deadline of ${timeoutMs} ms: its outcome is unknown (retrying with the same idempotencyKey tells)`
+          : `the operation ran longer than its deadline of ${timeoutMs} ms and was cancelled`;
+        sendError(res, 504, message, ErrorCode.DEADLINE_EXCEEDED, { limit: timeoutMs, ...unknown });
         return;
       }
       for (const [key, value] of response.headers) res.setHeader(key, value);

@@ -2,6 +2,7 @@ import type { ApolloServerPlugin } from '@apollo/server';
 import { trace } from '@opentelemetry/api';
 import type { Context } from '../graphql/context.js';
 import type { Logger } from '../logger.js';
+import { createBoundedSet } from '../observability/bounded.js';
 import { boundedLabel, type Metrics } from '../observability/metrics.js';
 
 export interface OperationLogOptions {
@@ -9,16 +10,31 @@ export interface OperationLogOptions {
   metrics: Metrics;
   /** Above this, the operation is also logged at warn level with the loader batches it ran. */
   slowMs?: number;
+  /** Most label combinations (series) of the operation histogram at once; beyond, operation and client read "other". */
+  maxSeries?: number;
 }
+
+const LABELS = ['operation', 'type', 'client', 'partner', 'outcome'] as const;
+type OperationLabels = Record<(typeof LABELS)[number], string>;
 
 /**
  * One log line and one histogram observation per operation: who (client name, caller kind, partner),
  * what (operation name and type), what it cost (estimate, SQL statements, rows) and how it ended.
  * Never variables, never credentials.
  */
-export function createOperationLogPlugin({ logger, metrics, slowMs = 1000 }: OperationLogOptions): ApolloServerPlugin<Context> {
+export function createOperationLogPlugin({ logger, metrics, slowMs = 1000, maxSeries = 2000 }: OperationLogOptions): ApolloServerPlugin<Context> {
   const operationLabel = boundedLabel(500, 'anonymous');
   const clientLabel = boundedLabel(100);
+  const partnerLabel = boundedLabel(100, '');
+  // Each label is bounded alone, and so is their product: a series idle for an hour is removed, and
+  // past `maxSeries` a new combination is counted under operation and client "other".
+  const series = createBoundedSet({
+    max: maxSeries,
+    idleMs: 3_600_000,
+    onLeave: (key) => metrics.operationDuration.remove(JSON.parse(key) as OperationLabels),
+  });
+  const labelsOf = (labels: OperationLabels): OperationLabels =>
+    series.admit(JSON.stringify(labels, LABELS as unknown as string[])) ? labels : { ...labels, operation: 'other', client: 'other' };
   return {
     async requestDidStart({ request }) {
       const started = performance.now();
@@ -33,7 +49,7 @@ export function createOperationLogPlugin({ logger, metrics, slowMs = 1000 }: Ope
           const outcome = codes[0] ?? 'ok';
           const partner = contextValue?.partner?.name ?? '';
           metrics.operationDuration.observe(
-            { operation: operationLabel(operationName), type: operation?.operation ?? 'unknown', client: clientLabel(client), partner, outcome },
+            labelsOf({ operation: operationLabel(operationName), type: operation?.operation ?? 'unknown', client: clientLabel(client), partner: partnerLabel(partner), outcome }),
             seconds,
           );
           const line = {

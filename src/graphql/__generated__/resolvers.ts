@@ -448,7 +448,8 @@ export type RecordTradeInput = {
   /**
    * A key unique within the portfolio (1 to 200 characters). Sending the same key with the same input
    * again returns the first trade and the current position and changes nothing; the same key with a
-   * different input is BAD_USER_INPUT.
+   * different input is BAD_USER_INPUT. Without one, the server records the trade under a key of its own
+   * (`srv-…`), which an error with `extensions.outcome: "unknown"` names for the retry.
    */
   idempotencyKey?: InputMaybe<Scalars['String']['input']>;
   /** The portfolio to trade in; it must be the viewer's. */
@@ -486,7 +487,7 @@ export type Trade = {
   executedAt: Scalars['DateTime']['output'];
   /** The trade's id. */
   id: Scalars['ID']['output'];
-  /** The idempotency key it was recorded with, if any. */
+  /** The idempotency key it was recorded with: the client's, or the server's (`srv-…`) when none was sent. */
   idempotencyKey?: Maybe<Scalars['String']['output']>;
   /** What was traded. */
   instrument: Instrument;

@@ -40,10 +40,15 @@ export const Portfolio: PortfolioResolvers = {
     return connection;
   },
 
+  // A price that failed to load (a timeout, a lost connection) is not an instrument without prices:
+  // valuing the portfolio without it would be a wrong number that looks right. The field fails
+  // instead, and an answer with an error is never cached.
   valuation: async (p, _, { loaders }) => {
     const open = await loaders.openPositions.load(p.id);
     const prices = await loaders.latestPrice.loadMany(open.map((pos) => pos.instrumentId));
-    return valuePositions(open, prices.map((x) => (x instanceof Error ? null : x)));
+    const failed = prices.find((x) => x instanceof Error);
+    if (failed) throw failed;
+    return valuePositions(open, prices as Exclude<(typeof prices)[number], Error>[]);
   },
 
   // positions and latest prices (shared with valuation), then every holding's window of closes: three

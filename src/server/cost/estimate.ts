@@ -38,6 +38,18 @@ export interface EstimateOptions {
   defaultListSize?: number;
 }
 
+/** What one estimate carries through its walk. */
+interface Walk {
+  fragments: Map<string, FragmentDefinitionNode>;
+  /** The request's variables, with the operation's defaults for those it leaves out. */
+  variables: Record<string, unknown>;
+  slices: Slice[];
+  /** Fragments being priced further up: a spread of one of them is a cycle. */
+  visiting: Set<string>;
+  /** Fragments already priced, by name, type and the sizes given to their fields. */
+  priced: Map<string, number>;
+}
+
 interface ListSize {
   assumedSize?: number;
   slicingArguments?: string[];
@@ -75,49 +87,47 @@ export class CostEstimator {
       if (v.defaultValue) values[v.variable.name.value] = valueFromASTUntyped(v.defaultValue);
     }
     Object.assign(values, variables);
-    const cost = this.selectionSet(operation.selectionSet, root, fragments, values, slices, new Map(), new Set());
+    const cost = this.selectionSet(operation.selectionSet, root, { fragments, variables: values, slices, visiting: new Set(), priced: new Map() }, new Map());
     return { cost, slices };
   }
 
   /** `sized` maps field names of this selection set to the size a parent connection gave them. */
-  private selectionSet(
-    set: SelectionSetNode,
-    parent: GraphQLNamedType,
-    fragments: Map<string, FragmentDefinitionNode>,
-    variables: Record<string, unknown>,
-    slices: Slice[],
-    sized: Map<string, number>,
-    visiting: Set<string>,
-  ): number {
+  private selectionSet(set: SelectionSetNode, parent: GraphQLNamedType, walk: Walk, sized: Map<string, number>): number {
     let total = 0;
     for (const selection of set.selections) {
       if (selection.kind === Kind.FIELD) {
-        total += this.field(selection, parent, fragments, variables, slices, sized, visiting);
+        total += this.field(selection, parent, walk, sized);
       } else if (selection.kind === Kind.INLINE_FRAGMENT) {
         const type = selection.typeCondition ? this.schema.getType(selection.typeCondition.name.value) ?? parent : parent;
-        total += this.selectionSet(selection.selectionSet, type, fragments, variables, slices, sized, visiting);
+        total += this.selectionSet(selection.selectionSet, type, walk, sized);
       } else {
-        const name = selection.name.value;
-        const fragment = fragments.get(name);
-        if (!fragment || visiting.has(name)) continue; // unknown or cyclic: validation reports it
-        const type = this.schema.getType(fragment.typeCondition.name.value) ?? parent;
-        visiting.add(name);
-        total += this.selectionSet(fragment.selectionSet, type, fragments, variables, slices, sized, visiting);
-        visiting.delete(name);
+        total += this.fragment(selection.name.value, parent, walk, sized);
       }
     }
     return total;
   }
 
-  private field(
-    node: FieldNode,
-    parent: GraphQLNamedType,
-    fragments: Map<string, FragmentDefinitionNode>,
-    variables: Record<string, unknown>,
-    slices: Slice[],
-    sized: Map<string, number>,
-    visiting: Set<string>,
-  ): number {
+  /**
+   * A fragment's cost depends only on where it lands (its type, and the sizes a parent connection
+   * gives its fields) and on the variables, fixed for the walk: each is priced once per place, so a
+   * fragment spread a thousand times, or one that spreads the next twice at every level, costs one
+   * walk. Its slices are recorded the first time; the caps need each slicing argument once.
+   */
+  private fragment(name: string, parent: GraphQLNamedType, walk: Walk, sized: Map<string, number>): number {
+    const fragment = walk.fragments.get(name);
+    if (!fragment || walk.visiting.has(name)) return 0; // unknown or cyclic: validation reports it
+    const type = this.schema.getType(fragment.typeCondition.name.value) ?? parent;
+    const key = `${name}\u0000${type.name}\u0000${[...sized].map(([field, size]) => `${field}=${size}`).join(',')}`;
+    const known = walk.priced.get(key);
+    if (known !== undefined) return known;
+    walk.visiting.add(name);
+    const cost = this.selectionSet(fragment.selectionSet, type, walk, sized);
+    walk.visiting.delete(name);
+    walk.priced.set(key, cost);
+    return cost;
+  }
+
+  private field(node: FieldNode, parent: GraphQLNamedType, walk: Walk, sized: Map<string, number>): number {
     if (!isObjectType(parent) && !('getFields' in parent)) return 0;
     const name = node.name.value;
     if (name === '__typename') return 0;
@@ -126,7 +136,7 @@ export class CostEstimator {
     const named = getNamedType(def.type);
     const coordinate = `${parent.name}.${name}`;
     const weight = this.weightOf(def, named);
-    const args = this.argumentValues(def, node, variables);
+    const args = this.argumentValues(def, node, walk.variables);
     const listSize = this.listSize && def.astNode ? (getDirectiveValues(this.listSize, def.astNode) as ListSize | undefined) : undefined;
 
     let sliced: number | undefined;
@@ -135,7 +145,7 @@ export class CostEstimator {
       const value = args[argument] ?? def.args.find((a) => a.name === argument)?.defaultValue;
       if (typeof value === 'number' && Number.isFinite(value)) {
         sliced = Math.max(0, value);
-        slices.push({ coordinate, argument, value });
+        walk.slices.push({ coordinate, argument, value });
       }
     }
     const childSized = new Map<string, number>();
@@ -143,7 +153,7 @@ export class CostEstimator {
       const size = sliced ?? listSize.assumedSize ?? this.defaultListSize;
       for (const f of listSize.sizedFields) childSized.set(f, size);
     }
-    const children = node.selectionSet && isCompositeType(named) ? this.selectionSet(node.selectionSet, named, fragments, variables, slices, childSized, visiting) : 0;
+    const children = node.selectionSet && isCompositeType(named) ? this.selectionSet(node.selectionSet, named, walk, childSized) : 0;
     const unit = weight + children;
     if (!isListType(getNullableType(def.type))) return unit;
     const size = sized.get(name) ?? (listSize?.sizedFields?.length ? undefined : sliced) ?? listSize?.assumedSize ?? this.defaultListSize;

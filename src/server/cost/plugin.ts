@@ -81,7 +81,7 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
           // a cache hit did no work: it says nothing about what the operation costs
           const hit = (response.body.singleResult.extensions?.responseCache as { hit?: boolean } | undefined)?.hit === true;
           if (cost && !hit && !response.body.singleResult.errors?.length) {
-            recorder?.record(operationName ?? null, cost, contextValue.sql, work);
+            recorder?.record(operationName ?? null, cost, contextValue.sql, work, contextValue.partner !== null);
             observe?.(cost.estimated, work.rows);
           }
         },

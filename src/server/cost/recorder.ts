@@ -3,6 +3,7 @@ import { rows, type Db } from '../../db/client.js';
 import type { SqlStats } from '../../db/sql-stats.js';
 import type { CostInfo, WorkStats } from '../../graphql/context.js';
 import { array } from '../../loaders/batch.js';
+import { createBoundedSet } from '../../observability/bounded.js';
 
 /** Which list field each list loader serves: its rows per key are that field's real list size. */
 export const LOADER_FIELDS: Record<string, string> = {
@@ -24,8 +25,11 @@ interface Sums {
 }
 
 export interface CostRecorder {
-  /** Adds one successful operation: its estimate, and the rows, statements and SQL time it really took. */
-  record(operationName: string | null, cost: CostInfo, sqlStats: SqlStats, work: WorkStats): void;
+  /**
+   * Adds one successful operation: its estimate, and the rows, statements and SQL time it really took.
+   * `trusted`: it ran a published trusted document, whose name operators chose (always kept apart).
+   */
+  record(operationName: string | null, cost: CostInfo, sqlStats: SqlStats, work: WorkStats, trusted?: boolean): void;
   /** Writes what was recorded since the last flush (one statement), and forgets it. */
   flush(): Promise<void>;
   /** Flushes on an interval until stopped; stop flushes once more. */
@@ -33,13 +37,38 @@ export interface CostRecorder {
   stop(): Promise<void>;
 }
 
+export interface CostRecorderOptions {
+  /** Most operation names (other than trusted documents') kept apart at once in this process; the rest are summed as "(other)". */
+  maxOperations?: number;
+  /** Most operation rows cost_observations keeps; the least recently seen beyond are deleted. */
+  maxStoredOperations?: number;
+  /** Operation rows not seen for this long are deleted. */
+  keepDays?: number;
+}
+
+/** Operation names are clients' words: cut to this many characters before they are kept anywhere. */
+export const OPERATION_NAME_MAX = 100;
+const OTHER = '(other)';
+// how often the flush also prunes the table
+const PRUNE_EVERY_MS = 10 * 60_000;
+
 /**
  * Sums in memory, written to cost_observations on an interval: a busy server adds one upsert every
- * 30 s, not one per request.
+ * 30 s, not one per request. Operation names come from clients, so what is kept of them is bounded:
+ * names are cut to 100 characters; trusted documents' names (published by operators) are always
+ * kept apart, other names only while fewer than `maxOperations` are (a name unused for a day leaves);
+ * and the table keeps at most `maxStoredOperations` operation rows, none older than `keepDays`.
  */
-export function createCostRecorder(db: Db): CostRecorder {
+export function createCostRecorder(db: Db, options: CostRecorderOptions = {}): CostRecorder {
+  const { maxOperations = 200, maxStoredOperations = 2000, keepDays = 30 } = options;
   let pending = new Map<string, Sums>();
   let timer: NodeJS.Timeout | undefined;
+  let prunedAt = 0;
+  const names = createBoundedSet({ max: maxOperations, idleMs: 24 * 3_600_000 });
+  const nameOf = (operationName: string | null, trusted: boolean) => {
+    const name = (operationName ?? '(anonymous)').slice(0, OPERATION_NAME_MAX);
+    return trusted || names.admit(name) ? name : OTHER;
+  };
   const add = (kind: string, name: string, s: Omit<Sums, 'samples'>) => {
     const key = `${kind}\u0000${name}`;
     const sums = pending.get(key) ?? { samples: 0, estimated: 0, actual: 0, statements: 0, sqlMs: 0 };
@@ -52,8 +81,8 @@ export function createCostRecorder(db: Db): CostRecorder {
   };
 
   const recorder: CostRecorder = {
-    record(operationName, cost, sqlStats, work) {
-      add('operation', operationName ?? '(anonymous)', { estimated: cost.estimated, actual: work.rows, statements: sqlStats.statements, sqlMs: work.loaderMs });
+    record(operationName, cost, sqlStats, work, trusted = false) {
+      add('operation', nameOf(operationName, trusted), { estimated: cost.estimated, actual: work.rows, statements: sqlStats.statements, sqlMs: work.loaderMs });
       // per list field: the size the estimate assumed (the slicing argument) against rows per parent
       const assumed = new Map<string, number[]>();
       for (const s of cost.slices) {
@@ -88,6 +117,15 @@ export function createCostRecorder(db: Db): CostRecorder {
               sql_statements_sum = c.sql_statements_sum + excluded.sql_statements_sum,
               sql_ms_sum = c.sql_ms_sum + excluded.sql_ms_sum,
               updated_at = now()`,
+      );
+      if (performance.now() - prunedAt < PRUNE_EVERY_MS && prunedAt > 0) return;
+      prunedAt = performance.now();
+      await rows(
+        db,
+        sql`delete from cost_observations c
+            where c.kind = 'operation'
+              and (c.updated_at < now() - make_interval(days => ${keepDays})
+                   or c.name not in (select name from cost_observations where kind = 'operation' order by updated_at desc, name limit ${maxStoredOperations}))`,
       );
     },
     start(intervalMs = 30_000) {

@@ -1,33 +1,28 @@
-import { GraphQLError, Kind, type ASTVisitor, type ValidationContext } from 'graphql';
+import { GraphQLError, Kind, type ASTVisitor, type SelectionSetNode, type ValidationContext } from 'graphql';
 import { ErrorCode } from '../../errors.js';
 
-/** At most `max` fields at the root of each operation (fragments on the root included). */
+/**
+ * At most `max` fields at the root of each operation (fragments on the root included, each counted
+ * once however often it is spread, as execution merges them). Fragments come from graphql-js's own
+ * index of the document (`getFragment`), so each operation costs what it reaches, not the document.
+ */
 export function rootFieldLimitRule(max: number) {
   return (context: ValidationContext): ASTVisitor => ({
     OperationDefinition(operation) {
-      const fragments = new Map(
-        context
-          .getDocument()
-          .definitions.filter((d) => d.kind === Kind.FRAGMENT_DEFINITION)
-          .map((d) => [(d as { name: { value: string } }).name.value, d]),
-      );
       let count = 0;
       const seen = new Set<string>();
-      const walk = (selections: readonly { kind: string }[]): void => {
-        for (const s of selections) {
+      const walk = (set: SelectionSetNode): void => {
+        for (const s of set.selections) {
           if (s.kind === Kind.FIELD) count++;
-          else if (s.kind === Kind.INLINE_FRAGMENT) walk((s as unknown as { selectionSet: { selections: { kind: string }[] } }).selectionSet.selections);
-          else if (s.kind === Kind.FRAGMENT_SPREAD) {
-            const name = (s as unknown as { name: { value: string } }).name.value;
-            const fragment = fragments.get(name) as { selectionSet: { selections: { kind: string }[] } } | undefined;
-            if (fragment && !seen.has(name)) {
-              seen.add(name);
-              walk(fragment.selectionSet.selections);
-            }
+          else if (s.kind === Kind.INLINE_FRAGMENT) walk(s.selectionSet);
+          else if (!seen.has(s.name.value)) {
+            seen.add(s.name.value);
+            const fragment = context.getFragment(s.name.value);
+            if (fragment) walk(fragment.selectionSet);
           }
         }
       };
-      walk(operation.selectionSet.selections);
+      walk(operation.selectionSet);
       if (count > max) {
         context.reportError(
           new GraphQLError(`the operation asks for ${count} root fields; at most ${max} are allowed`, {
@@ -36,6 +31,7 @@ export function rootFieldLimitRule(max: number) {
           }),
         );
       }
+      return false;
     },
   });
 }

@@ -1,0 +1,42 @@
+import { DeadlineExceededError } from '../errors.js';
+
+/**
+ * A request's deadline, as everything below the HTTP layer sees it: the signal that aborts at the
+ * deadline, and the time left. Waits for a database connection give up when it aborts, loaders send
+ * no further batch, and a transaction gives PostgreSQL no more than the time left for its statements
+ * and rolls back instead of committing once it has passed.
+ */
+export interface Deadline {
+  readonly signal: AbortSignal;
+  /** The whole budget, in milliseconds (for messages). */
+  readonly ms: number;
+  /** Milliseconds until the deadline; 0 or less once it has passed. */
+  remainingMs(): number;
+  /**
+   * Called when a write's transaction begins: from then on the HTTP layer must not answer on its own
+   * at the deadline, but wait for the write's own (truthful) outcome.
+   */
+  holdForWrite(): void;
+  /** Whether a write has begun (see holdForWrite). */
+  readonly writing: boolean;
+}
+
+/** A deadline `ms` from now; `cancel()` stops its timer once the request is answered. */
+export function createDeadline(ms: number): Deadline & { cancel(): void } {
+  const controller = new AbortController();
+  const at = performance.now() + ms;
+  const timer = setTimeout(() => controller.abort(new DeadlineExceededError(ms)), ms);
+  let writing = false;
+  return {
+    signal: controller.signal,
+    ms,
+    remainingMs: () => at - performance.now(),
+    holdForWrite() {
+      writing = true;
+    },
+    get writing() {
+      return writing;
+    },
+    cancel: () => clearTimeout(timer),
+  };
+}
