@@ -235,7 +235,7 @@ describe('GraphQL over HTTP', () => {
         const res = await fetch(new URL('/readyz', probed.url));
         expect(res.status).toBe(503);
         // (with REDIS_URL it also says whether Redis is up)
-        expect({ ...(await res.json()), redis: undefined }).toEqual({ status: 'not ready', reason: 'database' });
+        expect({ ...((await res.json()) as object), redis: undefined }).toEqual({ status: 'not ready', reason: 'database' });
         const logged = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'not ready');
         expect(logged?.err.message).toMatch(/^not ready: database: \S/); // with the driver's own words after it
       } finally {
