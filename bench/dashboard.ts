@@ -469,7 +469,7 @@ async function profile(o: Options, s: Setup, args: string[]): Promise<void> {
       ...header(o, s, args),
       `foliograph ${spec.name}, profiled (--cpu-prof slows it): ${fmt(m.rps)} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms, ` +
         `${m.sqlPerRequest === null ? 'n/a' : fmt(m.sqlPerRequest, 2)} SQL/request, ${fmt(m.cpuMsPerRequest, 2)} ms Node CPU/request, ${m.errors} errors` +
-        (m.hits ? `, ${fmt(m.hits.hits)} cache hits and ${fmt(m.hits.misses)} misses` : ''),
+        (m.hits && spec.warmCache ? `, ${fmt(m.hits.hits)} cache hits and ${fmt(m.hits.misses)} misses` : ''),
       `profile: ${file} (open it in Chrome DevTools or speedscope); summarised over ${scope}`,
       '',
       formatProfileSummary(summary),

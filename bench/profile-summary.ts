@@ -26,6 +26,8 @@ export interface PackageTime {
 export interface FunctionTime {
   name: string;
   pkg: string;
+  /** The nearest package on its stack that is not Node's or V8's (who made a socket write, say); `–` when none. */
+  under: string;
   self: number;
 }
 
@@ -41,6 +43,8 @@ export interface ProfileSummary {
 }
 
 const PSEUDO = new Set(['(program)', '(garbage collector)', '(idle)', '(root)']);
+/** Frames that do work for whoever called them. */
+const RUNTIME = new Set([...PSEUDO, '(native)', 'node internals']);
 
 /**
  * What a frame belongs to: `node_modules/<pkg>` (scoped names whole, the innermost node_modules), our
@@ -87,6 +91,16 @@ export function summariseProfile(profile: CpuProfile, projectRoot: string, windo
     return set;
   };
 
+  const owners = new Map<number, string>();
+  const ownerOf = (id: number): string => {
+    const known = owners.get(id);
+    if (known) return known;
+    const up = parent.get(id);
+    const owner = !RUNTIME.has(pkgOf.get(id)!) ? pkgOf.get(id)! : up === undefined ? '–' : ownerOf(up);
+    owners.set(id, owner);
+    return owner;
+  };
+
   const packages = new Map<string, PackageTime>();
   const functions = new Map<string, FunctionTime>();
   const pkg = (name: string) => packages.get(name) ?? packages.set(name, { name, self: 0, inclusive: 0 }).get(name)!;
@@ -110,7 +124,9 @@ export function summariseProfile(profile: CpuProfile, projectRoot: string, windo
     const frame = byId.get(id)?.callFrame;
     if (frame && !PSEUDO.has(frame.functionName)) {
       const where = frame.url ? `${frame.functionName || '(anonymous)'} ${frame.url.split('/').pop()}:${(frame.lineNumber ?? 0) + 1}` : frame.functionName || '(anonymous)';
-      const fn = functions.get(where) ?? functions.set(where, { name: where, pkg: name, self: 0 }).get(where)!;
+      const under = ownerOf(id);
+      const key = `${where}\u0000${under}`;
+      const fn = functions.get(key) ?? functions.set(key, { name: where, pkg: name, under, self: 0 }).get(key)!;
       fn.self += duration;
     }
   }
@@ -137,9 +153,9 @@ export function formatProfileSummary(s: ProfileSummary, topPackages = 25, topFun
       .slice(0, topPackages)
       .map((p) => `| ${p.name} | ${pct(p.self)} | ${pct(p.inclusive)} |`),
     '',
-    '| function (self time) | package | self |',
-    '| --- | --- | ---: |',
-    ...s.functions.slice(0, topFunctions).map((f) => `| \`${f.name}\` | ${f.pkg} | ${pct(f.self)} |`),
+    '| function (self time) | package | under | self |',
+    '| --- | --- | --- | ---: |',
+    ...s.functions.slice(0, topFunctions).map((f) => `| \`${f.name}\` | ${f.pkg} | ${f.under === f.pkg ? '' : f.under} | ${pct(f.self)} |`),
   ];
   return lines.join('\n');
 }
