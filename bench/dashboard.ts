@@ -87,7 +87,7 @@ interface User {
   token: string;
 }
 
-interface Request {
+interface DashboardRequest {
   headers: Record<string, string>;
   body: string;
 }
@@ -100,7 +100,7 @@ interface ServerSpec {
   script: string[];
   env: Record<string, string>;
   ready: (port: number) => Promise<boolean>;
-  request: (user: User) => Request;
+  request: (user: User) => DashboardRequest;
   answer: (json: unknown) => Dashboard;
   /** Ask every user's dashboard once before measuring, so that every measured request is a hit. */
   warmCache?: boolean;
@@ -193,7 +193,7 @@ async function start(spec: ServerSpec, port: number, databaseUrl: string, nodeFl
   throw new Error(`${spec.name} did not become ready in 60 s:\n${output}`);
 }
 
-async function ask(port: number, r: Request): Promise<{ json: unknown; bytes: number }> {
+async function ask(port: number, r: DashboardRequest): Promise<{ json: unknown; bytes: number }> {
   const res = await fetch(`http://127.0.0.1:${port}/graphql`, { method: 'POST', headers: r.headers, body: r.body });
   const text = await res.text();
   if (!res.ok) throw new Error(`HTTP ${res.status}: ${text.slice(0, 300)}`);
@@ -374,7 +374,9 @@ async function sideBySide(o: Options, s: Setup, args: string[]): Promise<void> {
       const running = await start(spec, FIRST_PORT + i, s.databaseUrl);
       try {
         if (round === 1) {
-          const answers = await Promise.all(checked.map((u) => ask(running.port, spec.request(u))));
+          const answers = await Promise.all(checked.map((u) => ask(running.port, spec.request(u)))).catch((e) => {
+            throw new Error(`${spec.name} answered ${(e as Error).message}; no figures printed`);
+          });
           const dashboards = answers.map((a, k) => {
             try {
               return spec.answer(a.json);

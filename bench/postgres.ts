@@ -2,7 +2,7 @@
 // runs, pg_stat_statements loaded so that PostgreSQL itself counts every server's statements), or an
 // existing database given by URL; seeded once with the project's own `db:seed --scale N`.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import postgres from 'postgres';
 import { privatePostgresBin } from '../test/helpers/private-pg.js';
@@ -52,8 +52,10 @@ export function startCluster({ dir, port }: ClusterOptions, say: (m: string) => 
   } else {
     say(`PostgreSQL already running in ${data}: reusing it`);
   }
+  // a server found running may have been started on another port: its postmaster.pid says which
+  const listening = running ? Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[3]) || port : port;
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    url: `postgres://postgres@127.0.0.1:${listening}/postgres`,
     stop() {
       if (running) return;
       try {
@@ -100,7 +102,7 @@ export async function ensureSeeded(url: string, scale: number, usersPerUnit: num
     say(`database already seeded: ${users.length} load users`);
     return users;
   }
-  say(`seeding with db:seed --scale ${scale} (once; a few minutes)`);
+  say(`seeding with db:seed --scale ${scale} (once)`);
   const seeded = spawnSync('npm', ['run', '--silent', 'db:seed', '--', '--scale', String(scale)], {
     env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
