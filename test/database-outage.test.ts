@@ -130,7 +130,7 @@ describe.skipIf(!onPostgres || !privatePostgresBin)('a database that restarts, s
     const restartedAt = performance.now();
     pg.start();
     let readyAgainAfterMs = -1;
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 300; i++) {
       if (await ready()) {
         readyAgainAfterMs = performance.now() - restartedAt;
         break;

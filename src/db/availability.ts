@@ -66,6 +66,8 @@ export interface Availability {
   readonly down: boolean;
   /** A statement failed for a connection reason: check the database now. */
   failed(cause: unknown): void;
+  /** Runs the probe once (a connection of its own, so it never waits behind requests); rejects when the database cannot answer. */
+  check(): Promise<void>;
   /** Calls `listener` once each time the database goes down (the pool gate empties its line then). */
   onDown(listener: () => void): () => void;
   stop(): void;
@@ -111,6 +113,14 @@ export function createAvailability({ probe, probeIntervalMs = 250, onChange }: A
     failed(cause) {
       if (state === 'up') set('checking', cause);
       if (state !== 'down') void check();
+    },
+    async check() {
+      try {
+        await probe();
+      } catch (e) {
+        if (isConnectionError(e)) this.failed(e);
+        throw e;
+      }
     },
     onDown(listener) {
       downListeners.add(listener);

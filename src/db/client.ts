@@ -109,7 +109,7 @@ export function openGatedPostgres(
 }
 
 /** The embedded database is in this process: it is always reachable. */
-const ALWAYS_UP: Availability = { state: 'up', down: false, failed() {}, onDown: () => () => {}, stop() {} };
+const ALWAYS_UP: Availability = { state: 'up', down: false, failed() {}, check: async () => {}, onDown: () => () => {}, stop() {} };
 
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
@@ -133,9 +133,8 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       identity: `postgres://${url.hostname}:${url.port || '5432'}${url.pathname}`,
       pool,
       availability,
-      async ping() {
-        await client`select 1`;
-      },
+      // over the probe's own connection: a ping must not wait behind the requests in the pool
+      ping: () => availability.check(),
       async explain(query, params) {
         const plan = await pool.run(async () => await client.unsafe<{ 'QUERY PLAN': string }[]>(`explain ${query}`, params as postgres.ParameterOrJSON<never>[]));
         return plan.map((r) => r['QUERY PLAN']);

@@ -3,7 +3,6 @@ import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
 import type { Config } from '../config.js';
 import type { Database, Db } from '../db/client.js';
-import { isConnectionError } from '../db/availability.js';
 import { createReadReplicas, createReadRouter } from '../db/replicas.js';
 import { FIELD_PAGE_CAPS } from '../domain/pagination.js';
 import { newWorkStats, type Context } from '../graphql/context.js';
@@ -176,11 +175,9 @@ export function createApp({
       if (!isStarted()) throw new NotReady('starting');
       // known to be down: no need to wait for a ping (the availability probe watches for its return)
       if (database.availability.down) throw new NotReady('database', { cause: new Error('the database cannot be reached') });
+      // over a connection of its own: it never waits behind the requests in the pool
       await Promise.race([
-        database.ping().catch((e) => {
-          if (isConnectionError(e)) database.availability.failed(e);
-          throw e;
-        }),
+        database.ping(),
         new Promise((_, reject) => setTimeout(() => reject(new Error('the database did not answer within 2 s')), 2000).unref()),
       ]).catch((e: unknown) => {
         throw new NotReady('database', { cause: e });
@@ -317,7 +314,7 @@ export function createApp({
       // a statement that succeeded since the last tick already says the database answers: the ping
       // is only for quiet times (so a busy server adds nothing to the database's load)
       readiness = setInterval(() => {
-        if (isStarted() && performance.now() - database.pool.lastSuccess < 5000) metrics.ready.set(1);
+        if (isStarted() && !database.availability.down && performance.now() - database.pool.lastSuccess < 5000) metrics.ready.set(1);
         else void checkReady().catch(() => {});
       }, 5000);
       readiness.unref();
