@@ -147,9 +147,14 @@ export const SCENARIOS: Record<string, Scenario> = {
       { name: 'under attack', connections: peak, seconds },
     ],
     next: (t, random, pick, stage = 1) => {
-      // normal dashboards are other users' than the one whose budget the attack spends (when there are others)
+      // normal traffic is signed-in users other than the one whose budget the attack spends (when there
+      // are others), so that attacks from the load client's address do not spend theirs
       const user = () => (t.tokens.length > 1 ? 1 + (pick.user() % (t.tokens.length - 1)) : 0);
-      const normal = () => (random() < 0.5 ? quote(t, pick) : dashboard(t, { ...pick, user }));
+      const normal = () => {
+        if (random() < 0.5) return dashboard(t, { ...pick, user });
+        const q = quote(t, pick);
+        return { ...q, headers: bearer(t.tokens[user()]) };
+      };
       if (stage === 0 || random() < 0.5) return normal();
       const attack = HOSTILE[Math.floor(random() * HOSTILE.length)];
       return attack(t, random);
