@@ -12,9 +12,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import postgres from 'postgres';
-import { signUserToken } from '../src/auth/tokens.js';
-import { DASHBOARD, QUOTE, SCENARIOS, zipf } from '../src/load/scenarios.js';
-import { seededRandom } from '../src/random.js';
+import { signUserToken } from '../src/admission/tokens.js';
+import { DASHBOARD, QUOTE, SCENARIOS, zipf } from '../src/tools/load/scenarios.js';
+import { seededRandom } from '../src/tools/random.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: number) => {

@@ -1,5 +1,5 @@
 // How honest each model's intervals are on the demo series, walked forward with only the past at each
-// step (src/forecasting/backtest.ts): the share of realised returns inside the 95% interval, the
+// step (src/domain/forecasting/backtest.ts): the share of realised returns inside the 95% interval, the
 // interval's mean width, and Winkler's interval score (width plus 40× any miss; lower is better). The
 // width ratio compares each model with the trailing-lognormal baseline run on the same rows (every model
 // forecasts from the same first date, once GARCH has its two years or five years of history), so the
@@ -10,9 +10,9 @@
 // Prints a Markdown table on stdout (the README's), progress on stderr. Takes about a minute.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backtest, type BacktestResult } from '../src/forecasting/backtest.js';
-import { MODELS, parseParameters } from '../src/forecasting/models/index.js';
-import { parsePriceCsv } from '../src/forecasting/price-csv.js';
+import { backtest, type BacktestResult } from '../src/domain/forecasting/backtest.js';
+import { MODELS, parseParameters } from '../src/domain/forecasting/models/index.js';
+import { parsePriceCsv } from '../src/domain/forecasting/price-csv.js';
 import { demoDataDir } from '../src/paths.js';
 
 const args = process.argv.slice(2);

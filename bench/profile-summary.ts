@@ -48,7 +48,7 @@ const RUNTIME = new Set([...PSEUDO, '(native)', 'node internals']);
 
 /**
  * What a frame belongs to: `node_modules/<pkg>` (scoped names whole, the innermost node_modules), our
- * own code by folder (`src/server`, the built `dist/` counted as `src/`), `node internals` (`node:`
+ * own code by folder (`src/http`, the built `dist/` counted as `src/`), `node internals` (`node:`
  * modules), V8's pseudo-frames as they are named, `(native)` for code without a script (V8 builtins
  * such as JSON.stringify, C++ bindings such as a socket's writeBuffer).
  */

@@ -1,11 +1,11 @@
 import { loadConfig, ConfigError } from './config.js';
 import { createDatabase, type Database } from './db/client.js';
 import { migrate } from './db/migrate.js';
-import { isDemoSeeded, seedDemo } from './db/seed.js';
-import { generateForecasts } from './forecasting/generate.js';
-import { defaultModelStatus, ensureBuiltInModels } from './forecasting/registry.js';
-import { createLogger, type Logger } from './logger.js';
-import { createApp } from './server/app.js';
+import { isDemoSeeded, seedDemo } from './tools/seed/demo.js';
+import { generateForecasts } from './domain/forecasting/generate.js';
+import { defaultModelStatus, ensureBuiltInModels } from './domain/forecasting/registry.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { createApp } from './app.js';
 import { startTracing } from './observability/tracing.js';
 
 // The one place that wires everything: config -> database -> migrations (-> first seed) -> server.

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gql } from 'graphql-request';
 import { SignJWT, UnsecuredJWT } from 'jose';
-import { signUserToken } from '../src/auth/tokens.js';
+import { signUserToken } from '../src/admission/tokens.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';

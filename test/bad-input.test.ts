@@ -6,7 +6,7 @@ import { encodeCursor } from '../src/domain/pagination.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
-import { seededRandom } from '../src/random.js';
+import { seededRandom } from '../src/tools/random.js';
 
 // Whatever a client sends, the answer is a GraphQL-shaped JSON error with a code from the contract,
 // at a 4xx status, and nothing changes; the server keeps serving afterwards.

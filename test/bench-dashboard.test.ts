@@ -11,7 +11,7 @@ describe('the profile summary', () => {
     expect(packageOf(`file://${ROOT}/node_modules/@apollo/server/dist/esm/runHttpQuery.js`, 'prettyJSONStringify', ROOT)).toBe('@apollo/server');
     expect(packageOf(`file://${ROOT}/node_modules/postgraphile/node_modules/pg/lib/client.js`, 'query', ROOT)).toBe('pg');
     expect(packageOf(`${ROOT}/node_modules/graphql/execution/execute.js`, 'executeField', ROOT)).toBe('graphql');
-    expect(packageOf(`file://${ROOT}/dist/server/http.js`, 'handle', ROOT)).toBe('src/server');
+    expect(packageOf(`file://${ROOT}/dist/http/handler.js`, 'handle', ROOT)).toBe('src/http');
     expect(packageOf(`file://${ROOT}/src/loaders/batch.ts`, 'byKey', ROOT)).toBe('src/loaders');
     expect(packageOf(`file://${ROOT}/dist/main.js`, 'main', ROOT)).toBe('src/');
     expect(packageOf('node:internal/streams/writable', 'write', ROOT)).toBe('node internals');

@@ -4,16 +4,16 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../src/db/client.js';
 import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import { createLogger } from '../src/observability/logger.js';
 import { cacheNamespace } from '../src/cache/namespace.js';
-import { createRedisLink, type RedisLink } from '../src/cache/redis.js';
-import { createApp } from '../src/server/app.js';
-import { addressCaller } from '../src/server/caller.js';
-import { createMemoryBudget, createRedisBudget, secondsUntilFits, usedInWindow, type BudgetOptions, type CostBudget } from '../src/server/budget.js';
+import { createRedisLink, type RedisLink } from '../src/cache/redis-link.js';
+import { createApp } from '../src/app.js';
+import { addressCaller } from '../src/admission/caller.js';
+import { createMemoryBudget, createRedisBudget, secondsUntilFits, usedInWindow, type BudgetOptions, type CostBudget } from '../src/limits/budget.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
-import { seededRandom } from '../src/random.js';
+import { seededRandom } from '../src/tools/random.js';
 
 // Each caller's cost budget over a rolling minute: the arithmetic, the in-process budget and the Redis
 // one under a fake clock (so nothing here depends on when it runs), and two servers sharing a budget

@@ -5,7 +5,7 @@ import { seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 // The whole-operation response cache (envelop's response cache behind Apollo, see
-// src/server/executor.ts): what it shares, with whom, what it never keeps, what a write drops, how
+// src/cache/executor.ts): what it shares, with whom, what it never keeps, what a write drops, how
 // identical queries in flight run once, and how it stays within its bounds. Every check is on real
 // SQL counts, values and the answers' extensions.
 

@@ -2,17 +2,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getOperationAST, parse, specifiedRules, validate, type GraphQLError, type ValidationRule } from 'graphql';
 import { buildSchema } from '../src/graphql/schema.js';
 import type { CostInfo, WorkStats } from '../src/graphql/context.js';
-import { CostEstimator, type Slice } from '../src/server/cost/estimate.js';
-import { costReport, createCostRecorder } from '../src/server/cost/recorder.js';
-import { aliasLimitRule } from '../src/server/rules/aliasLimitRule.js';
-import { depthLimitRule } from '../src/server/rules/depthLimitRule.js';
-import { directiveLimitRule } from '../src/server/rules/directiveLimitRule.js';
-import { noSubscriptionRule } from '../src/server/rules/noSubscriptionRule.js';
-import { rootFieldLimitRule } from '../src/server/rules/rootFieldLimitRule.js';
-import { selectionLimitRule } from '../src/server/rules/selectionLimitRule.js';
+import { CostEstimator, type Slice } from '../src/limits/cost-estimate.js';
+import { costReport, createCostRecorder } from '../src/limits/cost-recorder.js';
+import { aliasLimitRule } from '../src/limits/aliasLimitRule.js';
+import { depthLimitRule } from '../src/limits/depthLimitRule.js';
+import { directiveLimitRule } from '../src/limits/directiveLimitRule.js';
+import { noSubscriptionRule } from '../src/limits/noSubscriptionRule.js';
+import { rootFieldLimitRule } from '../src/limits/rootFieldLimitRule.js';
+import { selectionLimitRule } from '../src/limits/selectionLimitRule.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
-// The static price of an operation (src/server/cost/estimate.ts, from the schema's @cost and
+// The static price of an operation (src/limits/cost-estimate.ts, from the schema's @cost and
 // @listSize), the validation rules that bound a document's shape before anything runs, and the
 // recorder that learns how far the estimates are from what requests really did.
 

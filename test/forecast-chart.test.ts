@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { renderForecastChart, type ForecastChartInput } from '../src/forecasting/chart.js';
-import type { ForecastEstimate, PricePoint } from '../src/forecasting/series.js';
+import { renderForecastChart, type ForecastChartInput } from '../src/domain/forecasting/chart.js';
+import type { ForecastEstimate, PricePoint } from '../src/domain/forecasting/series.js';
 import { monthlyDates, weekdayDates } from './helpers/series.js';
 
 const DAY = 86_400_000;

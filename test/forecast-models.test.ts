@@ -1,15 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backtest } from '../src/forecasting/backtest.js';
-import { EWMA, ewmaLambda, ewmaVariance } from '../src/forecasting/models/ewma.js';
-import { fitGarch, GARCH, garchHorizonVariance } from '../src/forecasting/models/garch.js';
-import { forecastSeries, logReturns, MODELS, parseParameters } from '../src/forecasting/models/index.js';
-import { normalQuantile, simpleReturns, zForLevel } from '../src/forecasting/models/model.js';
-import { parsePriceCsv } from '../src/forecasting/price-csv.js';
-import type { PricePoint } from '../src/forecasting/series.js';
+import { backtest } from '../src/domain/forecasting/backtest.js';
+import { EWMA, ewmaLambda, ewmaVariance } from '../src/domain/forecasting/models/ewma.js';
+import { fitGarch, GARCH, garchHorizonVariance } from '../src/domain/forecasting/models/garch.js';
+import { forecastSeries, logReturns, MODELS, parseParameters } from '../src/domain/forecasting/models/index.js';
+import { normalQuantile, simpleReturns, zForLevel } from '../src/domain/forecasting/models/model.js';
+import { parsePriceCsv } from '../src/domain/forecasting/price-csv.js';
+import type { PricePoint } from '../src/domain/forecasting/series.js';
 import { demoDataDir } from '../src/paths.js';
-import { seededRandom } from '../src/random.js';
+import { seededRandom } from '../src/tools/random.js';
 import { normals } from './helpers/series.js';
 
 // The models are pure arithmetic over price series. Synthetic series whose true distribution is known

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../src/db/client.js';
-import { generateForecasts } from '../src/forecasting/generate.js';
+import { generateForecasts } from '../src/domain/forecasting/generate.js';
 import {
   activateVersion,
   activationHistory,
@@ -11,9 +11,9 @@ import {
   registerVersion,
   RegistryError,
   rollbackModel,
-} from '../src/forecasting/registry.js';
+} from '../src/domain/forecasting/registry.js';
 import { metricSum } from '../src/observability/prom-text.js';
-import { seededRandom } from '../src/random.js';
+import { seededRandom } from '../src/tools/random.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { until } from './helpers/until.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { forecastSeries, parseParameters } from '../src/forecasting/models/index.js';
-import { TRAILING } from '../src/forecasting/models/trailing.js';
-import { tradingDaysPerRow, type PricePoint } from '../src/forecasting/series.js';
+import { forecastSeries, parseParameters } from '../src/domain/forecasting/models/index.js';
+import { TRAILING } from '../src/domain/forecasting/models/trailing.js';
+import { tradingDaysPerRow, type PricePoint } from '../src/domain/forecasting/series.js';
 import { monthlyDates, normals, weekdayDates } from './helpers/series.js';
 
 // The trailing-lognormal model is pure arithmetic over a price series: these tests build series whose

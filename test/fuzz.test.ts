@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signUserToken } from '../src/auth/tokens.js';
+import { signUserToken } from '../src/admission/tokens.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
-import { seededRandom } from '../src/random.js';
+import { seededRandom } from '../src/tools/random.js';
 
 // A deterministic fuzz of the real server in production mode: a few thousand requests made from a
 // seeded generator (mutated valid documents, hostile structures, wrong variables, raw bodies that are

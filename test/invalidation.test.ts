@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { notifyInvalidation } from '../src/cache/notify.js';
+import { notifyInvalidation } from '../src/cache/invalidation.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { until } from './helpers/until.js';

@@ -7,12 +7,12 @@ import { getOperationAST, Kind, parse, specifiedRules, validate, visit, type Doc
 import { createScopeAnalyzer } from '../src/cache/policy.js';
 import { loadConfig } from '../src/config.js';
 import { buildSchema } from '../src/graphql/schema.js';
-import { checkManifest, sha256, type DocumentChecks } from '../src/partners/documents.js';
-import { CostEstimator } from '../src/server/cost/estimate.js';
-import { depthLimitRule } from '../src/server/rules/depthLimitRule.js';
-import { limitRules } from '../src/server/rules/index.js';
-import { rootFieldLimitRule } from '../src/server/rules/rootFieldLimitRule.js';
-import { selectionLimitRule } from '../src/server/rules/selectionLimitRule.js';
+import { checkManifest, sha256, type DocumentChecks } from '../src/admission/trusted-documents.js';
+import { CostEstimator } from '../src/limits/cost-estimate.js';
+import { depthLimitRule } from '../src/limits/depthLimitRule.js';
+import { limitRules } from '../src/limits/rules.js';
+import { rootFieldLimitRule } from '../src/limits/rootFieldLimitRule.js';
+import { selectionLimitRule } from '../src/limits/selectionLimitRule.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';
@@ -56,7 +56,7 @@ const listsCost = (n: number) => 2 + 2 * (1 + 3 * (2 ** n - 1));
 const schema = buildSchema();
 const HUGE = String(Number.MAX_SAFE_INTEGER); // MAX_SELECTIONS that nothing here reaches: the other walkers meet the documents
 const configOf = (env: Record<string, string> = {}) => loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, ...env });
-/** pq:publish's checks (src/cli/pq.ts), under the configuration `env` gives. */
+/** pq:publish's checks (src/tools/cli/pq.ts), under the configuration `env` gives. */
 const checksOf = (env: Record<string, string> = {}): DocumentChecks => {
   const config = configOf(env);
   return { schema, estimator: new CostEstimator(schema), rules: limitRules(config), maxCost: config.maxCost };
@@ -267,7 +267,7 @@ describe('fan-out documents in pq:publish', () => {
       const file = join(dir, 'manifest.json');
       await writeFile(file, JSON.stringify(manifestOf(SHAPES.doubling(LEVELS))));
       const env = { ...process.env, DATABASE_URL: '', PGLITE_DATA_DIR: 'memory://', NODE_ENV: 'test', LOG_LEVEL: 'silent' };
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/pq.ts', 'publish', file], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/tools/cli/pq.ts', 'publish', file], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk) => (stdout += chunk));

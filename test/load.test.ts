@@ -2,11 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../src/db/client.js';
-import { formatReport, runLoad } from '../src/load/run.js';
+import { formatReport, runLoad } from '../src/tools/load/run.js';
 import { metricSum } from '../src/observability/prom-text.js';
-import { SCENARIOS, zipf } from '../src/load/scenarios.js';
-import { discoverTargets } from '../src/load/targets.js';
-import { seededRandom } from '../src/random.js';
+import { SCENARIOS, zipf } from '../src/tools/load/scenarios.js';
+import { discoverTargets } from '../src/tools/load/targets.js';
+import { seededRandom } from '../src/tools/random.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';
@@ -89,7 +89,7 @@ describe('load scenarios', () => {
 describe('npm run load options', () => {
   // a port where nothing listens: a run that starts anyway fails to find targets there
   const load = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/load.ts', ...args, '--url', 'http://127.0.0.1:9/graphql'], { encoding: 'utf8', timeout: 60_000 });
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/tools/cli/load.ts', ...args, '--url', 'http://127.0.0.1:9/graphql'], { encoding: 'utf8', timeout: 60_000 });
 
   it('prints its usage for --help (and -h) and exits 0, starting no run', () => {
     for (const flag of ['--help', '-h']) {

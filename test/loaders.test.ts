@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { ANONYMOUS, type Viewer } from '../src/auth/tokens.js';
+import { ANONYMOUS, type Viewer } from '../src/admission/tokens.js';
 import { trades, type InstrumentRow, type PortfolioRow, type TradeRow, type UserRow } from '../src/db/schema.js';
 import { withSqlStats } from '../src/db/sql-stats.js';
 import { formatDecimal } from '../src/domain/decimal.js';

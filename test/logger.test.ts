@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import { GraphQLError } from 'graphql';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../src/logger.js';
+import { createLogger } from '../src/observability/logger.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 
 // Statement parameters are what clients sent (names, idempotency keys, mutation input): a failing

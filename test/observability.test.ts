@@ -3,7 +3,7 @@ import postgres from 'postgres';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { createApp } from '../src/server/app.js';
+import { createApp } from '../src/app.js';
 import { publishModelTimings } from '../src/observability/model-timings.js';
 import { metricSum } from '../src/observability/prom-text.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';

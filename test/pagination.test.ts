@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientError, gql, type GraphQLClient } from 'graphql-request';
 import { eq } from 'drizzle-orm';
 import { instruments, type InstrumentRow, type PortfolioRow, type UserRow } from '../src/db/schema.js';
-import type { Viewer } from '../src/auth/tokens.js';
+import type { Viewer } from '../src/admission/tokens.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';

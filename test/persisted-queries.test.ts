@@ -24,10 +24,10 @@ import {
   type CheckedOperation,
   type DocumentChecks,
   type Manifest,
-} from '../src/partners/documents.js';
-import { createPartner } from '../src/partners/keys.js';
-import { CostEstimator } from '../src/server/cost/estimate.js';
-import { limitRules } from '../src/server/rules/index.js';
+} from '../src/admission/trusted-documents.js';
+import { createPartner } from '../src/admission/partners.js';
+import { CostEstimator } from '../src/limits/cost-estimate.js';
+import { limitRules } from '../src/limits/rules.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
 import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { forecastPortfolioRisk, historyRange, type Close, type RiskHolding } from '../src/forecasting/portfolio-risk.js';
+import { forecastPortfolioRisk, historyRange, type Close, type RiskHolding } from '../src/domain/forecasting/portfolio-risk.js';
 
 // Pure math: no database, no clock. Prices move by powers of two, so every log return is a whole
 // multiple of a = ln 2 and the statistics can be done by hand in units of a.

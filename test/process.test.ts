@@ -30,7 +30,7 @@ describe('the server process on the embedded database', () => {
     expect(aapl.data.instrument.latestPrice).toEqual({ date: '2010-03-01', close: '223.02' });
 
     // a command never opens the directory that a live server holds
-    const refused = cli('src/cli/token.ts', 'alice@example.com');
+    const refused = cli('src/tools/cli/token.ts', 'alice@example.com');
     expect(refused.status).toBe(1);
     expect(refused.stdout).toBe('');
     expect(refused.stderr).toMatch(/in use by process \d+/);
@@ -38,10 +38,10 @@ describe('the server process on the embedded database', () => {
     expect(await stop(first.child)).toBe(0);
     expect(existsSync(`${dataDir}.lock`)).toBe(false);
 
-    const token = cli('src/cli/token.ts', 'alice@example.com');
+    const token = cli('src/tools/cli/token.ts', 'alice@example.com');
     expect(token.status).toBe(0);
     expect(token.stdout.trim()).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
-    expect(cli('src/cli/token.ts', 'nobody@example.com').status).toBe(1);
+    expect(cli('src/tools/cli/token.ts', 'nobody@example.com').status).toBe(1);
 
     // restart: no second seed, alice's data is still there
     const second = await startServer();

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seededRandom } from '../src/random.js';
+import { seededRandom } from '../src/tools/random.js';
 import { spawnServer, stopProcess, waitReady, type ServerProcess } from './helpers/process.js';
 
 // Below HTTP: a seeded fuzz of raw bytes on TCP sockets (request lines, methods, targets that node's

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANONYMOUS } from '../src/auth/tokens.js';
-import { notifyInvalidation } from '../src/cache/notify.js';
+import { ANONYMOUS } from '../src/admission/tokens.js';
+import { notifyInvalidation } from '../src/cache/invalidation.js';
 import type { Db } from '../src/db/client.js';
 import { createReadRouter } from '../src/db/replicas.js';
 import { metricSum } from '../src/observability/prom-text.js';

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedisLink, type RedisLink } from '../src/cache/redis.js';
+import { createRedisLink, type RedisLink } from '../src/cache/redis-link.js';
 import { createResponseStore, type ResponseStore } from '../src/cache/store.js';
-import { createLogger } from '../src/logger.js';
-import { createRedisApqStore } from '../src/server/redisCache.js';
+import { createLogger } from '../src/observability/logger.js';
+import { createRedisApqStore } from '../src/cache/apq.js';
 import { hasRedisServer, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 
 // The Redis steps of the response cache and the APQ store, on a Redis of this file's own (port 6392)

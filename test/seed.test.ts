@@ -1,16 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { ANONYMOUS } from '../src/auth/tokens.js';
+import { ANONYMOUS } from '../src/admission/tokens.js';
 import { rows, type Db } from '../src/db/client.js';
 import { positions, type PositionRow } from '../src/db/schema.js';
-import { isDemoSeeded, seedDemo } from '../src/db/seed.js';
-import { SCALE_SHAPE, seedScale } from '../src/db/seed-scale.js';
+import { isDemoSeeded, seedDemo } from '../src/tools/seed/demo.js';
+import { SCALE_SHAPE, seedScale } from '../src/tools/seed/scale.js';
 import { withSqlStats } from '../src/db/sql-stats.js';
 import { Decimal } from '../src/domain/decimal.js';
 import { applyTrade, type Holding, type TradeSide } from '../src/domain/trades.js';
-import { HORIZONS } from '../src/forecasting/generate.js';
-import { EWMA } from '../src/forecasting/models/ewma.js';
-import { MODELS } from '../src/forecasting/models/index.js';
+import { HORIZONS } from '../src/domain/forecasting/generate.js';
+import { EWMA } from '../src/domain/forecasting/models/ewma.js';
+import { MODELS } from '../src/domain/forecasting/models/index.js';
 import { createLoaders } from '../src/loaders/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 

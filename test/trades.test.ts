@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Decimal as DecimalJs } from 'decimal.js';
 import { asc, count, eq } from 'drizzle-orm';
-import type { Viewer } from '../src/auth/tokens.js';
+import type { Viewer } from '../src/admission/tokens.js';
 import type { Db } from '../src/db/client.js';
 import { positions, trades } from '../src/db/schema.js';
 import { recordTrade, type RecordTradeInput } from '../src/domain/trades.js';

@@ -3,7 +3,7 @@
 // by the floor and the LRU server, which runs the statement on a miss.
 import { createServer, type IncomingMessage } from 'node:http';
 import postgres from 'postgres';
-import { verifyToken } from '../../src/auth/tokens.js';
+import { verifyToken } from '../../src/admission/tokens.js';
 
 const DASHBOARD_JSON = `
 select json_build_object('data', json_build_object('viewer', case when u.id is null then null else json_build_object(

@@ -3,10 +3,10 @@ import type { Cache, CacheEntityRecord } from '@envelop/response-cache';
 import type { ExecutionResult } from 'graphql';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { createGenerations } from './generations.js';
-import { luaScript, type RedisLink } from './redis.js';
+import { luaScript, type RedisLink } from './redis-link.js';
 
 export interface ResponseStoreOptions {
   /** Most answers kept in process. */

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { LRUCache } from 'lru-cache';
 import postgres from 'postgres';
-import type { Viewer } from '../auth/tokens.js';
+import type { Viewer } from '../admission/tokens.js';
 import { openGatedPostgres, type Db } from './client.js';
 import type { PoolGate } from './gate.js';
 

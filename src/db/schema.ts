@@ -204,7 +204,7 @@ export const costObservations = pgTable(
 export const partners = pgTable('partners', {
   id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
   name: text('name').notNull().unique(),
-  /** What the partner may do: see src/partners/scopes.ts. */
+  /** What the partner may do: see src/admission/scopes.ts. */
   scopes: text('scopes').array().notNull().default(sql`'{instruments:read}'::text[]`),
   createdAt: createdAt(),
 });

@@ -1,4 +1,4 @@
-import type { Viewer } from '../auth/tokens.js';
+import type { Viewer } from '../admission/tokens.js';
 import { rows, type Db } from '../db/client.js';
 import { writeTransaction } from '../db/transaction.js';
 import { sql } from 'drizzle-orm';

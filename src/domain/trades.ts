@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
-import type { Viewer } from '../auth/tokens.js';
+import type { Viewer } from '../admission/tokens.js';
 import { rows, type Db } from '../db/client.js';
 import type { Deadline } from '../db/deadline.js';
 import { writeTransaction } from '../db/transaction.js';

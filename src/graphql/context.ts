@@ -1,5 +1,5 @@
 import type { Cache as ResponseCache } from '@envelop/response-cache';
-import type { Viewer } from '../auth/tokens.js';
+import type { Viewer } from '../admission/tokens.js';
 import type { Db } from '../db/client.js';
 import type { Deadline } from '../db/deadline.js';
 import type { SqlStats } from '../db/sql-stats.js';

@@ -1,4 +1,4 @@
-import type { Viewer } from '../auth/tokens.js';
+import type { Viewer } from '../admission/tokens.js';
 import type { Db } from '../db/client.js';
 import type { InstrumentRow } from '../db/schema.js';
 import type { HotCache } from '../cache/hot.js';

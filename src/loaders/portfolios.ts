@@ -1,5 +1,5 @@
 import { and, eq, gt, sql } from 'drizzle-orm';
-import type { Viewer } from '../auth/tokens.js';
+import type { Viewer } from '../admission/tokens.js';
 import { rows, type Db } from '../db/client.js';
 import { portfolios, positions, type PortfolioRow, type PositionRow, type TradeRow } from '../db/schema.js';
 import type { Slice } from '../domain/pagination.js';

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import type { Viewer } from '../auth/tokens.js';
+import type { Viewer } from '../admission/tokens.js';
 import type { Db } from '../db/client.js';
 import { users, type UserRow } from '../db/schema.js';
 import { array, byKey } from './batch.js';

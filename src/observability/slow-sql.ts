@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.js';
+import type { Logger } from './logger.js';
 import type { BatchEvent } from '../loaders/batch.js';
 
 export interface SlowSqlOptions {

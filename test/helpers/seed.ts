@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Viewer } from '../../src/auth/tokens.js';
+import type { Viewer } from '../../src/admission/tokens.js';
 import type { Db } from '../../src/db/client.js';
 import { forecastModels, forecasts, instruments, portfolios, prices, users, type InstrumentRow, type PortfolioRow, type UserRow } from '../../src/db/schema.js';
 import { recordTrade, type RecordTradeInput } from '../../src/domain/trades.js';

@@ -1,4 +1,4 @@
-import { seededRandom } from '../../src/random.js';
+import { seededRandom } from '../../src/tools/random.js';
 
 // Building blocks of synthetic price series for the forecasting tests: calendars and normal draws.
 

@@ -1,9 +1,9 @@
 import { GraphQLClient } from 'graphql-request';
-import { signUserToken } from '../../src/auth/tokens.js';
+import { signUserToken } from '../../src/admission/tokens.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { totalStatements } from '../../src/db/sql-stats.js';
-import { createLogger, type Logger } from '../../src/logger.js';
-import { createApp, type App } from '../../src/server/app.js';
+import { createLogger, type Logger } from '../../src/observability/logger.js';
+import { createApp, type App } from '../../src/app.js';
 import type { TestDatabase } from './db.js';
 
 export const TEST_SECRET = 'test-secret-with-enough-length-0123456789';

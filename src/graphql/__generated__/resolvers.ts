@@ -5,7 +5,7 @@ import type { UserRow, PortfolioRow, PositionRow, TradeRow, InstrumentRow } from
 import type { PriceRecord } from '../../loaders/instruments.js';
 import type { ForecastRecord, ForecastModelRecord } from '../../loaders/forecasts.js';
 import type { ValuationResult } from '../../domain/valuation.js';
-import type { PortfolioRisk, RiskWeight, RiskWindow } from '../../forecasting/portfolio-risk.js';
+import type { PortfolioRisk, RiskWeight, RiskWindow } from '../../domain/forecasting/portfolio-risk.js';
 import type { Connection, Edge, PageInfoResult } from '../connection.js';
 import type { Context } from '../context.js';
 export type Maybe<T> = T | null;

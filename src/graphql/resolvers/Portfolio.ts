@@ -2,7 +2,7 @@ import type { PositionRow, TradeRow } from '../../db/schema.js';
 import { encodeCursor, isId, readPage } from '../../domain/pagination.js';
 import { valuePositions } from '../../domain/valuation.js';
 import { BadUserInputError } from '../../errors.js';
-import { forecastPortfolioRisk, historyRange, PORTFOLIO_COVARIANCE, riskAsOf } from '../../forecasting/portfolio-risk.js';
+import { forecastPortfolioRisk, historyRange, PORTFOLIO_COVARIANCE, riskAsOf } from '../../domain/forecasting/portfolio-risk.js';
 import type { TradeCursor } from '../../loaders/portfolios.js';
 import type { PortfolioResolvers } from '../__generated__/resolvers.js';
 import type { Connection } from '../connection.js';

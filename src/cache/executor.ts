@@ -1,0 +1,147 @@
+import type { GatewayInterface } from '@apollo/server-gateway-interface';
+import { envelop, useEngine, useSchema } from '@envelop/core';
+import { useResponseCache } from '@envelop/response-cache';
+import { GraphQLError, execute, parse, printSchema, specifiedRules, subscribe, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { createScopeAnalyzer } from './policy.js';
+import { sessionOfTag, sessionTag, type ResponseStore } from './store.js';
+import { ErrorCode } from '../errors.js';
+import type { Context } from '../graphql/context.js';
+import type { Metrics } from '../observability/metrics.js';
+import { declaredVariables } from '../limits/variables.js';
+
+export interface ExecutorOptions {
+  schema: GraphQLSchema;
+  /** The response cache; null runs every operation, without single flight either (caching off). */
+  store: ResponseStore | null;
+  metrics?: Metrics;
+  /** Told after each mutation of a signed-in user, whatever its outcome (it may have written). */
+  onWrite?: (userId: number) => void;
+}
+
+/**
+ * Variables in a stable order, so that {a,b} and {b,a} are one single flight. Recursive: the HTTP
+ * handler refuses variables nested deeper than MAX_INPUT_DEPTH before any of this runs.
+ */
+function stableJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  return `{${Object.keys(value as object)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
+    .join(',')}}`;
+}
+
+/**
+ * Execution through envelop, plugged into Apollo Server as a gateway's executor: Apollo still parses,
+ * validates (our limit rules) and runs its plugins (cost, budgets, logs); envelop then executes, with
+ * @envelop/response-cache in front. Its policy comes from the schema's @cacheControl hints once per
+ * document, not from a hook on every resolved field (the cost of Apollo's cache-control plugin):
+ *
+ * - a query that can touch PRIVATE data is cached per caller (`user:<id>`, or one shared anonymous
+ *   session, whose answers hold no private data); a wholly public one is shared by everyone;
+ * - an answer with errors, or with no cacheControl hint, is not cached;
+ * - a successful mutation drops every cached answer of its caller's session, lists included;
+ * - identical queries in flight at once (same document, variables and session) run once: the
+ *   others wait for the first one's result (single flight).
+ */
+export function createEnvelopGateway({ schema, store, metrics, onWrite }: ExecutorOptions): GatewayInterface {
+  const isPrivate = createScopeAnalyzer(schema);
+  const getEnveloped = envelop({
+    plugins: [
+      useEngine({ parse, validate, specifiedRules, execute, subscribe }),
+      useSchema(schema),
+      ...(store
+        ? [
+            useResponseCache<Context>({
+              // never for mutations: a replayed write must run, not be answered from a cache
+              enabled: (ctx) => Boolean(ctx.cache?.store) && !ctx.cache?.mutation,
+              session: (ctx) => ctx.cache?.session ?? null,
+              cache: (ctx) => (ctx as Context).cache!.store!,
+              // Apollo parsed the document, so envelop never saw its text: key by Apollo's hash of it
+              getDocumentString: (args) => (args.contextValue as Context).cache!.documentKey,
+              // answers with no cacheControl hint are not cached
+              ttl: 0,
+              includeExtensionMetadata: true,
+              // (the default says so on the console for every answer with errors)
+              shouldCacheResult: ({ result }) => !result.errors?.length,
+              // a write's effects are private to its author: the executor drops their session instead
+              invalidateViaMutation: false,
+            }),
+          ]
+        : []),
+    ],
+  });
+  const flights = new Map<string, Promise<ExecutionResult>>();
+  // A read sent after a write must not join a read that began before it, on this instance or any
+  // other: every invalidation (this instance's, or heard from another) ends the flights it concerns,
+  // a session's for a session tag, all of them for anything else (which answers hold it is unknown).
+  store?.onInvalidate((tags) => {
+    for (const tag of tags) {
+      const session = sessionOfTag(tag);
+      const prefix = session === null ? '' : `${session}\u0000`;
+      for (const key of flights.keys()) if (key.startsWith(prefix)) flights.delete(key);
+    }
+  });
+  store?.onReset(() => flights.clear());
+
+  return {
+    async load() {
+      return {
+        executor: async (request) => {
+          const ctx = request.context as Context;
+          const document = request.document;
+          if (!request.operation) {
+            // Apollo leaves operation resolution to the executor when a gateway runs operations
+            const name = request.operationName;
+            const message = name ? `Unknown operation named "${name}".` : 'Must provide operation name if query contains multiple operations.';
+            return { errors: [new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, reason: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } } })] };
+          }
+          const mutation = request.operation.operation === 'mutation';
+          ctx.routeReads?.(mutation);
+          const session = mutation || isPrivate(document) ? (ctx.viewer.kind === 'user' ? `user:${ctx.viewer.userId}` : 'anonymous') : null;
+          // a signed-in caller's write acknowledged on another instance reaches this one's copies
+          // (and its identical requests in flight) before this request looks at them
+          if (store && !mutation && session && ctx.viewer.kind === 'user') await store.sync(session);
+          ctx.cache = { session, mutation, documentKey: request.queryHash, store: store?.forRequest(session) };
+          // both keys (single flight below, the response cache's own) are built from these alone
+          const variableValues = declaredVariables(request.operation, request.request.variables);
+          const run = async () => {
+            const { execute: run } = getEnveloped(ctx);
+            return (await run({ schema, document, contextValue: ctx, variableValues, operationName: request.operationName })) as ExecutionResult;
+          };
+          if (mutation) {
+            // whatever the outcome: one field of the operation may have written before another failed
+            try {
+              return await run();
+            } finally {
+              if (ctx.viewer.kind === 'user') onWrite?.(ctx.viewer.userId);
+              if (store && ctx.viewer.kind === 'user') {
+                // drops this process's copies at once; waits for Redis at most one command timeout,
+                // and not at all while Redis is skipped (what misses Redis is replayed when it answers)
+                await store.invalidate([sessionTag(`user:${ctx.viewer.userId}`)]);
+              }
+            }
+          }
+          // caching off (the benchmark's baseline) runs every operation, duplicates included
+          if (!store) return run();
+          const key = `${session ?? 'public'}\u0000${request.queryHash}\u0000${request.operationName ?? ''}\u0000${stableJson(variableValues)}`;
+          const running = flights.get(key);
+          if (running) {
+            metrics?.singleFlightJoins.inc();
+            return running;
+          }
+          const flight: Promise<ExecutionResult> = run().finally(() => {
+            if (flights.get(key) === flight) flights.delete(key);
+          });
+          flights.set(key, flight);
+          return flight;
+        },
+      };
+    },
+    onSchemaLoadOrUpdate(callback) {
+      callback({ apiSchema: schema, coreSupergraphSdl: printSchema(schema) });
+      return () => {};
+    },
+    async stop() {},
+  };
+}

@@ -1,0 +1,57 @@
+import { GraphQLError, Kind, type ASTVisitor, type SelectionSetNode, type ValidationContext } from 'graphql';
+import { ErrorCode } from '../errors.js';
+
+/**
+ * At most `max` selections (fields, inline fragments and fragment spreads) in a document once every
+ * fragment spread is written out in place, over all its operations: what a walker that follows
+ * fragments without remembering them would visit. A fragment that spreads the next one twice, level
+ * after level, is a short document of astronomically many selections; it is refused here, counted in
+ * one pass with each fragment's size remembered, before anything walks it again (Apollo Server's
+ * RecursiveSelectionsLimit counts the same way, per operation). Unknown and cyclic fragments count
+ * nothing: graphql-js's own rules report them.
+ */
+export function selectionLimitRule(max: number) {
+  return (context: ValidationContext): ASTVisitor => {
+    const sizes = new Map<string, number>();
+    const open = new Set<string>();
+
+    const sizeOfFragment = (name: string): number => {
+      const known = sizes.get(name);
+      if (known !== undefined) return known;
+      const fragment = context.getFragment(name);
+      if (!fragment || open.has(name)) return 0;
+      open.add(name);
+      const size = sizeOf(fragment.selectionSet);
+      open.delete(name);
+      sizes.set(name, size);
+      return size;
+    };
+
+    const sizeOf = (set: SelectionSetNode): number => {
+      let size = set.selections.length;
+      for (const selection of set.selections) {
+        if (selection.kind === Kind.FRAGMENT_SPREAD) size += sizeOfFragment(selection.name.value);
+        else if (selection.selectionSet) size += sizeOf(selection.selectionSet);
+      }
+      return size;
+    };
+
+    let total = 0;
+    return {
+      OperationDefinition(operation) {
+        const before = total;
+        total += sizeOf(operation.selectionSet);
+        if (before <= max && total > max) {
+          context.reportError(
+            new GraphQLError(`the document asks for more than ${max} selections once its fragment spreads are written out`, {
+              nodes: [operation],
+              extensions: { code: ErrorCode.BAD_USER_INPUT, limit: max },
+            }),
+          );
+        }
+        return false;
+      },
+      FragmentDefinition: () => false,
+    };
+  };
+}

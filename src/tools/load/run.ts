@@ -1,0 +1,226 @@
+import autocannon from 'autocannon';
+import { metricSum } from '../../observability/prom-text.js';
+import { seededRandom } from '../random.js';
+import { zipf, type LoadTargets, type Scenario, type Stage } from './scenarios.js';
+
+/**
+ * Runs a scenario's stages one after another against a running server and reports each: throughput,
+ * latency, status codes, GraphQL error codes by kind of request, and — read from the server's own
+ * /metrics before and after — the SQL it cost, the cache hit ratio, requests shed, and the longest
+ * line for database connections seen while it ran.
+ */
+export interface LoadOptions {
+  url: string;
+  scenario: Scenario;
+  /** Seconds per stage. */
+  seconds: number;
+  /** Most connections at once (the scenario's peak). */
+  peak: number;
+  targets: LoadTargets;
+  seed?: number;
+  onProgress?: (message: string) => void;
+}
+
+export interface StageReport extends Stage {
+  requests: number;
+  /** Requests per second (mean over the stage). */
+  rps: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  /** HTTP status → count; `error` for connection errors and timeouts. */
+  statuses: Record<string, number>;
+  /** Kind of request → requests sent. */
+  kinds: Record<string, number>;
+  /** Kind of request → answers with status 200 and no errors. */
+  succeeded: Record<string, number>;
+  /** `kind:CODE` → count, from the error codes in GraphQL answers. */
+  codes: Record<string, number>;
+  /** Kind of request → its latency as the load client saw it (from building the request to its answer). */
+  latencyByKind: Record<string, { count: number; p50: number; p99: number }>;
+  /** From the server's /metrics (null when it could not be read). */
+  server: {
+    sqlStatements: number;
+    sqlPerRequest: number;
+    cacheHitRatio: number | null;
+    shed: number;
+    /** The longest line of statements waiting for a database connection, sampled every second (a scrape costs the server a statement of its own). */
+    poolWaitingMax: number;
+  } | null;
+}
+
+export interface LoadReport {
+  scenario: string;
+  /** The scenario's normal kinds of request (see Scenario.normalKinds). */
+  normalKinds?: string[];
+  url: string;
+  users: number;
+  instruments: number;
+  stages: StageReport[];
+}
+
+async function scrape(metricsUrl: string): Promise<string | null> {
+  try {
+    const res = await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) });
+    return res.ok ? await res.text() : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function runLoad(options: LoadOptions): Promise<LoadReport> {
+  const { scenario, targets } = options;
+  if (targets.symbols.length === 0) throw new Error('the server lists no instruments: seed it first (npm run db:seed)');
+  if (targets.tokens.length === 0) throw new Error('no user the scenario could act as: is the server seeded, and does JWT_SECRET match its own?');
+  const random = seededRandom(options.seed ?? 42);
+  const pick = { user: zipf(targets.tokens.length, random), symbol: zipf(targets.symbols.length, random) };
+  const metricsUrl = new URL('/metrics', options.url).toString();
+  const stages: StageReport[] = [];
+  for (const [index, stage] of scenario.stages(options.seconds, options.peak).entries()) {
+    options.onProgress?.(`${scenario.name}: ${stage.name}, ${stage.connections} connections for ${stage.seconds} s`);
+    const kinds: Record<string, number> = {};
+    const succeeded: Record<string, number> = {};
+    const codes: Record<string, number> = {};
+    const latencies: Record<string, number[]> = {};
+    const before = await scrape(metricsUrl);
+    let poolWaitingMax = 0;
+    const sampler = setInterval(() => {
+      void scrape(metricsUrl).then((text) => {
+        if (text) poolWaitingMax = Math.max(poolWaitingMax, metricSum(text, 'foliograph_db_pool_connections', { state: 'waiting' }));
+      });
+    }, 1000);
+    let result: autocannon.Result;
+    try {
+      result = await autocannon({
+        url: options.url,
+        connections: stage.connections,
+        duration: stage.seconds,
+        timeout: 30,
+        requests: [
+          {
+            method: 'POST',
+            setupRequest: (request, context) => {
+              const next = scenario.next(targets, random, pick, index);
+              Object.assign(context, { kind: next.kind, sentAt: performance.now() });
+              kinds[next.kind] = (kinds[next.kind] ?? 0) + 1;
+              if (next.path) return { ...request, method: 'GET', path: next.path, headers: next.headers, body: undefined };
+              return { ...request, headers: next.headers, body: next.body };
+            },
+            onResponse: (status, body, context) => {
+              const { kind = 'unknown', sentAt } = context as { kind?: string; sentAt?: number };
+              if (sentAt !== undefined) (latencies[kind] ??= []).push(performance.now() - sentAt);
+              if (status === 200 && !body.includes('"errors"')) {
+                succeeded[kind] = (succeeded[kind] ?? 0) + 1;
+                return;
+              }
+              try {
+                const parsed = JSON.parse(body) as { errors?: { extensions?: { code?: string } }[] };
+                for (const e of parsed.errors ?? []) {
+                  const key = `${kind}:${e.extensions?.code ?? 'NO_CODE'}`;
+                  codes[key] = (codes[key] ?? 0) + 1;
+                }
+              } catch {
+                codes[`${kind}:HTTP_${status}`] = (codes[`${kind}:HTTP_${status}`] ?? 0) + 1;
+              }
+            },
+          },
+        ],
+      });
+    } finally {
+      clearInterval(sampler);
+    }
+    const after = await scrape(metricsUrl);
+    const statuses: Record<string, number> = {};
+    for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statuses[code] = stat.count ?? 0;
+    if (result.errors) statuses.error = result.errors;
+    const requests = result.requests.total;
+    let server: StageReport['server'] = null;
+    if (before && after) {
+      const delta = (name: string, labels?: Record<string, string>) => metricSum(after, name, labels) - metricSum(before, name, labels);
+      const sqlStatements = delta('foliograph_sql_statements_total');
+      const hits = delta('foliograph_response_cache_requests_total', { result: 'hit' });
+      const misses = delta('foliograph_response_cache_requests_total', { result: 'miss' });
+      server = {
+        sqlStatements,
+        sqlPerRequest: requests ? round(sqlStatements / requests) : 0,
+        cacheHitRatio: hits + misses ? round(hits / (hits + misses)) : null,
+        shed: delta('foliograph_shed_requests_total'),
+        poolWaitingMax,
+      };
+    }
+    stages.push({
+      ...stage,
+      requests,
+      rps: round(result.requests.average),
+      latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max },
+      statuses,
+      kinds,
+      succeeded,
+      codes,
+      latencyByKind: Object.fromEntries(Object.entries(latencies).map(([kind, ms]) => [kind, summarise(ms)])),
+      server,
+    });
+  }
+  return { scenario: scenario.name, normalKinds: scenario.normalKinds, url: options.url, users: targets.tokens.length, instruments: targets.symbols.length, stages };
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+function summarise(ms: number[]): { count: number; p50: number; p99: number } {
+  const sorted = [...ms].sort((a, b) => a - b);
+  const at = (q: number) => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0);
+  return { count: sorted.length, p50: at(0.5), p99: at(0.99) };
+}
+
+/** The latency of the scenario's normal kinds of request, all together, in one stage. */
+export function normalLatency(stage: StageReport, normalKinds: string[]): { count: number; p50: number; p99: number } | null {
+  const counted = normalKinds.map((k) => stage.latencyByKind[k]).filter(Boolean);
+  if (counted.length === 0) return null;
+  // the per-kind percentiles weighed by count: enough to compare two stages of the same mix
+  const count = counted.reduce((n, k) => n + k.count, 0);
+  const weigh = (f: (k: { p50: number; p99: number }) => number) => round(counted.reduce((n, k) => n + f(k) * k.count, 0) / count);
+  return { count, p50: weigh((k) => k.p50), p99: weigh((k) => k.p99) };
+}
+
+/** The report as a table for people. */
+export function formatReport(report: LoadReport): string {
+  const lines = [
+    `scenario ${report.scenario} against ${report.url}: ${report.users} users, ${report.instruments} instruments`,
+    '',
+    '| stage | conns | req/s | p50 ms | p99 ms | 2xx | 429 | 503 | other | SQL/req | cache hits | pool line max | shed |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const s of report.stages) {
+    const count = (code: string) => s.statuses[code] ?? 0;
+    const ok = Object.entries(s.statuses).filter(([c]) => c.startsWith('2')).reduce((a, [, n]) => a + n, 0);
+    const other = Object.entries(s.statuses).reduce((a, [, n]) => a + n, 0) - ok - count('429') - count('503');
+    const sv = s.server;
+    lines.push(
+      `| ${s.name} | ${s.connections} | ${s.rps} | ${s.latencyMs.p50} | ${s.latencyMs.p99} | ${ok} | ${count('429')} | ${count('503')} | ${other} | ${sv ? sv.sqlPerRequest : '-'} | ${sv?.cacheHitRatio == null ? '-' : `${Math.round(sv.cacheHitRatio * 100)}%`} | ${sv ? sv.poolWaitingMax : '-'} | ${sv ? sv.shed : '-'} |`,
+    );
+  }
+  const codes = new Map<string, number>();
+  for (const s of report.stages) for (const [k, n] of Object.entries(s.codes)) codes.set(k, (codes.get(k) ?? 0) + n);
+  if (codes.size) {
+    lines.push('', 'error codes by kind of request: ' + [...codes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', '));
+  }
+  if (report.normalKinds?.length && report.stages.length > 1) {
+    const [alone, ...rest] = report.stages.map((s) => ({ s, n: normalLatency(s, report.normalKinds!) }));
+    for (const { s, n } of rest) {
+      if (!alone.n || !n) continue;
+      lines.push(
+        '',
+        `normal traffic (${report.normalKinds.join(', ')}) in "${s.name}" against "${alone.s.name}": p50 ${n.p50} ms against ${alone.n.p50} ms, ` +
+          `p99 ${n.p99} ms against ${alone.n.p99} ms (${(n.p99 / Math.max(alone.n.p99, 1e-9)).toFixed(2)}×)`,
+      );
+    }
+  }
+  const calm = report.stages[0];
+  const peak = report.stages.reduce((a, b) => (b.connections > a.connections ? b : a), calm);
+  if (peak !== calm && calm.latencyMs.p99 > 0) {
+    lines.push(
+      '',
+      `at the peak (${peak.connections} connections) against ${calm.name} (${calm.connections}): throughput ${(peak.rps / Math.max(calm.rps, 1e-9)).toFixed(1)}×, p99 ${(peak.latencyMs.p99 / calm.latencyMs.p99).toFixed(1)}×` +
+        (peak.server && calm.server ? `, SQL per request ${peak.server.sqlPerRequest} against ${calm.server.sqlPerRequest}` : ''),
+    );
+  }
+  return lines.join('\n');
+}
