@@ -2,8 +2,8 @@
 // runs, pg_stat_statements loaded so that PostgreSQL itself counts every server's statements), or an
 // existing database given by URL; seeded once with the project's own `db:seed --scale N`.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import postgres from 'postgres';
 import { privatePostgresBin } from '../test/helpers/private-pg.js';
 
@@ -36,7 +36,14 @@ export function startCluster({ dir, port }: ClusterOptions, say: (m: string) => 
   if (!existsSync(join(data, 'PG_VERSION'))) {
     say(`creating a PostgreSQL cluster in ${data}`);
     mkdirSync(data, { recursive: true, mode: 0o700 });
-    if (process.getuid?.() === 0) execFileSync('chown', ['postgres:postgres', data]);
+    if (process.getuid?.() === 0) {
+      execFileSync('chown', ['postgres:postgres', data]);
+      // the postgres user must be able to reach the directory: its parents may be root's alone
+      // (.data is made 0700 by whoever made it first)
+      for (let dir = dirname(data); dir !== dirname(dir); dir = dirname(dir)) {
+        if ((statSync(dir).mode & 0o011) === 0) chmodSync(dir, statSync(dir).mode | 0o011);
+      }
+    }
     run(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
   }
   const pgctl = (...args: string[]) => run(join(bin, 'pg_ctl'), ['-D', data, ...args]);
