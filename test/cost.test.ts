@@ -363,7 +363,7 @@ describe('cost recorder', () => {
 
   it('writes operation and field sums on flush, and reports them furthest from their estimate first', async () => {
     const recorder = createCostRecorder(database.db);
-    const dashboard: CostInfo = {
+    const dashboard: CostInfo & { estimated: number } = {
       estimated: 100,
       slices: [
         { coordinate: 'Query.portfolios', value: 10 },

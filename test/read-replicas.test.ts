@@ -114,7 +114,8 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     expect((await mine(alice.id)).body.data.viewer).toBeNull();
     expect((await quote()).latestPrice.close).toBe('10');
     const text = await metrics();
-    expect(routes(text, 'replica')).toBeGreaterThanOrEqual(3);
+    // the second quote is a response-cache hit answered before parsing: it reads nowhere
+    expect(routes(text, 'replica')).toBeGreaterThanOrEqual(2);
     expect(text).toMatch(/^foliograph_db_replica_up\{replica="0"\} 0$/m);
     expect(text).toMatch(/^foliograph_db_replica_up\{replica="1"\} 1$/m);
     expect(text).toMatch(/^foliograph_db_replica_lag_seconds\{replica="1"\} 0$/m);

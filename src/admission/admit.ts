@@ -1,56 +1,22 @@
 import { LRUCache } from 'lru-cache';
 import type { Db } from '../db/client.js';
 import { CodedError, ErrorCode } from '../errors.js';
+import type { IncomingGraphQL } from './request.js';
 import { sha256, trustedDocument, type TrustedDocument } from './trusted-documents.js';
 import { partnerForKey, type AuthenticatedPartner } from './partners.js';
 
-/** A GraphQL request as it arrived over HTTP, before Apollo sees it. */
-export interface IncomingGraphQL {
-  method: string;
-  /** The parsed JSON body of a POST (undefined for GET). */
-  body: unknown;
-  /** The query string, with its leading "?". */
-  search: string;
-  /** The partner behind the request's X-Api-Key, already authenticated (see `authenticate`). */
-  partner?: AuthenticatedPartner | null;
-}
-
 /** What Apollo should run, and for which partner (null for everyone else). */
 export interface Admitted {
-  method: string;
-  body: unknown;
-  search: string;
+  request: IncomingGraphQL;
   partner: AuthenticatedPartner | null;
   /** The trusted document a partner runs. */
   document?: TrustedDocument;
 }
 
-export interface GateOptions {
+export interface PartnerAdmissionOptions {
   db: Db;
   /** How long a key's or document's lookup is reused (a revoked key or retired document stops within it). */
   cacheTtlMs?: number;
-}
-
-interface Params {
-  query?: unknown;
-  variables?: unknown;
-  operationName?: unknown;
-  extensions?: { persistedQuery?: { version?: unknown; sha256Hash?: unknown } } & Record<string, unknown>;
-}
-
-function paramsOf(request: IncomingGraphQL): Params {
-  if (request.method === 'POST') return request.body && typeof request.body === 'object' && !Array.isArray(request.body) ? (request.body as Params) : {};
-  const search = new URLSearchParams(request.search);
-  const json = (name: string) => {
-    const text = search.get(name);
-    if (text === null) return undefined;
-    try {
-      return JSON.parse(text);
-    } catch {
-      return undefined; // Apollo answers malformed parameters itself
-    }
-  };
-  return { query: search.get('query') ?? undefined, variables: json('variables'), operationName: search.get('operationName') ?? undefined, extensions: json('extensions') };
 }
 
 const refuse = (code: ErrorCode, message: string, status: number) => new CodedError(code, message, {}, status);
@@ -61,7 +27,7 @@ const refuse = (code: ErrorCode, message: string, status: number) => new CodedEr
  * a hash of a document published for them or for all partners; the document's text replaces the
  * request's, so a partner can never register a new operation (Apollo's APQ never sees its requests).
  */
-export function createPartnerGate({ db, cacheTtlMs = 10_000 }: GateOptions) {
+export function createPartnerAdmission({ db, cacheTtlMs = 10_000 }: PartnerAdmissionOptions) {
   const ttl = Math.max(1, cacheTtlMs);
   const keys = new LRUCache<string, { partner: AuthenticatedPartner | null }>({ max: 10_000, ttl });
   const documents = new LRUCache<string, { document: TrustedDocument | null }>({ max: 10_000, ttl });
@@ -94,15 +60,14 @@ export function createPartnerGate({ db, cacheTtlMs = 10_000 }: GateOptions) {
       return partner;
     },
 
-    async admit(request: IncomingGraphQL): Promise<Admitted> {
-      const params = paramsOf(request);
+    async admit(request: IncomingGraphQL, partner: AuthenticatedPartner | null): Promise<Admitted> {
+      const { params } = request;
       const persisted = params.extensions?.persistedQuery;
       const hash = typeof persisted?.sha256Hash === 'string' ? persisted.sha256Hash : undefined;
       if (hash !== undefined && typeof params.query === 'string' && sha256(params.query) !== hash.toLowerCase()) {
         throw refuse(ErrorCode.PERSISTED_QUERY_HASH_MISMATCH, 'extensions.persistedQuery.sha256Hash is not the SHA-256 of the query sent with it', 400);
       }
-      const partner = request.partner ?? null;
-      if (!partner) return { method: request.method, body: request.body, search: request.search, partner: null };
+      if (!partner) return { request, partner: null };
       if (hash === undefined) {
         throw refuse(ErrorCode.PERSISTED_QUERY_REQUIRED, 'partners may run trusted documents only: send extensions.persistedQuery.sha256Hash of a published operation', 403);
       }
@@ -117,10 +82,13 @@ export function createPartnerGate({ db, cacheTtlMs = 10_000 }: GateOptions) {
         if (request.method !== 'POST') throw refuse(ErrorCode.BAD_USER_INPUT, 'a mutation must be sent with POST', 405);
         if (!partner.scopes.includes('trades:write')) throw refuse(ErrorCode.FORBIDDEN, 'this partner has no trades:write scope', 403);
       }
-      const body = { query: document.body, variables: params.variables, operationName: typeof params.operationName === 'string' ? params.operationName : document.name };
-      return { method: 'POST', body, search: '', partner, document };
+      // the document's text replaces the request's: Apollo sees a plain JSON POST
+      const operationName = typeof params.operationName === 'string' ? params.operationName : document.name;
+      // (Apollo refuses a `variables` key whose value is undefined: leave it out when none were sent)
+      const replaced = { query: document.body, operationName, ...(params.variables !== undefined ? { variables: params.variables } : {}) };
+      return { request: { method: 'POST', body: replaced, search: '', params: replaced }, partner, document };
     },
   };
 }
 
-export type PartnerGate = ReturnType<typeof createPartnerGate>;
+export type PartnerAdmission = ReturnType<typeof createPartnerAdmission>;

@@ -1,4 +1,6 @@
 import { isIPv6 } from 'node:net';
+import type { AuthenticatedPartner } from './partners.js';
+import type { Viewer } from './tokens.js';
 
 /** How many leading bits of an IPv6 address one anonymous caller owns: a site's usual allocation. */
 export const IPV6_CALLER_PREFIX = 64;
@@ -23,4 +25,18 @@ export function addressCaller(address: string | undefined): string {
   const full = [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
   const prefix = full.slice(0, IPV6_CALLER_PREFIX / 16).map((g) => parseInt(g, 16).toString(16));
   return `${prefix.join(':')}::/${IPV6_CALLER_PREFIX}`;
+}
+
+/** Who is calling, settled before anything runs: on whose behalf, which partner, and whose budget pays. */
+export interface Caller {
+  viewer: Viewer;
+  /** The partner of the request's API key, if any. */
+  partner: AuthenticatedPartner | null;
+  /** Whose cost budget pays: `partner:<id>` (whoever it acts for), `user:<id>`, or `ip:<address>`. */
+  budgetKey: string;
+}
+
+export function budgetKeyOf(viewer: Viewer, partner: AuthenticatedPartner | null, address: string | undefined): string {
+  if (partner) return `partner:${partner.id}`;
+  return viewer.kind === 'user' ? `user:${viewer.userId}` : `ip:${addressCaller(address)}`;
 }

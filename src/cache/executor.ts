@@ -3,9 +3,12 @@ import { envelop, useEngine, useSchema } from '@envelop/core';
 import { useResponseCache } from '@envelop/response-cache';
 import { GraphQLError, execute, parse, printSchema, specifiedRules, subscribe, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { createScopeAnalyzer } from './policy.js';
-import { sessionOfTag, sessionTag, type ResponseStore } from './store.js';
+import type { DocumentProfiles } from './hits.js';
+import { operationKey } from './keys.js';
+import type { ResponseStore } from './store.js';
+import { sessionOf, sessionOfTag, userSessionTag } from './tags.js';
 import { ErrorCode } from '../errors.js';
-import type { Context } from '../graphql/context.js';
+import type { Context, RequestContext } from '../graphql/context.js';
 import type { Metrics } from '../observability/metrics.js';
 import { declaredVariables } from '../limits/variables.js';
 
@@ -13,22 +16,11 @@ export interface ExecutorOptions {
   schema: GraphQLSchema;
   /** The response cache; null runs every operation, without single flight either (caching off). */
   store: ResponseStore | null;
+  /** Where the executor notes what a hit before parsing needs to know of each query it runs. */
+  profiles?: DocumentProfiles;
   metrics?: Metrics;
   /** Told after each mutation of a signed-in user, whatever its outcome (it may have written). */
   onWrite?: (userId: number) => void;
-}
-
-/**
- * Variables in a stable order, so that {a,b} and {b,a} are one single flight. Recursive: the HTTP
- * handler refuses variables nested deeper than MAX_INPUT_DEPTH before any of this runs.
- */
-function stableJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
-  return `{${Object.keys(value as object)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
-    .join(',')}}`;
 }
 
 /**
@@ -44,7 +36,7 @@ function stableJson(value: unknown): string {
  * - identical queries in flight at once (same document, variables and session) run once: the
  *   others wait for the first one's result (single flight).
  */
-export function createEnvelopGateway({ schema, store, metrics, onWrite }: ExecutorOptions): GatewayInterface {
+export function createEnvelopGateway({ schema, store, profiles, metrics, onWrite }: ExecutorOptions): GatewayInterface {
   const isPrivate = createScopeAnalyzer(schema);
   const getEnveloped = envelop({
     plugins: [
@@ -59,6 +51,9 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
               cache: (ctx) => (ctx as Context).cache!.store!,
               // Apollo parsed the document, so envelop never saw its text: key by Apollo's hash of it
               getDocumentString: (args) => (args.contextValue as Context).cache!.documentKey,
+              // the same name a hit before parsing looks the answer up by (see hits.ts)
+              buildResponseCacheKey: ({ documentString, operationName, variableValues, sessionId }) =>
+                operationKey({ session: sessionId ?? null, documentKey: documentString, operationName, variables: variableValues }),
               // answers with no cacheControl hint are not cached
               ttl: 0,
               includeExtensionMetadata: true,
@@ -88,7 +83,7 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
     async load() {
       return {
         executor: async (request) => {
-          const ctx = request.context as Context;
+          const requestContext = request.context as RequestContext;
           const document = request.document;
           if (!request.operation) {
             // Apollo leaves operation resolution to the executor when a gateway runs operations
@@ -97,12 +92,15 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
             return { errors: [new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, reason: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } } })] };
           }
           const mutation = request.operation.operation === 'mutation';
-          ctx.routeReads?.(mutation);
-          const session = mutation || isPrivate(document) ? (ctx.viewer.kind === 'user' ? `user:${ctx.viewer.userId}` : 'anonymous') : null;
+          const { viewer } = requestContext;
+          const session = mutation || isPrivate(document) ? sessionOf(viewer) : null;
           // a signed-in caller's write acknowledged on another instance reaches this one's copies
           // (and its identical requests in flight) before this request looks at them
-          if (store && !mutation && session && ctx.viewer.kind === 'user') await store.sync(session);
-          ctx.cache = { session, mutation, documentKey: request.queryHash, store: store?.forRequest(session) };
+          if (store && !mutation && session && viewer.kind === 'user') await store.sync(session);
+          const ctx: Context = requestContext.forOperation({
+            mutation,
+            cache: store ? { session, mutation, documentKey: request.queryHash, store: store.forRequest(session, () => requestContext.cost.estimated) } : undefined,
+          });
           // both keys (single flight below, the response cache's own) are built from these alone
           const variableValues = declaredVariables(request.operation, request.request.variables);
           const run = async () => {
@@ -118,13 +116,21 @@ export function createEnvelopGateway({ schema, store, metrics, onWrite }: Execut
               if (store && ctx.viewer.kind === 'user') {
                 // drops this process's copies at once; waits for Redis at most one command timeout,
                 // and not at all while Redis is skipped (what misses Redis is replayed when it answers)
-                await store.invalidate([sessionTag(`user:${ctx.viewer.userId}`)]);
+                await store.invalidate([userSessionTag(ctx.viewer.userId)]);
               }
             }
           }
           // caching off (the benchmark's baseline) runs every operation, duplicates included
           if (!store) return run();
-          const key = `${session ?? 'public'}\u0000${request.queryHash}\u0000${request.operationName ?? ''}\u0000${stableJson(variableValues)}`;
+          // looked up by what the client sends (its operationName may be absent); the answer is named by
+          // the operation Apollo resolved
+          profiles?.remember(request.queryHash, request.request.operationName ?? null, {
+            private: session !== null,
+            declared: (request.operation.variableDefinitions ?? []).map((v) => v.variable.name.value),
+            name: request.operationName ?? null,
+          });
+          // the session in front, so that an invalidation can end its session's flights alone
+          const key = `${session ?? ''}\u0000${operationKey({ session, documentKey: request.queryHash, operationName: request.operationName, variables: variableValues })}`;
           const running = flights.get(key);
           if (running) {
             metrics?.singleFlightJoins.inc();

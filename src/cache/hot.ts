@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { createGenerations } from './generations.js';
+import { instrumentOfTag, instrumentTag } from './tags.js';
 import type { InstrumentRow } from '../db/schema.js';
 import type { PriceRecord } from '../loaders/instruments.js';
 
@@ -23,7 +24,7 @@ export function createHotCache({ ttlMs, max = 50_000 }: HotCacheOptions) {
   const bySymbol = new LRUCache<string, { row: InstrumentRow | null }>({ max, ttl: ttlMs });
   const prices = new LRUCache<number, { price: PriceRecord | null }>({ max, ttl: ttlMs });
   const generations = createGenerations(max);
-  const tagOf = (id: number | undefined) => (id === undefined ? [] : [`Instrument:${id}`]);
+  const tagOf = (id: number | undefined) => (id === undefined ? [] : [instrumentTag(id)]);
 
   /** A batch function that asks the database only for the keys the cache does not hold. */
   function through<K extends string | number, V, E extends object>(
@@ -62,22 +63,22 @@ export function createHotCache({ ttlMs, max = 50_000 }: HotCacheOptions) {
     instrumentsById: (batch: Batch<number, InstrumentRow | null>) => through(byId, batch, (row) => ({ row }), (e) => e.row, (id) => id),
     instrumentsBySymbol: (batch: Batch<string, InstrumentRow | null>) => through(bySymbol, batch, (row) => ({ row }), (e) => e.row, (_, row) => row?.id),
     latestPrices: (batch: Batch<number, PriceRecord | null>) => through(prices, batch, (price) => ({ price }), (e) => e.price, (id) => id),
-    /** Drops what invalidation tags name: `Instrument:<id>`, or every instrument for `Instrument`/`Price`. */
+    /** Drops what invalidation tags name: one instrument, or every instrument for `Instrument`/`Price`. */
     invalidate(tags: string[]) {
       for (const tag of tags) {
-        const [type, id] = tag.split(':');
-        if (type !== 'Instrument' && type !== 'Price') continue;
-        if (id === undefined) {
+        const id = instrumentOfTag(tag);
+        if (id === null) continue;
+        if (id === 'all') {
           generations.invalidateAll();
           byId.clear();
           bySymbol.clear();
           prices.clear();
           continue;
         }
-        generations.invalidate([`Instrument:${id}`]);
-        byId.delete(Number(id));
-        prices.delete(Number(id));
-        for (const [symbol, e] of bySymbol.entries()) if (e.row?.id === Number(id)) bySymbol.delete(symbol);
+        generations.invalidate([instrumentTag(id)]);
+        byId.delete(id);
+        prices.delete(id);
+        for (const [symbol, e] of bySymbol.entries()) if (e.row?.id === id) bySymbol.delete(symbol);
       }
     },
   };

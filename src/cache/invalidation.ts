@@ -1,5 +1,11 @@
 import { sql } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
+import type { Database, Db } from '../db/client.js';
+import type { Logger } from '../observability/logger.js';
+import type { HotCache } from './hot.js';
+import type { ResponseStore } from './store.js';
+
+/** The tag that names every instrument (and its prices): a hot cache dropped whole. */
+const ALL_INSTRUMENTS = 'Instrument';
 
 /** The PostgreSQL channel on which writers announce what changed to every server on the database. */
 export const INVALIDATION_CHANNEL = 'foliograph_invalidate';
@@ -22,4 +28,48 @@ export function parseInvalidation(payload: string): string[] {
   } catch {
     return [];
   }
+}
+
+export interface InvalidationListenerOptions {
+  database: Database;
+  /** The response cache (null with caching off): it drops answers, here and in Redis. */
+  store: ResponseStore | null;
+  /** Instruments and latest prices shared across requests. */
+  hot?: HotCache;
+  /** Told of the tags of every invalidation heard (e.g. the read router: who wrote, public data changed). */
+  onTags?: (tags: string[]) => void;
+  logger: Logger;
+}
+
+/**
+ * Writers in other processes (forecasts:generate, model activation, seeds) announce stale entities
+ * with NOTIFY on INVALIDATION_CHANNEL when they commit; every server LISTENs and drops them, through
+ * the store (so their generations in Redis move too, and no instance copies a pre-write answer back).
+ * NOTIFYs sent while the LISTEN connection was down never arrive: when it comes back, everything
+ * cached here is dropped, since any of it may have missed one.
+ */
+export function createInvalidationListener({ database, store, hot, onTags, logger }: InvalidationListenerOptions) {
+  let stop: (() => Promise<void>) | undefined;
+  const drop = (tags: string[]) => {
+    if (store) void store.invalidate(tags);
+    else hot?.invalidate(tags);
+    onTags?.(tags);
+  };
+  return {
+    async start() {
+      stop = await database
+        .listen(INVALIDATION_CHANNEL, (payload) => drop(parseInvalidation(payload)), () => {
+          logger.warn('listening for invalidations again after a lost connection: dropping every cached answer, which may have missed one');
+          store?.forgetLocal();
+          hot?.invalidate([ALL_INSTRUMENTS]);
+        })
+        .catch((e) => {
+          logger.warn({ err: e }, 'cannot LISTEN for invalidations: cached public data refreshes at its TTL');
+          return undefined;
+        });
+    },
+    async stop() {
+      await stop?.().catch(() => {});
+    },
+  };
 }

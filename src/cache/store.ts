@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import type { Cache, CacheEntityRecord } from '@envelop/response-cache';
+import type { Cache } from '@envelop/response-cache';
 import type { ExecutionResult } from 'graphql';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { createGenerations } from './generations.js';
+import { sessionOfTag, sessionTag, tagOfEntity, typeOfTag } from './tags.js';
 import { luaScript, type RedisLink } from './redis-link.js';
 
 export interface ResponseStoreOptions {
@@ -33,9 +34,15 @@ export interface ResponseStore {
   /**
    * The envelop Cache for one request. Its answers are tagged with the request's session (so a
    * caller's writes reach all their private answers, lists included), and an answer is not stored if
-   * one of its tags was invalidated after the request began (it may already be stale).
+   * one of its tags was invalidated after the request began (it may already be stale). `costOf`
+   * tells the operation's estimated cost, kept beside its answer for hits before parsing.
    */
-  forRequest(session: string | null): Cache;
+  forRequest(session: string | null, costOf?: () => number | null): Cache;
+  /**
+   * The answer stored here under `key` for a request of `session` (null: a public answer), ready to be
+   * written out before anything is parsed; null on a miss (Redis is not asked: the executor's path does).
+   */
+  peek(key: string, session: string | null): CachedAnswer | null;
   /**
    * Drops every answer tagged with one of these, here at once and (with Redis) on every instance.
    * Waits for Redis at most one command timeout, and not at all while Redis is skipped: what cannot
@@ -49,22 +56,31 @@ export interface ResponseStore {
    * message has not arrived yet. One round trip; nothing without Redis or while it is skipped.
    */
   sync(session: string): Promise<void>;
+  /**
+   * Drops every answer this process holds, and keeps any request already running from storing its
+   * own: for when invalidations may have been missed (the LISTEN connection was lost).
+   */
+  forgetLocal(): void;
   /** Calls `listener` for every invalidation, from this instance or another (e.g. for the hot-entity cache). */
   onInvalidate(listener: (tags: string[]) => void): void;
   /** Calls `listener` whenever invalidations may have been missed (Redis failed, or another instance says it did). */
   onReset(listener: () => void): void;
 }
 
-const SESSION = 'Session:';
-export const sessionTag = (session: string) => `${SESSION}${session}`;
-/** The session a tag names (`user:7` for `Session:user:7`), or null for an entity's tag. */
-export const sessionOfTag = (tag: string) => (tag.startsWith(SESSION) ? tag.slice(SESSION.length) : null);
-const tagOf = (e: CacheEntityRecord) => (e.id === undefined || e.id === null ? e.typename : `${e.typename}:${e.id}`);
 
 interface Entry {
-  result: ExecutionResult;
+  /** The answer as JSON (`{"data":…}`): what a hit before parsing writes out, and what envelop's own lookup parses. */
+  json: string;
   tags: string[];
   bytes: number;
+  /** The operation's estimated cost, charged to the budget of whoever it is served to (null: not known). */
+  cost: number | null;
+}
+
+/** A cached answer as the HTTP layer writes it. */
+export interface CachedAnswer {
+  json: string;
+  cost: number;
 }
 
 // A tag's generation outlives every entry that carries it (entries live at most ENTRY_MAX_TTL_MS),
@@ -243,7 +259,7 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
     for (const tag of tags) {
       for (const key of [...(byTag.get(tag) ?? [])]) local.delete(key);
       byTag.delete(tag);
-      metrics?.cacheInvalidations.inc({ type: tag.split(':')[0] });
+      metrics?.cacheInvalidations.inc({ type: typeOfTag(tag) });
     }
     for (const listener of listeners) listener(tags);
   }
@@ -321,12 +337,14 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
     });
   }
 
+  /** While Redis is skipped, this process cannot hear other instances' writes to a session. */
+  const localUsableFor = (session: string | null) => session === null || !link || link.up;
+
   const store: ResponseStore = {
-    forRequest(session) {
+    forRequest(session, costOf = () => null) {
       const tag = session ? sessionTag(session) : null;
       const since = generations.now();
-      // while Redis is skipped, this process cannot hear other instances' writes to a session
-      const localUsable = () => tag === null || !link || link.up;
+      const localUsable = () => localUsableFor(session);
       let seen: { epoch: string; clock: string } | null = null;
       return {
         async get(key) {
@@ -334,7 +352,7 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
             const hit = local.get(key);
             if (hit) {
               metrics?.cacheRequests.inc({ result: 'hit', tier: 'local' });
-              return hit.result;
+              return JSON.parse(hit.json) as ExecutionResult;
             }
           }
           if (!link?.up) {
@@ -351,9 +369,8 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
             // the replay of invalidations that missed Redis is sent before any read once it is back.
             if (json && typeof ttl === 'number' && ttl > 0 && generations.unchangedSince(tags, since)) {
               metrics?.cacheRequests.inc({ result: 'hit', tier: 'redis' });
-              const result = JSON.parse(json) as ExecutionResult;
-              if (localUsable()) keep(key, { result, tags, bytes: json.length }, ttl);
-              return result;
+              if (localUsable()) keep(key, { json, tags, bytes: json.length, cost: costOf() }, ttl);
+              return JSON.parse(json) as ExecutionResult;
             }
           } catch {
             /* the link opened its breaker and logs; a miss */
@@ -363,18 +380,26 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
         },
 
         async set(key, result, entities, ttl) {
-          const tags = [...new Set([...[...entities].map(tagOf), ...(tag ? [tag] : [])])];
+          const tags = [...new Set([...[...entities].map(tagOfEntity), ...(tag ? [tag] : [])])];
           // a write to one of its entities since the request began: the answer may predate it
           if (!generations.unchangedSince(tags, since)) return;
           const json = JSON.stringify(result);
-          if (localUsable()) keep(key, { result, tags, bytes: json.length }, ttl);
+          if (localUsable()) keep(key, { json, tags, bytes: json.length, cost: costOf() }, ttl);
           if (!link?.up || !seen) return;
           const { epoch, clock } = seen;
           await link.run((redis) => STORE(redis, [EPOCH_KEY], [NS, epoch, clock, key, json, Math.min(Math.ceil(ttl), ENTRY_MAX_TTL_MS), ...tags])).catch(() => {});
         },
 
-        invalidate: (entities) => store.invalidate([...entities].map(tagOf)),
+        invalidate: (entities) => store.invalidate([...entities].map(tagOfEntity)),
       };
+    },
+
+    peek(key, session) {
+      if (!localUsableFor(session)) return null;
+      const hit = local.get(key);
+      if (!hit || hit.cost === null) return null;
+      metrics?.cacheRequests.inc({ result: 'hit', tier: 'local' });
+      return { json: hit.json, cost: hit.cost };
     },
 
     async sync(session) {
@@ -413,6 +438,13 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
 
     onInvalidate(listener) {
       listeners.push(listener);
+    },
+
+    forgetLocal() {
+      generations.invalidateAll();
+      synced.clear();
+      local.clear();
+      for (const listener of resetListeners) listener();
     },
 
     onReset(listener) {

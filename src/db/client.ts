@@ -35,8 +35,12 @@ export interface Database {
   idleConnections(): Promise<number>;
   /** The plan PostgreSQL would choose for a statement (EXPLAIN, not run), one line per element. */
   explain(query: string, params: unknown[]): Promise<string[]>;
-  /** Calls `onMessage` with every NOTIFY payload on `channel` (from any process); resolves to stop. */
-  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Calls `onMessage` with every NOTIFY payload on `channel` (from any process); resolves to stop.
+   * `onRelisten` is told each time listening resumes after a lost connection: what was sent
+   * meanwhile never arrives.
+   */
+  listen(channel: string, onMessage: (payload: string) => void, onRelisten?: () => void): Promise<() => Promise<void>>;
   /** Runs `fn` holding a cluster-wide lock (migrations by several instances at once). */
   exclusive<T>(fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -144,9 +148,12 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         const [row] = await stats`select count(*)::int as idle from pg_stat_activity where application_name = ${applicationName} and state = 'idle'`;
         return Number(row.idle);
       },
-      async listen(channel, onMessage) {
+      async listen(channel, onMessage, onRelisten) {
         // postgres.js keeps one extra connection for LISTEN and re-listens after reconnecting
-        const { unlisten } = await client.listen(channel, onMessage);
+        let listens = 0;
+        const { unlisten } = await client.listen(channel, onMessage, () => {
+          if (listens++ > 0) onRelisten?.();
+        });
         return unlisten;
       },
       async exclusive(fn) {

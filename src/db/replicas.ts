@@ -109,3 +109,28 @@ export function createReadRouter(options: { replicas: Db[]; readYourWritesMs: nu
     },
   };
 }
+
+export type ReadRouter = ReturnType<typeof createReadRouter>;
+
+/**
+ * Checks every replica before the first request and every `intervalMs` after (a down or lagging one
+ * gets no reads), telling `onChecked` each time.
+ */
+export function replicaChecks(replicas: ReadReplicas, onChecked: (health: ReplicaHealth[]) => void, intervalMs = 5000) {
+  let loop: NodeJS.Timeout | undefined;
+  const check = async () => {
+    await replicas.check();
+    onChecked(replicas.health);
+  };
+  return {
+    async start() {
+      await check();
+      loop = setInterval(() => void check().catch(() => {}), intervalMs);
+      loop.unref();
+    },
+    async stop() {
+      clearInterval(loop);
+      await replicas.close();
+    },
+  };
+}

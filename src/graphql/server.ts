@@ -7,7 +7,7 @@ import type { KeyValueCache } from '@apollo/utils.keyvaluecache';
 import type { DocumentNode, GraphQLSchema, ValidationRule } from 'graphql';
 import { LRUCache } from 'lru-cache';
 import type { Server } from 'node:http';
-import type { Context } from './context.js';
+import type { RequestContext } from './context.js';
 import type { Logger } from '../observability/logger.js';
 import { createFormatError } from './format-error.js';
 
@@ -21,7 +21,7 @@ export interface ApolloOptions {
   allowIntrospection: boolean;
   /** Drained on stop, so that shutdown waits for requests in flight. */
   httpServer?: Server;
-  plugins?: ApolloServerPlugin<Context>[];
+  plugins?: ApolloServerPlugin<RequestContext>[];
   /** Limits checked while validating, before anything executes (depth, aliases, ...). */
   validationRules?: ValidationRule[];
   /** Most lexical tokens a document may have; graphql-js stops parsing past it. */
@@ -73,7 +73,7 @@ export function createDocumentStore({ maxEntries, maxBytes }: DocumentStoreOptio
 }
 
 /** Puts the request id on unexpected errors, so a client can quote it and we can find the log line. */
-function createRequestIdPlugin(): ApolloServerPlugin<Context> {
+function createRequestIdPlugin(): ApolloServerPlugin<RequestContext> {
   return {
     async requestDidStart() {
       return {
@@ -91,7 +91,7 @@ function createRequestIdPlugin(): ApolloServerPlugin<Context> {
 }
 
 /** Logs unexpected errors with the request id the client sees in `x-request-id`. */
-function createInternalErrorLogPlugin(logger: Logger): ApolloServerPlugin<Context> {
+function createInternalErrorLogPlugin(logger: Logger): ApolloServerPlugin<RequestContext> {
   return {
     async requestDidStart() {
       return {
@@ -111,8 +111,8 @@ function createInternalErrorLogPlugin(logger: Logger): ApolloServerPlugin<Contex
   };
 }
 
-export function createApolloServer(options: ApolloOptions): ApolloServer<Context> {
-  return new ApolloServer<Context>({
+export function createApolloServer(options: ApolloOptions): ApolloServer<RequestContext> {
+  return new ApolloServer<RequestContext>({
     ...(options.gateway ? { gateway: options.gateway } : { schema: options.schema }),
     introspection: !options.production || options.allowIntrospection,
     includeStacktraceInErrorResponses: !options.production,

@@ -1,6 +1,6 @@
 import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { CodedError, ErrorCode } from '../errors.js';
-import type { Context } from '../graphql/context.js';
+import type { RequestContext } from '../graphql/context.js';
 import type { CostBudget } from './budget.js';
 import type { CostEstimator } from './cost-estimate.js';
 import type { CostRecorder } from './cost-recorder.js';
@@ -25,7 +25,7 @@ export interface CostPluginOptions {
  * past its list's cap, a cost above the limit, or a caller over budget is refused here, so no SQL
  * runs. Every answer then carries `extensions.cost`: the estimate, and what the request really did.
  */
-export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin<Context> {
+export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin<RequestContext> {
   const { estimator, maxCost, caps, budget, recorder, observe } = options;
   return {
     async requestDidStart() {
@@ -39,7 +39,8 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
               throw new CodedError(ErrorCode.BAD_USER_INPUT, `${s.argument} of ${s.coordinate} must be between 0 and ${cap}, got ${s.value}`, { argument: s.argument, limit: cap }, 400);
             }
           }
-          contextValue.cost = { estimated: cost, slices: slices.map(({ coordinate, value }) => ({ coordinate, value })) };
+          contextValue.cost.estimated = cost;
+          contextValue.cost.slices = slices.map(({ coordinate, value }) => ({ coordinate, value }));
           if (cost > maxCost) {
             throw new CodedError(
               ErrorCode.QUERY_TOO_COSTLY,
@@ -76,12 +77,12 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
           const actual = { sqlStatements: sql.statements, loaderBatches: work.batches, loaderKeys: work.keys, rows: work.rows };
           response.body.singleResult.extensions = {
             ...response.body.singleResult.extensions,
-            cost: { estimated: cost?.estimated ?? null, limit: maxCost, actual, ...(cost?.budget ? { budget: cost.budget } : {}) },
+            cost: { estimated: cost.estimated, limit: maxCost, actual, ...(cost.budget ? { budget: cost.budget } : {}) },
           };
           // a cache hit did no work: it says nothing about what the operation costs
           const hit = (response.body.singleResult.extensions?.responseCache as { hit?: boolean } | undefined)?.hit === true;
-          if (cost && !hit && !response.body.singleResult.errors?.length) {
-            recorder?.record(operationName ?? null, cost, contextValue.sql, work, contextValue.partner !== null);
+          if (cost.estimated !== null && !hit && !response.body.singleResult.errors?.length) {
+            recorder?.record(operationName ?? null, { ...cost, estimated: cost.estimated }, contextValue.sql, work, contextValue.partner !== null);
             observe?.(cost.estimated, work.rows);
           }
         },

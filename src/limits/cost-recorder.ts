@@ -29,7 +29,7 @@ export interface CostRecorder {
    * Adds one successful operation: its estimate, and the rows, statements and SQL time it really took.
    * `trusted`: it ran a published trusted document, whose name operators chose (always kept apart).
    */
-  record(operationName: string | null, cost: CostInfo, sqlStats: SqlStats, work: WorkStats, trusted?: boolean): void;
+  record(operationName: string | null, cost: CostInfo & { estimated: number }, sqlStats: SqlStats, work: WorkStats, trusted?: boolean): void;
   /** Writes what was recorded since the last flush (one statement), and forgets it. */
   flush(): Promise<void>;
   /** Flushes on an interval until stopped; stop flushes once more. */

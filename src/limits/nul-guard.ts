@@ -1,7 +1,7 @@
 import { BREAK, visit, type DocumentNode } from 'graphql';
 import type { ApolloServerPlugin } from '@apollo/server';
 import { CodedError, ErrorCode } from '../errors.js';
-import type { Context } from '../graphql/context.js';
+import type { RequestContext } from '../graphql/context.js';
 
 function hasNul(value: unknown, depth = 0): boolean {
   if (typeof value === 'string') return value.includes('\u0000');
@@ -31,7 +31,7 @@ function documentHasNul(document: DocumentNode): boolean {
  * PostgreSQL text cannot hold U+0000: a string with one is refused as input once, here, before any
  * resolver could send it to the database (where it would fail a whole batch as an internal error).
  */
-export function createNulGuardPlugin(): ApolloServerPlugin<Context> {
+export function createNulGuardPlugin(): ApolloServerPlugin<RequestContext> {
   return {
     async requestDidStart() {
       return {

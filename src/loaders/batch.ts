@@ -1,6 +1,8 @@
 import DataLoader from 'dataloader';
 import { sql, type SQL } from 'drizzle-orm';
+import type { Deadline } from '../db/deadline.js';
 import { withStatementCapture } from '../db/sql-stats.js';
+import { DeadlineExceededError } from '../errors.js';
 import { inSpan } from '../observability/tracing.js';
 
 /**
@@ -56,15 +58,16 @@ function countRows(results: unknown[]): number {
  */
 export interface LoaderHooks {
   observe?: BatchObserver;
-  /** Once aborted (the request's deadline passed), no further batch is sent to the database. */
-  signal?: AbortSignal;
+  /** Once the request's deadline has passed, no further batch is sent to the database. */
+  deadline?: Deadline;
 }
 
 export function loader<K, V>(name: string, batch: (keys: readonly K[]) => Promise<V[]>, hooks: LoaderHooks = {}): DataLoader<K, V, string | K> {
-  const { observe, signal } = hooks;
+  const { observe, deadline } = hooks;
   return new DataLoader<K, V, string | K>(
     async (keys) => {
-      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('the request was cancelled');
+      // by the clock, not only the signal: its timer may not have had a turn yet
+      if (deadline && deadline.remainingMs() <= 0) throw new DeadlineExceededError(deadline.ms);
       // one span per batch: the loading a resolver waits for, and its one SQL statement
       return inSpan(`loader ${name}`, { 'foliograph.loader': name, 'foliograph.keys': keys.length, 'db.system': 'postgresql' }, async (span) => {
         const started = performance.now();

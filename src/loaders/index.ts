@@ -1,5 +1,6 @@
 import type { Viewer } from '../admission/tokens.js';
 import type { Db } from '../db/client.js';
+import type { Deadline } from '../db/deadline.js';
 import type { InstrumentRow } from '../db/schema.js';
 import type { HotCache } from '../cache/hot.js';
 import { loader, type BatchObserver } from './batch.js';
@@ -21,8 +22,8 @@ export interface LoaderOptions {
   defaultModel: string;
   /** Told of every batch: the loader, its keys, rows and time. */
   observe?: BatchObserver;
-  /** The request's deadline: once aborted, loaders send nothing more. */
-  signal?: AbortSignal;
+  /** The request's deadline: once it has passed, loaders send nothing more. */
+  deadline?: Deadline;
   /** Instruments and latest prices shared across requests (a short TTL, invalidated explicitly). */
   hot?: HotCache;
 }
@@ -32,7 +33,7 @@ export interface LoaderOptions {
  * the authorization of every private read happens inside these batch functions.
  */
 export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
-  const o = { observe: options.observe, signal: options.signal };
+  const o = { observe: options.observe, deadline: options.deadline };
   const hot = options.hot;
   const instrumentById = loader('instrumentById', hot ? hot.instrumentsById(instrumentsById(db)) : instrumentsById(db), o);
   const bySymbol = hot ? hot.instrumentsBySymbol(instrumentsBySymbol(db)) : instrumentsBySymbol(db);

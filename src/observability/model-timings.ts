@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
-import type { Db } from '../db/client.js';
+import type { Database, Db } from '../db/client.js';
+import type { Logger } from './logger.js';
+import { boundedLabel, type Metrics } from './metrics.js';
 
 /**
  * Model runs happen in commands (forecasts:generate, seeds), not in the servers that Prometheus
@@ -51,6 +53,32 @@ export function collectModelTimings() {
     timings,
     onTiming(model: string, version: string, stage: 'inference' | 'generation', seconds: number) {
       timings.push({ model, version, stage, seconds });
+    },
+  };
+}
+
+/**
+ * Model runs of commands on this database (forecasts:generate, backtests) reach this server's
+ * /metrics: they are announced with NOTIFY on MODEL_TIMING_CHANNEL, and every server observes them.
+ * Model names and versions come from the database: their labels are bounded all the same.
+ */
+export function createModelTimingListener({ database, metrics, logger }: { database: Database; metrics: Metrics; logger: Logger }) {
+  const modelLabel = boundedLabel(50);
+  const versionLabel = boundedLabel(200);
+  let stop: (() => Promise<void>) | undefined;
+  return {
+    async start() {
+      stop = await database
+        .listen(MODEL_TIMING_CHANNEL, (payload) => {
+          for (const t of parseModelTimings(payload)) metrics.modelDuration.observe({ model: modelLabel(t.model), version: versionLabel(t.version), stage: t.stage }, t.seconds);
+        })
+        .catch((e) => {
+          logger.warn({ err: e }, 'cannot LISTEN for model timings: forecasts:generate runs will not show in /metrics');
+          return undefined;
+        });
+    },
+    async stop() {
+      await stop?.().catch(() => {});
     },
   };
 }

@@ -2,6 +2,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { rows, type Db } from '../../db/client.js';
 import { forecastModels, forecasts, type ForecastModelRow } from '../../db/schema.js';
 import { notifyInvalidation } from '../../cache/invalidation.js';
+import { instrumentTag } from '../../cache/tags.js';
 import { publishModelTimings, type ModelTiming } from '../../observability/model-timings.js';
 import { forecastSeries, modelByName, MODELS, parseParameters } from './models/index.js';
 import { RegistryError } from './registry.js';
@@ -93,7 +94,7 @@ export async function generateForecasts(db: Db, options: GenerateOptions = {}): 
   }
   for (const { row } of runnable) timed(row.name, row.version, 'generation', (performance.now() - started) / 1000);
   // answers that show these instruments' forecasts are stale now, on every server
-  if (written > 0) await notifyInvalidation(db, touched.map((id) => `Instrument:${id}`));
+  if (written > 0) await notifyInvalidation(db, touched.map(instrumentTag));
   await publishModelTimings(db, timings);
   return { models: runnable.length, instruments: instrumentIds.length, forecasts: written, touched };
 }

@@ -2,6 +2,7 @@ import { and, desc, eq, sql } from 'drizzle-orm';
 import { rows, type Db } from '../../db/client.js';
 import { forecastModelActivations, forecastModels, type ForecastModelRow } from '../../db/schema.js';
 import { notifyInvalidation } from '../../cache/invalidation.js';
+import { instrumentTag } from '../../cache/tags.js';
 import { MODELS, modelByName, parseParameters } from './models/index.js';
 
 /**
@@ -99,7 +100,7 @@ async function switchVersion(
     await tx.insert(forecastModelActivations).values({ name, modelId: target.id, previousModelId: current?.id ?? null, action });
     // delivered when this transaction commits: every server drops its answers about instruments
     const instrumentIds = (await rows<{ id: number }>(tx, sql`select id from instruments order by id`)).map((i) => i.id);
-    await notifyInvalidation(tx as unknown as Db, instrumentIds.map((id) => `Instrument:${id}`));
+    await notifyInvalidation(tx as unknown as Db, instrumentIds.map(instrumentTag));
     return { name, version: target.version, previousVersion: current?.version ?? null, changed: true, instrumentIds };
   });
 }

@@ -1,6 +1,7 @@
 import { cacheNamespace } from '../../cache/namespace.js';
 import { createRedisLink } from '../../cache/redis-link.js';
 import { createResponseStore } from '../../cache/store.js';
+import { instrumentTag } from '../../cache/tags.js';
 import type { Config } from '../../config.js';
 import type { Database } from '../../db/client.js';
 import { createLogger } from '../../observability/logger.js';
@@ -20,7 +21,7 @@ export async function clearSharedInstrumentAnswers(config: Config, database: Dat
       return;
     }
     const store = createResponseStore({ maxEntries: 1, maxBytes: 1, redis, namespace: cacheNamespace(database), logger });
-    await store.invalidate(instrumentIds.map((id) => `Instrument:${id}`));
+    await store.invalidate(instrumentIds.map(instrumentTag));
   } finally {
     await redis.close();
   }

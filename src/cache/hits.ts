@@ -1,0 +1,146 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { LRUCache } from 'lru-cache';
+import type { EarlyAnswer } from '../http/handler.js';
+import type { CostBudget } from '../limits/budget.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { OperationRecorder } from '../observability/operation-log.js';
+import { documentHash, operationKey } from './keys.js';
+import type { ResponseStore } from './store.js';
+import { sessionOf } from './tags.js';
+
+/** What the executor learnt of an operation when it first ran it, so that a hit needs no parsing. */
+export interface DocumentProfile {
+  /** Whether the operation can touch PRIVATE data: its answers are kept per session. */
+  private: boolean;
+  /** The variables the operation declares: the only ones that name its answer. */
+  declared: string[];
+  /** The operation Apollo resolved (its own name): what names its answer, its metric and its log line. */
+  name: string | null;
+}
+
+/** Profiles of the queries run lately, by document hash and operation name (bounded: LRU). */
+export function createDocumentProfiles(max = 10_000) {
+  const profiles = new LRUCache<string, DocumentProfile>({ max });
+  const keyOf = (hash: string, operationName: string | null) => `${hash}\u0000${operationName ?? ''}`;
+  return {
+    remember: (hash: string, operationName: string | null, profile: DocumentProfile) => void profiles.set(keyOf(hash, operationName), profile),
+    get: (hash: string, operationName: string | null) => profiles.get(keyOf(hash, operationName)),
+  };
+}
+
+export type DocumentProfiles = ReturnType<typeof createDocumentProfiles>;
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const GRAPHQL_RESPONSE_TYPE = 'application/graphql-response+json; charset=utf-8';
+
+/**
+ * How an Accept header ranks a media type, as the `negotiator` package Apollo uses does: its quality,
+ * then how specifically a range names it (exact, `type/*`, `*\/*`), then how early that range comes.
+ */
+function rank(accept: string, type: string): [q: number, specificity: number, order: number] {
+  let best: [number, number, number] = [-1, -1, 0];
+  accept.split(',').forEach((part, order) => {
+    const [range, ...parameters] = part.trim().toLowerCase().split(';');
+    const q = Number(parameters.map((p) => p.trim()).find((p) => p.startsWith('q='))?.slice(2) ?? '1');
+    const specificity = range === type ? 2 : range === `${type.split('/')[0]}/*` ? 1 : range === '*/*' ? 0 : -1;
+    if (specificity > best[1] && Number.isFinite(q)) best = [q, specificity, order];
+  });
+  return best;
+}
+
+/**
+ * The content type Apollo would answer with: application/graphql-response+json when the client
+ * prefers it, else application/json (also without Accept, and on a tie Apollo's own order decides);
+ * null when the client takes neither (Apollo then answers that itself).
+ */
+export function answerType(headers: IncomingHttpHeaders): string | null {
+  const accept = headers.accept;
+  if (!accept) return JSON_TYPE;
+  const json = rank(accept, 'application/json');
+  const graphql = rank(accept, 'application/graphql-response+json');
+  if (json[0] <= 0 && graphql[0] <= 0) return null;
+  const prefersGraphql = graphql[0] !== json[0] ? graphql[0] > json[0] : graphql[1] !== json[1] ? graphql[1] > json[1] : graphql[2] < json[2];
+  return prefersGraphql ? GRAPHQL_RESPONSE_TYPE : JSON_TYPE;
+}
+
+/** The declared variables of a request, by the names its profile holds; null when they are not an object. */
+function declaredOnly(variables: unknown, declared: string[]): Record<string, unknown> | null {
+  if (variables === undefined || variables === null) return Object.create(null) as Record<string, unknown>;
+  if (typeof variables !== 'object' || Array.isArray(variables)) return null;
+  const kept: Record<string, unknown> = Object.create(null);
+  for (const name of declared) if (Object.hasOwn(variables, name)) kept[name] = (variables as Record<string, unknown>)[name];
+  return kept;
+}
+
+export interface HitPathOptions {
+  store: ResponseStore;
+  profiles: DocumentProfiles;
+  budget: CostBudget;
+  /** MAX_COST, for `extensions.cost.limit`. */
+  maxCost: number;
+  record: OperationRecorder;
+  metrics: Metrics;
+}
+
+/**
+ * A response-cache hit answered before anything is parsed: the answer for (document hash, declared
+ * variables, operation name, cache session) is looked up in this process's tier and its stored bytes
+ * written out, with everything a hit through the executor gets: the caller authenticated (admission
+ * ran first), the privacy rule of its document (learnt when it first ran: a private one is looked up
+ * under the caller's session only), the stored cost estimate charged to the caller's budget, the
+ * operation metric and log line, and `extensions` as the executor writes them. Whatever it cannot
+ * answer so (a document not yet profiled, a mutation, a miss, a spent budget, a simple GET, which
+ * CSRF prevention must see) goes on to Apollo as before.
+ */
+export function createHitPath({ store, profiles, budget, maxCost, record, metrics }: HitPathOptions): EarlyAnswer {
+  return async (res, { req, requestId, admitted, caller, arrived }) => {
+    const { request } = admitted;
+    const { params } = request;
+    // a browser may send a simple GET cross-site: Apollo's CSRF prevention wants it preflighted
+    if (request.method === 'GET' && !req.headers['apollo-require-preflight'] && !req.headers['x-apollo-operation-name']) return false;
+    const contentType = answerType(req.headers);
+    if (!contentType) return false;
+    const persisted = params.extensions?.persistedQuery?.sha256Hash;
+    const hash = typeof params.query === 'string' ? documentHash(params.query) : typeof persisted === 'string' && /^[0-9a-f]{64}$/i.test(persisted) ? persisted.toLowerCase() : null;
+    if (hash === null) return false;
+    const operationName = typeof params.operationName === 'string' ? params.operationName : null;
+    const profile = profiles.get(hash, operationName);
+    if (!profile) return false;
+    const variables = declaredOnly(params.variables, profile.declared);
+    if (!variables) return false;
+    const session = profile.private ? sessionOf(caller.viewer) : null;
+    // a write acknowledged on another instance reaches this one's copies first (one Redis round trip)
+    if (session && caller.viewer.kind === 'user') await store.sync(session);
+    const hit = store.peek(operationKey({ session, documentKey: hash, operationName: profile.name, variables }), session);
+    if (!hit) return false;
+    const decision = await budget.spend(caller.budgetKey, hit.cost);
+    // refused: Apollo's path answers the refusal as it always does (the refused spend cost nothing)
+    if (!decision.allowed) return false;
+
+    const cost = { estimated: hit.cost, limit: maxCost, actual: { sqlStatements: 0, loaderBatches: 0, loaderKeys: 0, rows: 0 }, budget: { limit: decision.limit, remaining: decision.remaining } };
+    const body = `${hit.json.slice(0, -1)},"extensions":{"responseCache":{"hit":true},"cost":${JSON.stringify(cost)}}}`;
+    res.statusCode = 200;
+    res.setHeader('content-type', contentType);
+    res.setHeader('server-timing', `app;dur=${(performance.now() - arrived).toFixed(2)}`);
+    res.end(body);
+    metrics.earlyHits.inc();
+    record({
+      requestId,
+      operationName: profile.name,
+      type: 'query',
+      client: header(req.headers['apollographql-client-name']),
+      clientVersion: header(req.headers['apollographql-client-version']),
+      caller: caller.budgetKey,
+      partner: caller.partner?.name ?? null,
+      cost: hit.cost,
+      sql: 0,
+      rows: 0,
+      seconds: (performance.now() - arrived) / 1000,
+      outcome: 'ok',
+      codes: [],
+    });
+    return true;
+  };
+}
+
+const header = (value: string | string[] | undefined): string | null => (Array.isArray(value) ? value.join(', ') : (value ?? null));

@@ -1,0 +1,69 @@
+import type { IncomingMessage } from 'node:http';
+import { CodedError, ErrorCode } from '../errors.js';
+import type { GraphQLParams, IncomingGraphQL } from '../admission/request.js';
+import { inputShapeProblem } from '../limits/variables.js';
+
+/** A request body larger than MAX_BODY_BYTES: answered 413 and the connection closed. */
+export class BodyTooLarge extends Error {}
+
+/** Reads the whole body, refusing at once one that says or turns out to be over `limit` bytes. */
+export async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new BodyTooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new BodyTooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const JSON_TYPE = /^application\/(graphql-response\+)?json\b/i;
+
+function searchJson(url: URL, name: string): unknown {
+  const text = url.searchParams.get(name);
+  if (text === null) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined; // Apollo answers a malformed parameter itself
+  }
+}
+
+/**
+ * The GraphQL request of a GET or POST: the body read (within `maxBytes`) and parsed, and its
+ * variables and extensions checked for shape before anything walks them (without recursion: a value
+ * nested 100,000 deep must be refused, not overflow a stack). Throws BodyTooLarge or a coded error.
+ */
+export async function readGraphQLRequest(req: IncomingMessage, url: URL, maxBytes: number): Promise<IncomingGraphQL> {
+  const method = req.method === 'POST' ? 'POST' : 'GET';
+  let body: unknown = undefined;
+  let params: GraphQLParams = {};
+  if (method === 'POST') {
+    const text = await readBody(req, maxBytes);
+    if (JSON_TYPE.test(req.headers['content-type'] ?? '')) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new CodedError(ErrorCode.BAD_USER_INPUT, 'the request body is not valid JSON', { reason: 'BAD_REQUEST' }, 400);
+      }
+    } else body = text;
+    if (body && typeof body === 'object' && !Array.isArray(body)) params = body as GraphQLParams;
+  } else {
+    const query = url.searchParams.get('query');
+    const operationName = url.searchParams.get('operationName');
+    params = {
+      query: query ?? undefined,
+      variables: searchJson(url, 'variables'),
+      operationName: operationName ?? undefined,
+      extensions: searchJson(url, 'extensions') as GraphQLParams['extensions'],
+    };
+  }
+  for (const argument of ['variables', 'extensions'] as const) {
+    const problem = inputShapeProblem(params[argument]);
+    if (problem) throw new CodedError(ErrorCode.BAD_USER_INPUT, `the request's ${argument} ${problem}`, { argument }, 400);
+  }
+  return { method, body, search: url.search, params };
+}
