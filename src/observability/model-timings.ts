@@ -43,14 +43,3 @@ export function parseModelTimings(payload: string): ModelTiming[] {
     return [];
   }
 }
-
-/** Collects timings through a run (generateForecasts' onTiming), to publish them once at its end. */
-export function collectModelTimings() {
-  const timings: ModelTiming[] = [];
-  return {
-    timings,
-    onTiming(model: string, version: string, stage: 'inference' | 'generation', seconds: number) {
-      timings.push({ model, version, stage, seconds });
-    },
-  };
-}
