@@ -4,7 +4,9 @@ import { ANONYMOUS, type Viewer } from '../src/admission/tokens.js';
 import { trades, type InstrumentRow, type PortfolioRow, type TradeRow, type UserRow } from '../src/db/schema.js';
 import { withSqlStats } from '../src/db/sql-stats.js';
 import { formatDecimal } from '../src/domain/decimal.js';
+import { trimPage } from '../src/domain/pagination.js';
 import { tradeDigest } from '../src/domain/trades.js';
+import { groupByOrdinal } from '../src/loaders/batch.js';
 import { forecastLists, latestForecasts } from '../src/loaders/forecasts.js';
 import { createLoaders } from '../src/loaders/index.js';
 import { instrumentsById, instrumentsBySymbol, latestPricesByInstrument, priceRangesByInstrument } from '../src/loaders/instruments.js';
@@ -547,5 +549,20 @@ describe('loaders', () => {
       expect(result.latestForecast.map((f) => f?.expectedReturn ?? null)).toEqual([0.05, 0.05]);
       expect(result.forecastList.map((list) => list.map((f) => f.expectedReturn))).toEqual([[0.7], [0.7]]);
     });
+  });
+});
+
+describe('groupByOrdinal and trimPage (the skeleton of the paged loaders)', () => {
+  it('groups rows under the key at their 1-based ordinal, whether the driver gives it as text or number', () => {
+    const keys = ['a', 'b', 'c'];
+    const found = [{ ord: '1', v: 1 }, { ord: 3, v: 2 }, { ord: '1', v: 3 }];
+    expect(groupByOrdinal(keys, found, (r) => r.v)).toEqual([[1, 3], [], [2]]);
+  });
+
+  it('cuts a page of `first` from rows fetched with one extra, which says a next page exists', () => {
+    expect(trimPage([1, 2, 3], 2)).toEqual({ rows: [1, 2], hasNextPage: true });
+    expect(trimPage([1, 2], 2)).toEqual({ rows: [1, 2], hasNextPage: false });
+    expect(trimPage([1], 0)).toEqual({ rows: [], hasNextPage: true });
+    expect(trimPage([], 0)).toEqual({ rows: [], hasNextPage: false });
   });
 });

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/client.js';
 import type { InstrumentRow } from '../db/schema.js';
 import { BadUserInputError } from '../errors.js';
-import type { Page, Slice } from './pagination.js';
+import { trimPage, type Page, type Slice } from './pagination.js';
 
 /** Escapes LIKE's wildcards so that a search is for the text as typed. */
 const likePattern = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -39,7 +39,7 @@ export async function listInstruments(db: Db, page: Page<string>, search?: strin
           and symbol > ${page.after ?? ''}
         order by symbol limit ${page.first + 1}`,
   );
-  return { rows: found.slice(0, page.first).map(toInstrument), hasNextPage: found.length > page.first };
+  return trimPage(found.map(toInstrument), page.first);
 }
 
 export async function countInstruments(db: Db, search?: string | null): Promise<number> {

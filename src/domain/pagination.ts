@@ -100,6 +100,7 @@ export interface Slice<T> {
   hasNextPage: boolean;
 }
 
-export function slice<T>(fetched: T[], first: number): Slice<T> {
+/** A page of `first` rows cut from rows fetched with one extra (`limit first + 1`): the extra one says a next page exists. */
+export function trimPage<T>(fetched: T[], first: number): Slice<T> {
   return { rows: fetched.slice(0, first), hasNextPage: fetched.length > first };
 }

@@ -27,6 +27,17 @@ export function groupByKey<K, R, V>(keys: readonly K[], rows: R[], rowKey: (r: R
   return keys.map((k) => groups.get(k) ?? []);
 }
 
+/**
+ * Groups the rows of a batch whose keys went in as `unnest(...) with ordinality as k(..., ord)`:
+ * `ord` is the key's position counted from 1 (an int8: a string from postgres.js). One list per key,
+ * in key order; a key without rows gets an empty list.
+ */
+export function groupByOrdinal<K, R extends { ord: number | string }, V>(keys: readonly K[], rows: R[], pick: (r: R) => V): V[][] {
+  const groups: V[][] = keys.map(() => []);
+  for (const r of rows) groups[Number(r.ord) - 1]?.push(pick(r));
+  return groups;
+}
+
 /** One dispatched batch: which loader, how many keys, how many rows came back, how long it took. */
 export interface BatchEvent {
   loader: string;

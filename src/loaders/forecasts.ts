@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/client.js';
-import { array, byKey, groupByKey } from './batch.js';
+import { array, byKey, groupByOrdinal } from './batch.js';
 
 export interface ForecastModelRecord {
   name: string;
@@ -89,11 +89,11 @@ export function forecastLists(db: Db) {
   return async (keys: readonly ForecastListKey[]): Promise<ForecastRecord[][]> => {
     const found = await rows<ForecastSqlRow>(
       db,
-      sql`select k.ord::int as ord, ${columns}
-          from unnest(${array(keys.map((_, i) => i), 'int')}, ${array(keys.map((k) => k.instrumentId), 'int')},
-                      ${array(keys.map((k) => k.model), 'text')}, ${array(keys.map((k) => k.version), 'text')},
-                      ${array(keys.map((k) => k.horizonDays), 'int')}, ${array(keys.map((k) => k.first), 'int')})
-                 as k(ord, instrument_id, model, version, horizon, lim)
+      sql`select k.ord, ${columns}
+          from unnest(${array(keys.map((k) => k.instrumentId), 'int')}, ${array(keys.map((k) => k.model), 'text')},
+                      ${array(keys.map((k) => k.version), 'text')}, ${array(keys.map((k) => k.horizonDays), 'int')},
+                      ${array(keys.map((k) => k.first), 'int')})
+               with ordinality as k(instrument_id, model, version, horizon, lim, ord)
           cross join lateral (
             select f.*, fm.id as active_model_id from forecasts f join forecast_models fm on fm.id = f.model_id
             where f.instrument_id = k.instrument_id
@@ -104,6 +104,6 @@ export function forecastLists(db: Db) {
           join forecast_models m on m.id = f.active_model_id
           order by k.ord, f.as_of desc, m.name, f.horizon_days`,
     );
-    return groupByKey(keys.map((_, i) => i), found, (r) => Number(r.ord), toForecast);
+    return groupByOrdinal(keys, found, toForecast);
   };
 }

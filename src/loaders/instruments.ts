@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/client.js';
 import { instruments, type InstrumentRow } from '../db/schema.js';
-import { array, byKey, groupByKey } from './batch.js';
+import { array, byKey, groupByOrdinal } from './batch.js';
 
 // Instrument data is public: these loaders take no viewer.
 
@@ -58,12 +58,12 @@ const toPrice = (r: { instrument_id: number; date: string; close: string }): Pri
 
 export function priceRangesByInstrument(db: Db) {
   return async (keys: readonly PriceRangeKey[]): Promise<PriceRecord[][]> => {
-    const found = await rows<{ ord: number; instrument_id: number; date: string; close: string }>(
+    const found = await rows<{ ord: string | number; instrument_id: number; date: string; close: string }>(
       db,
-      sql`select k.ord::int as ord, k.id as instrument_id, p.date::text as date, p.close::text as close
-          from unnest(${array(keys.map((_, i) => i), 'int')}, ${array(keys.map((k) => k.instrumentId), 'int')},
-                      ${array(keys.map((k) => k.from), 'text')}, ${array(keys.map((k) => k.to), 'text')},
-                      ${array(keys.map((k) => k.first), 'int')}) as k(ord, id, from_date, to_date, lim)
+      sql`select k.ord, k.id as instrument_id, p.date::text as date, p.close::text as close
+          from unnest(${array(keys.map((k) => k.instrumentId), 'int')}, ${array(keys.map((k) => k.from), 'text')},
+                      ${array(keys.map((k) => k.to), 'text')}, ${array(keys.map((k) => k.first), 'int')})
+               with ordinality as k(id, from_date, to_date, lim, ord)
           cross join lateral (
             select date, close from prices
             where instrument_id = k.id
@@ -73,6 +73,6 @@ export function priceRangesByInstrument(db: Db) {
           ) p
           order by k.ord, p.date`,
     );
-    return groupByKey(keys.map((_, i) => i), found, (r) => Number(r.ord), toPrice);
+    return groupByOrdinal(keys, found, toPrice);
   };
 }

@@ -2,8 +2,8 @@ import { and, eq, gt, sql } from 'drizzle-orm';
 import type { Viewer } from '../admission/tokens.js';
 import { rows, type Db } from '../db/client.js';
 import { portfolios, positions, type PortfolioRow, type PositionRow, type TradeRow } from '../db/schema.js';
-import type { Slice } from '../domain/pagination.js';
-import { array, byKey, groupByKey } from './batch.js';
+import { trimPage, type Slice } from '../domain/pagination.js';
+import { array, byKey, groupByKey, groupByOrdinal } from './batch.js';
 
 // Every function here takes the viewer and filters by ownership in its SQL: a portfolio that is not
 // the viewer's is indistinguishable from one that does not exist, whichever path reaches it.
@@ -36,7 +36,7 @@ export function portfoliosById(db: Db, viewer: Viewer) {
 }
 
 interface PortfolioSqlRow {
-  ord: number;
+  ord: string | number;
   id: number;
   owner_id: number;
   name: string;
@@ -48,27 +48,24 @@ interface PortfolioSqlRow {
 export function portfolioPagesByOwner(db: Db, viewer: Viewer) {
   return async (keys: readonly PageKey<number>[]): Promise<Slice<PortfolioRow>[]> => {
     const owner = ownerOf(viewer);
-    const mine = keys.map((k, i) => ({ ...k, ord: i })).filter((k) => k.parent === owner);
-    const empty = (): Slice<PortfolioRow> => ({ rows: [], hasNextPage: false });
-    if (mine.length === 0) return keys.map(empty);
+    if (owner === null || !keys.some((k) => k.parent === owner)) return keys.map(() => ({ rows: [], hasNextPage: false }));
     const found = await rows<PortfolioSqlRow>(
       db,
-      sql`select k.ord::int as ord, p.id, p.owner_id, p.name, p.base_currency, to_json(p.created_at) #>> '{}' as created_at
-          from unnest(${array(mine.map((k) => k.ord), 'int')}, ${array(mine.map((k) => k.parent), 'int')},
-                      ${array(mine.map((k) => k.after ?? 0), 'int')}, ${array(mine.map((k) => k.first + 1), 'int')})
-               as k(ord, owner_id, after_id, lim)
+      sql`select k.ord, p.id, p.owner_id, p.name, p.base_currency, to_json(p.created_at) #>> '{}' as created_at
+          from unnest(${array(keys.map((k) => k.parent), 'int')}, ${array(keys.map((k) => k.after ?? 0), 'int')},
+                      ${array(keys.map((k) => k.first + 1), 'int')}) with ordinality as k(owner_id, after_id, lim, ord)
           cross join lateral (
             select * from portfolios p where p.owner_id = k.owner_id and p.id > k.after_id order by p.id limit k.lim
           ) p
+          where k.owner_id = ${owner}
           order by k.ord, p.id`,
     );
-    const groups = groupByKey(
-      keys.map((_, i) => i),
+    const pages = groupByOrdinal(
+      keys,
       found,
-      (r) => Number(r.ord),
       (r): PortfolioRow => ({ id: r.id, ownerId: r.owner_id, name: r.name, baseCurrency: r.base_currency, createdAt: new Date(r.created_at) }),
     );
-    return groups.map((g, i) => ({ rows: g.slice(0, keys[i].first), hasNextPage: g.length > keys[i].first }));
+    return pages.map((page, i) => trimPage(page, keys[i].first));
   };
 }
 
@@ -100,7 +97,7 @@ export function openPositionsByPortfolio(db: Db, viewer: Viewer) {
 }
 
 interface TradeSqlRow {
-  ord: number;
+  ord: string | number;
   id: string | number;
   portfolio_id: number;
   instrument_id: number;
@@ -132,17 +129,15 @@ export function toTradeRow(r: Omit<TradeSqlRow, 'ord'>): TradeRow {
 export function tradePagesByPortfolio(db: Db, viewer: Viewer) {
   return async (keys: readonly PageKey<TradeCursor>[]): Promise<Slice<TradeRow>[]> => {
     const owner = ownerOf(viewer);
-    const wanted = keys.map((k, i) => ({ ...k, ord: i }));
     if (owner === null) return keys.map(() => ({ rows: [], hasNextPage: false }));
     const found = await rows<TradeSqlRow>(
       db,
-      sql`select k.ord::int as ord, t.id::text as id, t.portfolio_id, t.instrument_id, t.side, t.quantity::text as quantity,
+      sql`select k.ord, t.id::text as id, t.portfolio_id, t.instrument_id, t.side, t.quantity::text as quantity,
                  t.price::text as price, to_json(t.executed_at) #>> '{}' as executed_at, t.idempotency_key, t.request_digest,
                  to_json(t.created_at) #>> '{}' as created_at
-          from unnest(${array(wanted.map((k) => k.ord), 'int')}, ${array(wanted.map((k) => k.parent), 'int')},
-                      ${array(wanted.map((k) => k.after?.at ?? ''), 'text')}, ${array(wanted.map((k) => k.after?.id ?? 0), 'int8')},
-                      ${array(wanted.map((k) => k.first + 1), 'int')})
-               as k(ord, portfolio_id, after_at, after_id, lim)
+          from unnest(${array(keys.map((k) => k.parent), 'int')}, ${array(keys.map((k) => k.after?.at ?? ''), 'text')},
+                      ${array(keys.map((k) => k.after?.id ?? 0), 'int8')}, ${array(keys.map((k) => k.first + 1), 'int')})
+               with ordinality as k(portfolio_id, after_at, after_id, lim, ord)
           join portfolios p on p.id = k.portfolio_id and p.owner_id = ${owner}
           cross join lateral (
             select * from trades t
@@ -153,8 +148,7 @@ export function tradePagesByPortfolio(db: Db, viewer: Viewer) {
           ) t
           order by k.ord, t.executed_at desc, t.id desc`,
     );
-    const groups = groupByKey(keys.map((_, i) => i), found, (r) => Number(r.ord), toTradeRow);
-    return groups.map((g, i) => ({ rows: g.slice(0, keys[i].first), hasNextPage: g.length > keys[i].first }));
+    return groupByOrdinal(keys, found, toTradeRow).map((page, i) => trimPage(page, keys[i].first));
   };
 }
 

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/client.js';
-import { array, groupByKey } from './batch.js';
+import { array, groupByOrdinal } from './batch.js';
 import type { PriceRecord } from './instruments.js';
 
 // Instrument data is public: this loader takes no viewer.
@@ -19,22 +19,17 @@ export interface PriceHistoryKey {
  */
 export function priceHistoriesByInstrument(db: Db) {
   return async (keys: readonly PriceHistoryKey[]): Promise<PriceRecord[][]> => {
-    const found = await rows<{ ord: number; instrument_id: number; date: string; close: string }>(
+    const found = await rows<{ ord: string | number; instrument_id: number; date: string; close: string }>(
       db,
-      sql`select k.ord::int as ord, k.id as instrument_id, p.date::text as date, p.close::text as close
-          from unnest(${array(keys.map((_, i) => i), 'int')}, ${array(keys.map((k) => k.instrumentId), 'int')},
-                      ${array(keys.map((k) => k.from), 'text')}, ${array(keys.map((k) => k.to), 'text')}) as k(ord, id, from_date, to_date)
+      sql`select k.ord, k.id as instrument_id, p.date::text as date, p.close::text as close
+          from unnest(${array(keys.map((k) => k.instrumentId), 'int')}, ${array(keys.map((k) => k.from), 'text')},
+                      ${array(keys.map((k) => k.to), 'text')}) with ordinality as k(id, from_date, to_date, ord)
           cross join lateral (
             select date, close from prices
             where instrument_id = k.id and date >= k.from_date::date and date <= k.to_date::date
           ) p
           order by k.ord, p.date`,
     );
-    return groupByKey(
-      keys.map((_, i) => i),
-      found,
-      (r) => Number(r.ord),
-      (r): PriceRecord => ({ instrumentId: r.instrument_id, date: r.date, close: r.close }),
-    );
+    return groupByOrdinal(keys, found, (r): PriceRecord => ({ instrumentId: r.instrument_id, date: r.date, close: r.close }));
   };
 }

@@ -46,17 +46,6 @@ export function parseModelTimings(payload: string): ModelTiming[] {
   }
 }
 
-/** Collects timings through a run (generateForecasts' onTiming), to publish them once at its end. */
-export function collectModelTimings() {
-  const timings: ModelTiming[] = [];
-  return {
-    timings,
-    onTiming(model: string, version: string, stage: 'inference' | 'generation', seconds: number) {
-      timings.push({ model, version, stage, seconds });
-    },
-  };
-}
-
 /**
  * Model runs of commands on this database (forecasts:generate, backtests) reach this server's
  * /metrics: they are announced with NOTIFY on MODEL_TIMING_CHANNEL, and every server observes them.

@@ -14,10 +14,10 @@ import type { TradeCursor } from '../loaders/portfolios.js';
 /**
  * Query plans of the API's own SQL (npm run db:plans). Each probe makes one loader batch or domain
  * call with keys taken from the data (a load user of `db:seed --scale N`, their portfolios, the
- * instruments they hold), capturing the statements it sends; each statement is then run again
- * under EXPLAIN (ANALYZE, BUFFERS) with the same parameters, on a separate connection, inside a
- * transaction that is rolled back. A probe fails when a plan scans a large table sequentially,
- * when a statement runs longer than the bound, or when it sends no SQL at all.
+ * instruments they hold), capturing the statements it sends; each statement is then explained
+ * with the same parameters (see "Plans" below), on a separate connection, inside a transaction that
+ * is rolled back. A probe fails when a plan scans a large table sequentially, when a statement runs
+ * longer than the bound, or when it sends no SQL at all.
  */
 
 export interface PlanOptions {
@@ -188,7 +188,7 @@ export const PROBES: Probe[] = [
 type Sql = postgres.Sql;
 
 /** Picks a load user in the middle of the data set and everything probes need about them. */
-export async function findKeys(sql: Sql): Promise<ProbeKeys> {
+async function findKeys(sql: Sql): Promise<ProbeKeys> {
   const [schema] = await sql<{ ok: boolean }[]>`select to_regclass('users') is not null and to_regclass('trades') is not null as ok`;
   if (!schema?.ok) throw new Error('this database has no foliograph tables: run npm run db:seed -- --scale N against it first');
   const loadUsers = await sql<{ id: number }[]>`select id from users where email like 'load-%' order by id`;
@@ -234,27 +234,20 @@ export async function findKeys(sql: Sql): Promise<ProbeKeys> {
 
 // ---------------------------------------------------------------------------------------------
 // Plans
+//
+// Each statement is explained twice, in this order, in the probe's transaction:
+//   1. EXPLAIN (FORMAT JSON), which plans without running: the Seq Scan check reads its node types
+//      and relation names as data, not by matching text.
+//   2. EXPLAIN (ANALYZE, BUFFERS), which runs the statement once: its text, PostgreSQL's own, is the
+//      plan shown, and its Execution Time is the one checked against the bound.
+// Both see the same state with the same parameters, so the planner chooses the same plan; a write is
+// run once only (a second ANALYZE would insert twice, and see its own first run).
 
 /** One node of EXPLAIN's JSON output (only the fields read here are typed). */
-export interface PlanNode {
+interface PlanNode {
   'Node Type': string;
   'Relation Name'?: string;
-  'Index Name'?: string;
-  Alias?: string;
-  'Actual Rows'?: number;
-  'Actual Loops'?: number;
-  'Actual Total Time'?: number;
-  'Shared Hit Blocks'?: number;
-  'Shared Read Blocks'?: number;
   Plans?: PlanNode[];
-  [field: string]: unknown;
-}
-
-interface ExplainJson {
-  Plan: PlanNode;
-  'Planning Time'?: number;
-  'Execution Time'?: number;
-  Triggers?: { 'Trigger Name': string; Relation?: string; Time: number; Calls: number }[];
 }
 
 export interface StatementReport {
@@ -266,6 +259,7 @@ export interface StatementReport {
   sharedRead: number;
   /** Seq Scans in the plan, with the table's estimated rows. */
   seqScans: { relation: string; rows: number; large: boolean }[];
+  /** EXPLAIN (ANALYZE, BUFFERS) as PostgreSQL writes it. */
   plan: string;
   problems: string[];
 }
@@ -295,80 +289,26 @@ function* nodes(node: PlanNode): Generator<PlanNode> {
 
 const ms = (n: number | null | undefined) => (n == null ? '?' : `${n.toFixed(3)} ms`);
 
-function label(n: PlanNode): string {
-  let type = n['Node Type'];
-  const join = n['Join Type'] as string | undefined;
-  if (join && join !== 'Inner') {
-    if (type === 'Nested Loop') type = `Nested Loop ${join} Join`;
-    else if (type.endsWith(' Join')) type = `${type.slice(0, -5)} ${join} Join`;
-  }
-  if (type === 'Aggregate') type = ({ Hashed: 'HashAggregate', Sorted: 'GroupAggregate', Mixed: 'MixedAggregate' } as Record<string, string>)[n.Strategy as string] ?? type;
-  if (type === 'ModifyTable') type = String(n.Operation ?? type);
-  if (n['Parallel Aware']) type = `Parallel ${type}`;
-  if (n['Scan Direction'] === 'Backward') type += ' Backward';
-  let text = type;
-  if (n['Index Name']) text += ` using ${n['Index Name']}`;
-  const target = n['Relation Name'] ?? n['Function Name'] ?? n['CTE Name'];
-  if (target) {
-    text += ` on ${target}`;
-    if (n.Alias && n.Alias !== target) text += ` ${n.Alias}`;
-  } else if (n.Alias) text += ` on ${n.Alias}`; // e.g. unnest of several arrays: EXPLAIN names only the alias
-  if (n['Actual Loops'] === 0) return `${text}  (never executed)`;
-  const t = (v: unknown) => (typeof v === 'number' ? v.toFixed(3) : '?');
-  return `${text}  (actual time=${t(n['Actual Startup Time'])}..${t(n['Actual Total Time'])} rows=${n['Actual Rows'] ?? '?'} loops=${n['Actual Loops'] ?? '?'})`;
-}
-
-const DETAILS = [
-  'Index Cond',
-  'Recheck Cond',
-  'Hash Cond',
-  'Merge Cond',
-  'Join Filter',
-  'Rows Removed by Join Filter',
-  'Filter',
-  'Rows Removed by Filter',
-  'Rows Removed by Index Recheck',
-  'Sort Key',
-  'Sort Method',
-  'Group Key',
-  'Heap Fetches',
-  'Conflict Resolution',
-  'Conflict Arbiter Indexes',
-  'Tuples Inserted',
-  'Conflicting Tuples',
-];
-
-/** The plan as text, in the shape of EXPLAIN's own text format (from the one JSON run). */
-export function renderPlan(root: PlanNode): string {
-  const lines: string[] = [];
-  const walk = (n: PlanNode, depth: number) => {
-    const pad = depth === 0 ? '' : `${'      '.repeat(depth - 1)}  `;
-    const detailPad = depth === 0 ? '  ' : `${'      '.repeat(depth - 1)}        `;
-    const rel = n['Parent Relationship'];
-    if (n['Subplan Name']) lines.push(`${pad}${n['Subplan Name']}`);
-    else if (rel === 'InitPlan' || rel === 'SubPlan') lines.push(`${pad}${rel}`);
-    lines.push(`${pad}${depth === 0 ? '' : '->  '}${label(n)}`);
-    for (const field of DETAILS) {
-      const value = n[field];
-      if (value === undefined || value === null || (field.startsWith('Rows Removed') && value === 0)) continue;
-      lines.push(`${detailPad}${field}: ${Array.isArray(value) ? value.join(', ') : String(value)}`);
-    }
-    if (n['Sort Space Used'] !== undefined) lines.push(`${detailPad}Sort Space: ${String(n['Sort Space Used'])} kB (${String(n['Sort Space Type'])})`);
-    const buffers = ['Hit', 'Read', 'Dirtied', 'Written']
-      .map((k) => [k.toLowerCase(), Number(n[`Shared ${k} Blocks`] ?? 0)] as const)
-      .filter(([, v]) => v > 0)
-      .map(([k, v]) => `${k}=${v}`);
-    if (buffers.length) lines.push(`${detailPad}Buffers: shared ${buffers.join(' ')}`);
-    for (const child of n.Plans ?? []) walk(child, depth + 1);
+/** The numbers of an EXPLAIN (ANALYZE, BUFFERS) text: its summary lines, and the root node's shared buffers. */
+function analyzedNumbers(text: string) {
+  const lines = text.split('\n');
+  const time = (label: string) => {
+    const line = lines.find((l) => l.startsWith(`${label}: `));
+    return line === undefined ? null : Number.parseFloat(line.slice(label.length + 2));
   };
-  walk(root, 0);
-  return lines.join('\n');
+  // the tree ends at the first unindented line after the root ("Planning:", "Planning Time: ..."); the
+  // root's detail lines are indented by two spaces, and its buffers include its children's
+  const end = lines.findIndex((l, i) => i > 0 && /^\S/.test(l));
+  const root = lines.slice(1, end < 0 ? undefined : end).find((l) => l.startsWith('  Buffers: shared '));
+  // "Buffers: shared hit=4 read=1 dirtied=2, local hit=3, temp read=5": shared comes first
+  const shared = new Map([...(root?.split(',')[0].matchAll(/(\w+)=(\d+)/g) ?? [])].map((m) => [m[1], Number(m[2])]));
+  return { executionMs: time('Execution Time'), planningMs: time('Planning Time'), sharedHit: shared.get('hit') ?? 0, sharedRead: shared.get('read') ?? 0 };
 }
 
-/** Checks one EXPLAIN result against the bounds; `tables` maps relation names to their estimated rows. */
-export function checkPlan(explained: ExplainJson, tables: Map<string, number>, options: Pick<PlanOptions, 'maxMs' | 'largeRows'>) {
+/** Checks one statement against the bounds; `tables` maps relation names to their estimated rows. */
+function checkPlan(plan: PlanNode, executionMs: number | null, tables: Map<string, number>, options: Pick<PlanOptions, 'maxMs' | 'largeRows'>) {
   const seqScans: StatementReport['seqScans'] = [];
-  for (const n of nodes(explained.Plan)) {
+  for (const n of nodes(plan)) {
     if (n['Node Type'] !== 'Seq Scan' || !n['Relation Name']) continue;
     const rows = tables.get(n['Relation Name']) ?? 0;
     seqScans.push({ relation: n['Relation Name'], rows, large: rows > options.largeRows });
@@ -377,9 +317,9 @@ export function checkPlan(explained: ExplainJson, tables: Map<string, number>, o
   for (const s of seqScans) {
     if (s.large) problems.push(`Seq Scan on ${s.relation} (~${Math.round(s.rows)} rows, over ${options.largeRows})`);
   }
-  const executionMs = explained['Execution Time'] ?? null;
-  if (executionMs !== null && executionMs > options.maxMs) problems.push(`Execution Time ${ms(executionMs)} over ${options.maxMs} ms`);
-  return { seqScans, problems, executionMs };
+  if (executionMs === null) problems.push('EXPLAIN ANALYZE gave no Execution Time');
+  else if (executionMs > options.maxMs) problems.push(`Execution Time ${ms(executionMs)} over ${options.maxMs} ms`);
+  return { seqScans, problems };
 }
 
 const ROLLBACK = Symbol('rollback');
@@ -404,16 +344,25 @@ async function capture(db: Db, probe: Probe, ctx: ProbeContext) {
   return stats.capture;
 }
 
+interface Explained {
+  /** The plan without running it (FORMAT JSON). */
+  plan: PlanNode;
+  /** EXPLAIN (ANALYZE, BUFFERS) as text, one line per row of its result. */
+  text: string;
+}
+
 /** EXPLAINs each statement in order, in one transaction that is rolled back (writes see earlier writes). */
-async function explainAll(sql: Sql, statements: { query: string; params: unknown[] }[]): Promise<(ExplainJson | Error)[]> {
-  const results: (ExplainJson | Error)[] = [];
+async function explainAll(sql: Sql, statements: { query: string; params: unknown[] }[]): Promise<(Explained | Error)[]> {
+  const results: (Explained | Error)[] = [];
   try {
     await sql.begin(async (tx) => {
       for (const s of statements) {
         try {
-          const [row] = await tx.unsafe(`explain (analyze, buffers, format json) ${s.query}`, s.params as never[]);
-          const json = row['QUERY PLAN'] as ExplainJson[] | string;
-          results.push((typeof json === 'string' ? JSON.parse(json) : json)[0] as ExplainJson);
+          const [shape] = await tx.unsafe(`explain (format json) ${s.query}`, s.params as never[]);
+          const json = shape['QUERY PLAN'] as { Plan: PlanNode }[] | string;
+          const plan = (typeof json === 'string' ? (JSON.parse(json) as { Plan: PlanNode }[]) : json)[0].Plan;
+          const analyzed = await tx.unsafe(`explain (analyze, buffers) ${s.query}`, s.params as never[]);
+          results.push({ plan, text: analyzed.map((row) => row['QUERY PLAN'] as string).join('\n') });
         } catch (e) {
           // the transaction is aborted: later statements cannot be explained in it
           results.push(e instanceof Error ? e : new Error(String(e)));
@@ -453,7 +402,7 @@ async function analyzeStale(sql: Sql): Promise<string[]> {
 }
 
 /** A separate connection for EXPLAIN, binding parameters as the application's Drizzle client does. */
-export function explainConnection(url: string): Sql {
+function explainConnection(url: string): Sql {
   const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10, connection: {
       application_name: 'foliograph:db-plans',
       // EXPLAIN ANALYZE runs each statement to the end: a runaway plan fails its probe instead of hanging CI
@@ -494,30 +443,15 @@ export async function runPlans(db: Db, url: string, options: PlanOptions): Promi
       const explained = await explainAll(sql, captured);
       captured.forEach((s, i) => {
         const result = explained[i];
-        const statement: StatementReport = {
-          query: s.query,
-          params: s.params,
-          executionMs: null,
-          planningMs: null,
-          sharedHit: 0,
-          sharedRead: 0,
-          seqScans: [],
-          plan: '',
-          problems: [],
-        };
+        const statement: StatementReport = { query: s.query, params: s.params, executionMs: null, planningMs: null, sharedHit: 0, sharedRead: 0, seqScans: [], plan: '', problems: [] };
         report.statements.push(statement);
         if (result === undefined) statement.problems.push('not explained: an earlier statement of this probe failed');
         else if (result instanceof Error) statement.problems.push(`EXPLAIN failed: ${result.message}`);
         else {
-          const checked = checkPlan(result, tables, options);
-          statement.executionMs = checked.executionMs;
-          statement.planningMs = result['Planning Time'] ?? null;
-          statement.sharedHit = Number(result.Plan['Shared Hit Blocks'] ?? 0);
-          statement.sharedRead = Number(result.Plan['Shared Read Blocks'] ?? 0);
+          Object.assign(statement, analyzedNumbers(result.text), { plan: result.text });
+          const checked = checkPlan(result.plan, statement.executionMs, tables, options);
           statement.seqScans = checked.seqScans;
           statement.problems.push(...checked.problems);
-          const triggers = (result.Triggers ?? []).map((t) => `Trigger ${t['Trigger Name']}${t.Relation ? ` on ${t.Relation}` : ''}: time=${ms(t.Time)} calls=${t.Calls}`);
-          statement.plan = [renderPlan(result.Plan), ...triggers, `Planning Time: ${ms(statement.planningMs)}`, `Execution Time: ${ms(statement.executionMs)}`].join('\n');
         }
         report.problems.push(...statement.problems);
       });
