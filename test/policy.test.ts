@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parse } from 'graphql';
+import { buildSchema as buildSdl, parse } from 'graphql';
 import { createScopeAnalyzer } from '../src/cache/policy.js';
 import { buildSchema } from '../src/graphql/schema.js';
 
@@ -35,5 +35,28 @@ describe('the privacy scope of an operation', () => {
     expect(walked).toBeGreaterThan(0);
     expect(isPrivate(document)).toBe(true);
     expect(reads).toBe(walked);
+  });
+
+  describe('on a schema with an interface and a union', () => {
+    const schema = buildSdl(`
+      enum CacheControlScope { PUBLIC PRIVATE }
+      directive @cacheControl(maxAge: Int, scope: CacheControlScope) on FIELD_DEFINITION | OBJECT | INTERFACE | UNION
+      interface Node { id: ID! }
+      type Account implements Node @cacheControl(scope: PRIVATE) { id: ID! email: String }
+      type Listing implements Node { id: ID! title: String }
+      union Found = Account | Listing
+      type Query { node(id: ID!): Node search: [Found!]! }
+    `);
+    const analyzer = createScopeAnalyzer(schema);
+    const scope = (text: string) => (analyzer(parse(text)) ? 'private' : 'public');
+
+    it('is public where the selections stay on public types', () => {
+      expect(scope('{ node(id: "1") { id ... on Listing { title } } search { __typename ... on Listing { title } } }')).toBe('public');
+    });
+
+    it('is private where a type condition selects fields of a PRIVATE type', () => {
+      expect(scope('{ node(id: "1") { ... on Account { email } } }')).toBe('private');
+      expect(scope('{ search { ...A } } fragment A on Account { id }')).toBe('private');
+    });
   });
 });

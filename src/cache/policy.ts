@@ -3,9 +3,9 @@ import { walkSelections } from '../limits/walker.js';
 
 /**
  * Whether an operation can touch data whose @cacheControl scope is PRIVATE, read from the schema once
- * per document (not per resolved field): a field with scope PRIVATE, or returning a PRIVATE type,
- * anywhere in the operation; a mutation always. Private answers are cached per caller; the others
- * are shared by all.
+ * per document (not per resolved field): a field with scope PRIVATE, returning a PRIVATE type, or
+ * selected on one (an interface or union field's type condition naming a PRIVATE member), anywhere in
+ * the operation; a mutation always. Private answers are cached per caller; the others are shared by all.
  */
 export function createScopeAnalyzer(schema: GraphQLSchema) {
   const directive = schema.getDirective('cacheControl') as GraphQLDirective | undefined;
@@ -30,8 +30,8 @@ export function createScopeAnalyzer(schema: GraphQLSchema) {
       empty: false,
       add: (total, next) => total || next,
       settled: (total) => total,
-      field: (_node, field, _parent, _context, children) =>
-        scopeOf(field) === 'PRIVATE' || privateTypes.has(getNamedType(field.type).name) || children(undefined),
+      field: (_node, field, parent, _context, children) =>
+        scopeOf(field) === 'PRIVATE' || privateTypes.has(getNamedType(field.type).name) || privateTypes.has(parent.name) || children(undefined),
     });
     const query = schema.getQueryType();
     const result = document.definitions.some(
