@@ -132,10 +132,14 @@ describe('fragmentsOf and fragmentMemo', () => {
     const computed: string[] = [];
     const memo = fragmentMemo((name) => fragmentsOf(document).get(name), null as number | null);
     const value = (name: string, key = ''): number | null =>
-      memo(name, key, (f) => {
-        computed.push(`${f.name.value}${key}`);
-        return name === 'A' ? (value('B') ?? -1) : (value('A') ?? 100);
-      });
+      memo(
+        name,
+        (f) => {
+          computed.push(`${f.name.value}${key}`);
+          return name === 'A' ? (value('B') ?? -1) : (value('A') ?? 100);
+        },
+        key,
+      );
     expect(value('A')).toBe(100); // A → B → A is cut: B sees `empty` (null) for A
     expect(value('A')).toBe(100);
     expect(value('B')).toBe(100); // B was computed inside A, and is remembered so

@@ -38,7 +38,7 @@ export function fragmentsOf(document: DocumentNode): ReadonlyMap<string, Fragmen
 export function fragmentMemo<T>(lookup: (name: string) => FragmentDefinitionNode | undefined | null, empty: T) {
   const values = new Map<string, T>();
   const open = new Set<string>();
-  return (name: string, key: string, compute: (fragment: FragmentDefinitionNode) => T): T => {
+  return (name: string, compute: (fragment: FragmentDefinitionNode) => T, key = ''): T => {
     const memoKey = key === '' ? name : `${name}\u0000${key}`;
     if (values.has(memoKey)) return values.get(memoKey) as T;
     const fragment = lookup(name);
@@ -104,7 +104,7 @@ export function walkSelections<T, C>(schema: GraphQLSchema, document: DocumentNo
         case Kind.FRAGMENT_SPREAD: {
           const name = selection.name.value;
           const landing = typeNamed(fragments.get(name)?.typeCondition.name.value, parent);
-          value = fragment(name, `${landing.name}\u0000${fold.contextKey?.(context) ?? ''}`, (f) => walk(f.selectionSet, landing, context));
+          value = fragment(name, (f) => walk(f.selectionSet, landing, context), `${landing.name}\u0000${fold.contextKey?.(context) ?? ''}`);
         }
       }
       total = fold.add(total, value);
