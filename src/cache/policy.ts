@@ -1,20 +1,11 @@
-import {
-  getDirectiveValues,
-  getNamedType,
-  isCompositeType,
-  Kind,
-  type DocumentNode,
-  type GraphQLDirective,
-  type GraphQLField,
-  type GraphQLNamedType,
-  type GraphQLSchema,
-  type SelectionSetNode,
-} from 'graphql';
+import { getDirectiveValues, getNamedType, Kind, type DocumentNode, type GraphQLDirective, type GraphQLSchema } from 'graphql';
+import { walkSelections } from '../limits/walker.js';
 
 /**
  * Whether an operation can touch data whose @cacheControl scope is PRIVATE, read from the schema once
- * per document (not per resolved field): a field with scope PRIVATE, or returning a PRIVATE type,
- * anywhere in the operation. Private answers are cached per caller; the others are shared by all.
+ * per document (not per resolved field): a field with scope PRIVATE, returning a PRIVATE type, or
+ * selected on one (an interface or union field's type condition naming a PRIVATE member), anywhere in
+ * the operation; a mutation always. Private answers are cached per caller; the others are shared by all.
  */
 export function createScopeAnalyzer(schema: GraphQLSchema) {
   const directive = schema.getDirective('cacheControl') as GraphQLDirective | undefined;
@@ -30,49 +21,22 @@ export function createScopeAnalyzer(schema: GraphQLSchema) {
       .map((t) => t.name),
   );
 
-  function walk(set: SelectionSetNode, parent: GraphQLNamedType, fragments: Map<string, SelectionSetNode & { type: string }>, seen: Set<string>): boolean {
-    for (const selection of set.selections) {
-      if (selection.kind === Kind.FIELD) {
-        if (selection.name.value.startsWith('__')) continue;
-        const field = 'getFields' in parent ? (parent.getFields() as Record<string, GraphQLField<unknown, unknown>>)[selection.name.value] : undefined;
-        if (!field) continue;
-        const type = getNamedType(field.type);
-        if (scopeOf(field) === 'PRIVATE' || privateTypes.has(type.name)) return true;
-        if (selection.selectionSet && isCompositeType(type) && walk(selection.selectionSet, type, fragments, seen)) return true;
-      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-        const type = selection.typeCondition ? schema.getType(selection.typeCondition.name.value) : parent;
-        if (type && walk(selection.selectionSet, type, fragments, seen)) return true;
-      } else {
-        const fragment = fragments.get(selection.name.value);
-        if (!fragment || seen.has(selection.name.value)) continue;
-        seen.add(selection.name.value);
-        const type = schema.getType(fragment.type);
-        if (type && walk(fragment, type, fragments, seen)) return true;
-      }
-    }
-    return false;
-  }
-
   return function isPrivate(document: DocumentNode): boolean {
     const known = memo.get(document);
     if (known !== undefined) return known;
-    const fragments = new Map<string, SelectionSetNode & { type: string }>();
-    for (const d of document.definitions) {
-      if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, { ...d.selectionSet, type: d.typeCondition.name.value });
-    }
-    let result = false;
-    // Each fragment is walked once for the whole document: one already walked held nothing private
-    // (the walk stops at the first private field), so meeting it again, in any operation, adds nothing.
-    const seen = new Set<string>();
-    for (const d of document.definitions) {
-      if (d.kind !== Kind.OPERATION_DEFINITION) continue;
-      // a mutation always depends on who asks
-      const root = d.operation === 'query' ? schema.getQueryType() : null;
-      if (!root || walk(d.selectionSet, root, fragments, seen)) {
-        result = true;
-        break;
-      }
-    }
+    // One walk for all the document's operations: each fragment is walked once, and stops at its
+    // first private field, so meeting it again, in any operation, repeats its answer.
+    const reachesPrivate = walkSelections<boolean, undefined>(schema, document, {
+      empty: false,
+      add: (total, next) => total || next,
+      settled: (total) => total,
+      field: (_node, field, parent, _context, children) =>
+        scopeOf(field) === 'PRIVATE' || privateTypes.has(getNamedType(field.type).name) || privateTypes.has(parent.name) || children(undefined),
+    });
+    const query = schema.getQueryType();
+    const result = document.definitions.some(
+      (d) => d.kind === Kind.OPERATION_DEFINITION && (d.operation !== 'query' || !query || reachesPrivate(d.selectionSet, query, undefined)),
+    );
     memo.set(document, result);
     return result;
   };

@@ -4,19 +4,17 @@ import {
   getNullableType,
   isCompositeType,
   isListType,
-  isObjectType,
   Kind,
   valueFromAST,
   valueFromASTUntyped,
   type DocumentNode,
   type FieldNode,
-  type FragmentDefinitionNode,
   type GraphQLField,
   type GraphQLNamedType,
   type GraphQLSchema,
   type OperationDefinitionNode,
-  type SelectionSetNode,
 } from 'graphql';
+import { walkSelections, type FieldsType } from './walker.js';
 
 /** A list size the estimate took from a slicing argument: where, and how many. */
 export interface Slice {
@@ -40,15 +38,13 @@ export interface EstimateOptions {
 
 /** What one estimate carries through its walk. */
 interface Walk {
-  fragments: Map<string, FragmentDefinitionNode>;
   /** The request's variables, with the operation's defaults for those it leaves out. */
   variables: Record<string, unknown>;
   slices: Slice[];
-  /** Fragments being priced further up: a spread of one of them is a cycle. */
-  visiting: Set<string>;
-  /** Fragments already priced, by name, type and the sizes given to their fields. */
-  priced: Map<string, number>;
 }
+
+/** Field names of a selection set, with the size a parent connection gave them. */
+type Sized = ReadonlyMap<string, number>;
 
 interface ListSize {
   assumedSize?: number;
@@ -60,8 +56,8 @@ interface ListSize {
  * Static cost of an operation from the schema's @cost and @listSize directives, with variables
  * resolved: a field costs its weight (objects 1, scalars 0, unless @cost says otherwise) plus its
  * selections, and a list multiplies that by its size (the slicing argument, else assumedSize). A
- * connection's slicing argument sizes its `edges` and `nodes`. Fragments are followed; @skip and
- * @include are ignored, so the estimate is an upper bound.
+ * connection's slicing argument sizes its `edges` and `nodes`. Fragments are followed (by the walker,
+ * each priced once per place it lands); @skip and @include are ignored, so the estimate is an upper bound.
  */
 export class CostEstimator {
   private readonly cost: ReturnType<GraphQLSchema['getDirective']>;
@@ -75,10 +71,7 @@ export class CostEstimator {
   }
 
   estimate(document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown> = {}): CostEstimate {
-    const fragments = new Map<string, FragmentDefinitionNode>();
-    for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
-    const root =
-      operation.operation === 'mutation' ? this.schema.getMutationType() : operation.operation === 'subscription' ? this.schema.getSubscriptionType() : this.schema.getQueryType();
+    const root = this.schema.getRootType(operation.operation);
     const slices: Slice[] = [];
     if (!root) return { cost: 0, slices };
     // a variable the request leaves out takes its default from the operation
@@ -87,52 +80,22 @@ export class CostEstimator {
       if (v.defaultValue) values[v.variable.name.value] = valueFromASTUntyped(v.defaultValue);
     }
     Object.assign(values, variables);
-    const cost = this.selectionSet(operation.selectionSet, root, { fragments, variables: values, slices, visiting: new Set(), priced: new Map() }, new Map());
-    return { cost, slices };
+    // A fragment's cost depends only on where it lands (its type, and the sizes a parent connection
+    // gives its fields) and on the variables, fixed for the walk: the walker prices it once per place,
+    // so its slices are recorded the first time (the caps need each slicing argument once).
+    const walk: Walk = { variables: values, slices };
+    const price = walkSelections<number, Sized>(this.schema, document, {
+      empty: 0,
+      add: (total, next) => total + next,
+      contextKey: (sized) => [...sized].map(([field, size]) => `${field}=${size}`).join(','),
+      field: (...visit) => this.field(walk, ...visit),
+    });
+    return { cost: price(operation.selectionSet, root, new Map()), slices };
   }
 
-  /** `sized` maps field names of this selection set to the size a parent connection gave them. */
-  private selectionSet(set: SelectionSetNode, parent: GraphQLNamedType, walk: Walk, sized: Map<string, number>): number {
-    let total = 0;
-    for (const selection of set.selections) {
-      if (selection.kind === Kind.FIELD) {
-        total += this.field(selection, parent, walk, sized);
-      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-        const type = selection.typeCondition ? this.schema.getType(selection.typeCondition.name.value) ?? parent : parent;
-        total += this.selectionSet(selection.selectionSet, type, walk, sized);
-      } else {
-        total += this.fragment(selection.name.value, parent, walk, sized);
-      }
-    }
-    return total;
-  }
-
-  /**
-   * A fragment's cost depends only on where it lands (its type, and the sizes a parent connection
-   * gives its fields) and on the variables, fixed for the walk: each is priced once per place, so a
-   * fragment spread a thousand times, or one that spreads the next twice at every level, costs one
-   * walk. Its slices are recorded the first time; the caps need each slicing argument once.
-   */
-  private fragment(name: string, parent: GraphQLNamedType, walk: Walk, sized: Map<string, number>): number {
-    const fragment = walk.fragments.get(name);
-    if (!fragment || walk.visiting.has(name)) return 0; // unknown or cyclic: validation reports it
-    const type = this.schema.getType(fragment.typeCondition.name.value) ?? parent;
-    const key = `${name}\u0000${type.name}\u0000${[...sized].map(([field, size]) => `${field}=${size}`).join(',')}`;
-    const known = walk.priced.get(key);
-    if (known !== undefined) return known;
-    walk.visiting.add(name);
-    const cost = this.selectionSet(fragment.selectionSet, type, walk, sized);
-    walk.visiting.delete(name);
-    walk.priced.set(key, cost);
-    return cost;
-  }
-
-  private field(node: FieldNode, parent: GraphQLNamedType, walk: Walk, sized: Map<string, number>): number {
-    if (!isObjectType(parent) && !('getFields' in parent)) return 0;
+  /** `sized`: the sizes a parent connection gave this field and its siblings (`edges`, `nodes`). */
+  private field(walk: Walk, node: FieldNode, def: GraphQLField<unknown, unknown>, parent: FieldsType, sized: Sized, children: (sized: Sized) => number): number {
     const name = node.name.value;
-    if (name === '__typename') return 0;
-    const def = (parent as { getFields(): Record<string, GraphQLField<unknown, unknown>> }).getFields()[name];
-    if (!def) return 0; // validation reports unknown fields
     const named = getNamedType(def.type);
     const coordinate = `${parent.name}.${name}`;
     const weight = this.weightOf(def, named);
@@ -153,8 +116,7 @@ export class CostEstimator {
       const size = sliced ?? listSize.assumedSize ?? this.defaultListSize;
       for (const f of listSize.sizedFields) childSized.set(f, size);
     }
-    const children = node.selectionSet && isCompositeType(named) ? this.selectionSet(node.selectionSet, named, walk, childSized) : 0;
-    const unit = weight + children;
+    const unit = weight + children(childSized);
     if (!isListType(getNullableType(def.type))) return unit;
     const size = sized.get(name) ?? (listSize?.sizedFields?.length ? undefined : sliced) ?? listSize?.assumedSize ?? this.defaultListSize;
     return size * unit;

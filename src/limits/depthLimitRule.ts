@@ -1,5 +1,6 @@
 import { GraphQLError, Kind, type ASTVisitor, type OperationDefinitionNode, type SelectionNode, type SelectionSetNode, type ValidationContext } from 'graphql';
 import { ErrorCode } from '../errors.js';
+import { fragmentMemo } from './walker.js';
 
 /**
  * At most `maxDepth` levels of fields in each operation, counted as graphql-depth-limit 1.1 counts
@@ -15,22 +16,14 @@ export function depthLimitRule(maxDepth: number) {
   return (context: ValidationContext): ASTVisitor => {
     // how far below its own selections a selection set reaches; null: an unknown or cyclic fragment beneath
     const depths = new Map<SelectionSetNode, number | null>();
-    const open = new Set<string>();
+    const fragmentDepth = fragmentMemo((name) => context.getFragment(name), null as number | null);
 
     const fragmentSet = (name: string): SelectionSetNode | undefined => context.getFragment(name)?.selectionSet;
 
     const depthOf = (selection: SelectionNode): number | null => {
       if (selection.kind === Kind.FIELD) return selection.selectionSet && !selection.name.value.startsWith('__') ? plusOne(depthBelow(selection.selectionSet)) : 0;
       if (selection.kind === Kind.INLINE_FRAGMENT) return depthBelow(selection.selectionSet);
-      const name = selection.name.value;
-      const set = fragmentSet(name);
-      if (!set) return null;
-      if (depths.has(set)) return depths.get(set)!;
-      if (open.has(name)) return null;
-      open.add(name);
-      const depth = depthBelow(set);
-      open.delete(name);
-      return depth;
+      return fragmentDepth(selection.name.value, (fragment) => depthBelow(fragment.selectionSet));
     };
 
     const depthBelow = (set: SelectionSetNode): number | null => {

@@ -1,36 +1,25 @@
 import { GraphQLError, Kind, type ASTVisitor, type SelectionSetNode, type ValidationContext } from 'graphql';
 import { ErrorCode } from '../errors.js';
+import { fragmentMemo } from './walker.js';
 
 /**
  * At most `max` selections (fields, inline fragments and fragment spreads) in a document once every
  * fragment spread is written out in place, over all its operations: what a walker that follows
  * fragments without remembering them would visit. A fragment that spreads the next one twice, level
  * after level, is a short document of astronomically many selections; it is refused here, counted in
- * one pass with each fragment's size remembered, before anything walks it again (Apollo Server's
- * RecursiveSelectionsLimit counts the same way, per operation). Unknown and cyclic fragments count
- * nothing: graphql-js's own rules report them.
+ * one pass with each fragment's size remembered (the walker's `fragmentMemo`), before anything walks
+ * it again (Apollo Server's RecursiveSelectionsLimit counts the same way, per operation). Unknown and
+ * cyclic fragments count nothing: graphql-js's own rules report them. Untyped on purpose: it bounds
+ * the work of every later walker, graphql-js's included, so it counts fields the schema lacks too.
  */
 export function selectionLimitRule(max: number) {
   return (context: ValidationContext): ASTVisitor => {
-    const sizes = new Map<string, number>();
-    const open = new Set<string>();
-
-    const sizeOfFragment = (name: string): number => {
-      const known = sizes.get(name);
-      if (known !== undefined) return known;
-      const fragment = context.getFragment(name);
-      if (!fragment || open.has(name)) return 0;
-      open.add(name);
-      const size = sizeOf(fragment.selectionSet);
-      open.delete(name);
-      sizes.set(name, size);
-      return size;
-    };
+    const sizeOfFragment = fragmentMemo((name) => context.getFragment(name), 0);
 
     const sizeOf = (set: SelectionSetNode): number => {
       let size = set.selections.length;
       for (const selection of set.selections) {
-        if (selection.kind === Kind.FRAGMENT_SPREAD) size += sizeOfFragment(selection.name.value);
+        if (selection.kind === Kind.FRAGMENT_SPREAD) size += sizeOfFragment(selection.name.value, (f) => sizeOf(f.selectionSet));
         else if (selection.selectionSet) size += sizeOf(selection.selectionSet);
       }
       return size;
