@@ -302,3 +302,26 @@ describe('applyTrade', () => {
     expect(codeOf(() => applyTrade(holding(units, '1'), 'SELL', units, '9'.repeat(20)))).toBe('BAD_USER_INPUT');
   });
 });
+
+describe('formatDecimal on text that may already be canonical', () => {
+  it('passes canonical text through and canonicalises the rest, exactly as decimal.js would', () => {
+    const cases = ['0', '7', '-7', '12.5', '0.00000001', '-0.5', '123456789012345678901234567890.12345678', '0.10', '10.00000000', '-0', '-0.00000000', '007', '1.123456785', '1.123456795', '00.5', '.5', '5.', '1e3'];
+    for (const text of cases) {
+      let expected: string;
+      try {
+        const d = new DecimalJs(text);
+        const fixed = d.toDecimalPlaces(8, DecimalJs.ROUND_HALF_EVEN).toFixed();
+        expected = fixed === '-0' ? '0' : fixed;
+      } catch {
+        expected = 'error';
+      }
+      let got: string;
+      try {
+        got = formatDecimal(text);
+      } catch {
+        got = 'error';
+      }
+      expect(got, text).toBe(expected);
+    }
+  });
+});

@@ -203,10 +203,14 @@ describe('fan-out documents through the real server', () => {
   });
 
   it(`past the selection bound, answers the cheap shapes at ${LEVELS} levels`, { timeout: 30_000 }, async () => {
-    const doubling = await unbounded.post({ query: SHAPES.doubling(LEVELS) });
-    expect(doubling.status, JSON.stringify(doubling.body)).toBe(200);
-    expect(doubling.body.data).toEqual({ __typename: 'Query' });
-    expect(doubling.body.extensions.cost.estimated).toBe(0);
+    // twice, from the second time on a document is compiled: not one whose fragments would multiply
+    // (graphql-jit writes every spread out; see src/cache/compiled.ts)
+    for (let run = 0; run < 2; run++) {
+      const doubling = await unbounded.post({ query: SHAPES.doubling(LEVELS) });
+      expect(doubling.status, JSON.stringify(doubling.body)).toBe(200);
+      expect(doubling.body.data).toEqual({ __typename: 'Query' });
+      expect(doubling.body.extensions.cost.estimated).toBe(0);
+    }
 
     const inline = await unbounded.post({ query: SHAPES.inline(LEVELS) });
     expect(inline.body.data).toEqual({ __typename: 'Query' });

@@ -519,7 +519,7 @@ describe('loaders', () => {
           { parent: owner.id, first: 1, after: null },
         ]),
         counts: await portfolioCountsByOwner(db, v)([owner.id, owner.id]),
-        positions: await openPositionsByPortfolio(db, v)([p1.id, p1.id, p3.id]),
+        positions: await openPositionsByPortfolio(db, v, DEFAULT_MODEL, new Set())([p1.id, p1.id, p3.id]),
         tradePages: await tradePagesByPortfolio(db, v)([
           { parent: p2.id, first: 1, after: null },
           { parent: p2.id, first: 1, after: null },

@@ -175,8 +175,8 @@ describe('pagination', () => {
       expect(new Set(w.items.map((p) => p.id)).size).toBe(6);
       expect(w.pages).toBe(3);
       expect(w.totalCounts).toEqual([6, 6, 6]);
-      // portfolio, open positions, instruments
-      expect(w.statements).toEqual([3, 3, 3]);
+      // portfolio, open positions (with their instruments)
+      expect(w.statements).toEqual([2, 2, 2]);
     });
 
     it('a portfolio’s trades: each trade once, newest first by executedAt then id', async () => {

@@ -132,16 +132,16 @@ describe('Portfolio.forecast', () => {
     const large = await server.countSql(() => ask(alice.id, MINE, { n: 8, h: 11 }));
     expect(small.result.body.data.viewer.portfolios.nodes.filter((p: any) => p.forecast)).toHaveLength(2);
     expect(large.result.body.data.viewer.portfolios.nodes.filter((p: any) => p.forecast)).toHaveLength(7);
-    // user, portfolio page, open positions, latest prices, price histories, instruments
-    expect(small.statements).toBe(6);
+    // user, portfolio page, open positions (with their instruments' latest prices), price histories, instruments
+    expect(small.statements).toBe(5);
     expect(large.statements).toBe(small.statements);
 
     const one = await server.countSql(() => ask(alice.id, `query($x: ID!) { x: portfolio(id: $x) { forecast { expectedReturn } } }`, { x: String(single) }));
     const two = await server.countSql(() => ask(alice.id, TWO, { x: String(mixed), y: String(single) }));
     expect(two.result.body.data.x.forecast.expectedReturn).toBeGreaterThan(two.result.body.data.y.forecast.expectedReturn);
     expect(one.result.body.data.x.forecast.expectedReturn).toBe(two.result.body.data.y.forecast.expectedReturn);
-    // portfolios, open positions, latest prices, price histories
-    expect(one.statements).toBe(4);
+    // portfolios, open positions (with latest prices), price histories
+    expect(one.statements).toBe(3);
     expect(two.statements).toBe(one.statements);
   });
 

@@ -1,8 +1,10 @@
 import type { GatewayInterface } from '@apollo/server-gateway-interface';
 import { envelop, useEngine, useSchema } from '@envelop/core';
+import { useGraphQlJit } from '@envelop/graphql-jit';
 import { useResponseCache } from '@envelop/response-cache';
-import { GraphQLError, execute, parse, printSchema, specifiedRules, subscribe, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { GraphQLError, execute, getVariableValues, parse, printSchema, specifiedRules, subscribe, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { createScopeAnalyzer } from './policy.js';
+import { createCompilePolicy } from './compiled.js';
 import type { DocumentProfiles } from './hits.js';
 import { operationKey } from './keys.js';
 import type { ResponseStore } from './store.js';
@@ -24,6 +26,18 @@ export interface ExecutorOptions {
 }
 
 /**
+ * The compiled query reports some errors (a value its type cannot serialize, say) as GraphQLErrors
+ * without `extensions`, which Apollo's error formatting reads: give them graphql-js's shape.
+ */
+function withGraphQLErrors(result: ExecutionResult): ExecutionResult {
+  if (!result.errors?.some((e) => !e.extensions)) return result;
+  const errors = result.errors.map((e) =>
+    e.extensions ? e : new GraphQLError(e.message, { nodes: e.nodes, path: e.path, originalError: e.originalError ?? e, extensions: {} }),
+  );
+  return { ...result, errors };
+}
+
+/**
  * Execution through envelop, plugged into Apollo Server as a gateway's executor: Apollo still parses,
  * validates (our limit rules) and runs its plugins (cost, budgets, logs); envelop then executes, with
  * @envelop/response-cache in front. Its policy comes from the schema's @cacheControl hints once per
@@ -42,6 +56,11 @@ export function createEnvelopGateway({ schema, store, profiles, metrics, onWrite
     plugins: [
       useEngine({ parse, validate, specifiedRules, execute, subscribe }),
       useSchema(schema),
+      // operations run compiled (graphql-jit), once per document Apollo keeps: what graphql-js does for
+      // every field of every request (argument coercion, promise bookkeeping) is done at compile time;
+      // which documents are compiled is createCompilePolicy's to say. Before the response cache, which
+      // wraps whatever executes.
+      useGraphQlJit({}, { enableIf: createCompilePolicy() }),
       ...(store
         ? [
             useResponseCache<Context>({
@@ -103,9 +122,13 @@ export function createEnvelopGateway({ schema, store, profiles, metrics, onWrite
           });
           // both keys (single flight below, the response cache's own) are built from these alone
           const variableValues = declaredVariables(request.operation, request.request.variables);
+          // Variables are checked the way graphql-js checks them, before anything runs: its errors
+          // name the variable (Apollo answers them BAD_USER_INPUT), which the compiled query's would not.
+          const coercion = getVariableValues(schema, request.operation.variableDefinitions ?? [], variableValues, { maxErrors: 50 });
+          if (coercion.errors) return { errors: coercion.errors };
           const run = async () => {
             const { execute: run } = getEnveloped(ctx);
-            return (await run({ schema, document, contextValue: ctx, variableValues, operationName: request.operationName })) as ExecutionResult;
+            return withGraphQLErrors((await run({ schema, document, contextValue: ctx, variableValues, operationName: request.operationName })) as ExecutionResult);
           };
           if (mutation) {
             // whatever the outcome: one field of the operation may have written before another failed

@@ -1,6 +1,6 @@
-import { GraphQLError, Kind, type ASTVisitor, type SelectionSetNode, type ValidationContext } from 'graphql';
+import { GraphQLError, Kind, type ASTVisitor, type DocumentNode, type FragmentDefinitionNode, type SelectionSetNode, type ValidationContext } from 'graphql';
 import { ErrorCode } from '../errors.js';
-import { fragmentMemo } from './walker.js';
+import { fragmentMemo, fragmentsOf } from './walker.js';
 
 /**
  * At most `max` selections (fields, inline fragments and fragment spreads) in a document once every
@@ -12,18 +12,38 @@ import { fragmentMemo } from './walker.js';
  * cyclic fragments count nothing: graphql-js's own rules report them. Untyped on purpose: it bounds
  * the work of every later walker, graphql-js's included, so it counts fields the schema lacks too.
  */
+/** Counts selections with spreads written out, each fragment's size computed once. */
+function selectionCounter(lookup: (name: string) => FragmentDefinitionNode | undefined | null) {
+  const sizeOfFragment = fragmentMemo(lookup, 0);
+  const sizeOf = (set: SelectionSetNode): number => {
+    let size = set.selections.length;
+    for (const selection of set.selections) {
+      if (selection.kind === Kind.FRAGMENT_SPREAD) size += sizeOfFragment(selection.name.value, (f) => sizeOf(f.selectionSet));
+      else if (selection.selectionSet) size += sizeOf(selection.selectionSet);
+    }
+    return size;
+  };
+  return sizeOf;
+}
+
+const expanded = new WeakMap<DocumentNode, number>();
+
+/** The same count for a whole document (every operation), remembered per document. */
+export function expandedSelections(document: DocumentNode): number {
+  let count = expanded.get(document);
+  if (count === undefined) {
+    const fragments = fragmentsOf(document);
+    const sizeOf = selectionCounter((name) => fragments.get(name));
+    count = 0;
+    for (const d of document.definitions) if (d.kind === Kind.OPERATION_DEFINITION) count += sizeOf(d.selectionSet);
+    expanded.set(document, count);
+  }
+  return count;
+}
+
 export function selectionLimitRule(max: number) {
   return (context: ValidationContext): ASTVisitor => {
-    const sizeOfFragment = fragmentMemo((name) => context.getFragment(name), 0);
-
-    const sizeOf = (set: SelectionSetNode): number => {
-      let size = set.selections.length;
-      for (const selection of set.selections) {
-        if (selection.kind === Kind.FRAGMENT_SPREAD) size += sizeOfFragment(selection.name.value, (f) => sizeOf(f.selectionSet));
-        else if (selection.selectionSet) size += sizeOf(selection.selectionSet);
-      }
-      return size;
-    };
+    const sizeOf = selectionCounter((name) => context.getFragment(name));
 
     let total = 0;
     return {

@@ -47,12 +47,18 @@ export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
     },
     o,
   );
+  // the forecast horizons the request's positions are loaded with (see openPositionsByPortfolio)
+  const positionForecasts = new Set<number>();
   return {
+    /** Loads positions with the latest forecast at this horizon too (ask before the positions load). */
+    wantPositionForecasts(horizonDays: number) {
+      positionForecasts.add(horizonDays);
+    },
     userById: loader('userById', usersById(db, viewer), o),
     portfolioById: loader('portfolioById', portfoliosById(db, viewer), o),
     portfolioPage: loader('portfolioPage', portfolioPagesByOwner(db, viewer), o),
     portfolioCount: loader('portfolioCount', portfolioCountsByOwner(db, viewer), o),
-    openPositions: loader('openPositions', openPositionsByPortfolio(db, viewer), o),
+    openPositions: loader('openPositions', openPositionsByPortfolio(db, viewer, options.defaultModel, positionForecasts), o),
     tradePage: loader('tradePage', tradePagesByPortfolio(db, viewer), o),
     tradeCount: loader('tradeCount', tradeCountsByPortfolio(db, viewer), o),
     instrumentById,

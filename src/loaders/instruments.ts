@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/client.js';
 import { instruments, type InstrumentRow } from '../db/schema.js';
 import { array, byKey, groupByOrdinal } from './batch.js';
+import type { ForecastRecord } from './forecasts.js';
 
 // Instrument data is public: these loaders take no viewer.
 
@@ -10,6 +11,14 @@ export interface PriceRecord {
   instrumentId: number;
   date: string;
   close: string;
+}
+
+/** An instrument with what the request already loaded of it beside (see openPositionsByPortfolio). */
+export interface InstrumentNode extends InstrumentRow {
+  /** Its latest close (null: it has none), when loaded with it. */
+  latestPrice?: PriceRecord | null;
+  /** The latest forecast of the default model's active version by horizon, for the horizons loaded with it. */
+  latestForecasts?: Map<number, ForecastRecord | null>;
 }
 
 /** A slice of an instrument's price history: dates inclusive, '' for open ends, the latest `first`. */

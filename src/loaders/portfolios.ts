@@ -1,9 +1,11 @@
-import { and, eq, gt, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Viewer } from '../admission/tokens.js';
 import { rows, type Db } from '../db/client.js';
-import { portfolios, positions, type PortfolioRow, type PositionRow, type TradeRow } from '../db/schema.js';
+import { portfolios, type PortfolioRow, type PositionRow, type TradeRow } from '../db/schema.js';
 import { trimPage, type Slice } from '../domain/pagination.js';
 import { array, byKey, groupByKey, groupByOrdinal } from './batch.js';
+import type { ForecastRecord } from './forecasts.js';
+import type { InstrumentNode } from './instruments.js';
 
 // Every function here takes the viewer and filters by ownership in its SQL: a portfolio that is not
 // the viewer's is indistinguishable from one that does not exist, whichever path reaches it.
@@ -78,21 +80,109 @@ export function portfolioCountsByOwner(db: Db, viewer: Viewer) {
   };
 }
 
+/** A position with its instrument, the instrument's latest price and the forecasts asked for. */
+export interface PositionNode extends PositionRow {
+  /** Present when the position was loaded with it (openPositionsByPortfolio); a write's answer has none. */
+  instrument?: InstrumentNode;
+}
+
+interface PositionSqlRow {
+  id: number;
+  portfolio_id: number;
+  instrument_id: number;
+  quantity: string;
+  average_cost: string;
+  cost_basis: string;
+  realized_pnl: string;
+  updated_at: string;
+  symbol: string;
+  name: string;
+  asset_class: string;
+  currency: string;
+  price_date: string | null;
+  price_close: string | null;
+  forecasts: { horizon_days: number; as_of: string; expected_return: number; lower95: number; upper95: number; generated_at: string }[] | null;
+  model_name: string | null;
+  model_version: string | null;
+}
+
 /**
- * All open positions (quantity > 0) of each portfolio, in the order they were opened. Pages and the
- * valuation are cut from this one list, so a dashboard asks for positions once per batch.
+ * All open positions (quantity > 0) of each portfolio, in the order they were opened, each with its
+ * instrument, that instrument's latest close and, for the horizons in `horizons` when the batch runs,
+ * its latest forecast of the default model: everything a dashboard shows of a position, in one
+ * statement per batch of portfolios. Pages and the valuation are cut from this one list. Resolvers at
+ * one level run before their batch is sent, so a `positions` field that will ask for forecasts adds
+ * its horizon to `horizons` first (see Portfolio.positions); a horizon asked later is loaded apart.
+ * Decimals come back as PostgreSQL writes them without trailing zeros (trim_scale), ready to serve.
  */
-export function openPositionsByPortfolio(db: Db, viewer: Viewer) {
-  return async (ids: readonly number[]): Promise<PositionRow[][]> => {
+export function openPositionsByPortfolio(db: Db, viewer: Viewer, defaultModel: string, horizons: Set<number>) {
+  return async (ids: readonly number[]): Promise<PositionNode[][]> => {
     const owner = ownerOf(viewer);
     if (owner === null) return ids.map(() => []);
-    const found = await db
-      .select({ position: positions })
-      .from(positions)
-      .innerJoin(portfolios, eq(portfolios.id, positions.portfolioId))
-      .where(and(sql`${positions.portfolioId} = any(${array(ids, 'int')})`, eq(portfolios.ownerId, owner), gt(positions.quantity, '0')))
-      .orderBy(positions.portfolioId, positions.id);
-    return groupByKey(ids, found, (r) => r.position.portfolioId, (r) => r.position);
+    const wanted = [...horizons];
+    const found = await rows<PositionSqlRow>(
+      db,
+      sql`select p.id, p.portfolio_id, p.instrument_id, trim_scale(p.quantity)::text as quantity,
+                 trim_scale(p.average_cost)::text as average_cost, p.cost_basis::text as cost_basis,
+                 trim_scale(p.realized_pnl)::text as realized_pnl, to_json(p.updated_at) #>> '{}' as updated_at,
+                 i.symbol, i.name, i.asset_class, i.currency,
+                 lp.date::text as price_date, trim_scale(lp.close)::text as price_close,
+                 fc.forecasts, m.name as model_name, m.version as model_version
+          from positions p
+          join portfolios o on o.id = p.portfolio_id and o.owner_id = ${owner}
+          join instruments i on i.id = p.instrument_id
+          left join lateral (select date, close from prices where instrument_id = i.id order by date desc limit 1) lp on true
+          left join forecast_models m on m.name = ${defaultModel} and m.active and cardinality(${array(wanted, 'int')}) > 0
+          left join lateral (
+            select json_agg(json_build_object('horizon_days', h.h, 'as_of', f.as_of::text, 'expected_return', f.expected_return,
+                                              'lower95', f.lower95, 'upper95', f.upper95, 'generated_at', to_json(f.generated_at) #>> '{}')) as forecasts
+            from unnest(${array(wanted, 'int')}) as h(h)
+            cross join lateral (
+              select * from forecasts f where f.model_id = m.id and f.instrument_id = i.id and f.horizon_days = h.h order by f.as_of desc limit 1
+            ) f
+          ) fc on m.id is not null
+          where p.portfolio_id = any(${array(ids, 'int')}) and p.quantity > 0
+          order by p.portfolio_id, p.id`,
+    );
+    return groupByKey(ids, found, (r) => r.portfolio_id, (r) => toPositionNode(r, wanted));
+  };
+}
+
+function toPositionNode(r: PositionSqlRow, horizons: number[]): PositionNode {
+  const instrument: InstrumentNode = {
+    id: r.instrument_id,
+    symbol: r.symbol,
+    name: r.name,
+    assetClass: r.asset_class,
+    currency: r.currency,
+    latestPrice: r.price_date === null || r.price_close === null ? null : { instrumentId: r.instrument_id, date: r.price_date, close: r.price_close },
+  };
+  if (horizons.length) {
+    const byHorizon = new Map<number, ForecastRecord | null>(horizons.map((h) => [h, null]));
+    for (const f of r.forecasts ?? []) {
+      byHorizon.set(f.horizon_days, {
+        instrumentId: r.instrument_id,
+        model: { name: r.model_name!, version: r.model_version!, active: true },
+        asOf: f.as_of,
+        horizonDays: f.horizon_days,
+        expectedReturn: Number(f.expected_return),
+        lower: Number(f.lower95),
+        upper: Number(f.upper95),
+        generatedAt: new Date(f.generated_at),
+      });
+    }
+    instrument.latestForecasts = byHorizon;
+  }
+  return {
+    id: r.id,
+    portfolioId: r.portfolio_id,
+    instrumentId: r.instrument_id,
+    quantity: r.quantity,
+    averageCost: r.average_cost,
+    costBasis: r.cost_basis,
+    realizedPnl: r.realized_pnl,
+    updatedAt: new Date(r.updated_at),
+    instrument,
   };
 }
 

@@ -1,3 +1,4 @@
+import DataLoader from 'dataloader';
 import { TransactionRollbackError } from 'drizzle-orm';
 import postgres from 'postgres';
 import type { Viewer } from '../admission/tokens.js';
@@ -84,7 +85,15 @@ export const PROBES: Probe[] = [
     run: (db, c) => c.loaders(db).portfolioPage.load({ parent: c.keys.userId, first: 20, after: c.keys.portfolioIds[0] }),
   },
   { name: 'portfolioCount', covers: 'portfolioCount', run: (db, c) => c.loaders(db).portfolioCount.load(c.keys.userId) },
-  { name: 'openPositions (all the viewer’s portfolios)', covers: 'openPositions', run: (db, c) => c.loaders(db).openPositions.loadMany(c.keys.portfolioIds) },
+  {
+    name: 'openPositions (all the viewer’s portfolios, with instruments, latest prices and 21-day forecasts)',
+    covers: 'openPositions',
+    run: (db, c) => {
+      const loaders = c.loaders(db);
+      loaders.wantPositionForecasts(21);
+      return loaders.openPositions.loadMany(c.keys.portfolioIds);
+    },
+  },
   {
     name: 'tradePage (first page of each portfolio)',
     covers: 'tradePage',
@@ -458,7 +467,12 @@ export async function runPlans(db: Db, url: string, options: PlanOptions): Promi
     }
 
     const covered = new Set(selected.map((p) => p.covers));
-    const uncovered = options.only ? [] : Object.keys(ctx.loaders(db)).filter((name) => !covered.has(name));
+    const uncovered = options.only
+      ? []
+      : Object.entries(ctx.loaders(db))
+          .filter(([, value]) => value instanceof DataLoader)
+          .map(([name]) => name)
+          .filter((name) => !covered.has(name));
     const failed = uncovered.length > 0 || probes.some((p) => p.problems.length > 0);
     return { keys, probes, uncovered, analyzed, options: { maxMs: options.maxMs, largeRows: options.largeRows }, failed };
   } finally {

@@ -1,4 +1,5 @@
-import type { PositionRow, TradeRow } from '../../db/schema.js';
+import type { TradeRow } from '../../db/schema.js';
+import type { PositionNode } from '../../loaders/portfolios.js';
 import { encodeCursor, isId, readPage } from '../../domain/pagination.js';
 import { valuePositions } from '../../domain/valuation.js';
 import { BadUserInputError } from '../../errors.js';
@@ -6,6 +7,8 @@ import { forecastPortfolioRisk, historyRange, PORTFOLIO_COVARIANCE, riskAsOf } f
 import type { TradeCursor } from '../../loaders/portfolios.js';
 import type { PortfolioResolvers } from '../__generated__/resolvers.js';
 import type { Connection } from '../connection.js';
+import { positionForecastHorizons } from '../lookahead.js';
+import { DEFAULT_HORIZON_DAYS } from './Instrument.js';
 
 /**
  * A trade cursor's time is exactly what `toISOString` writes for a time PostgreSQL can hold: years
@@ -26,9 +29,11 @@ export const Portfolio: PortfolioResolvers = {
 
   // Pages are cut from the portfolio's whole list of open positions, which `valuation` also uses:
   // one statement per batch of portfolios serves both.
-  positions: (p, args, { loaders }) => {
+  positions: (p, args, { loaders }, info) => {
     const { first, after } = readPage('positions', args, 50, isId);
-    const connection: Connection<PositionRow> = {
+    // the forecasts the page will show are loaded with the positions, in the same statement
+    for (const horizon of positionForecastHorizons(info, DEFAULT_HORIZON_DAYS)) loaders.wantPositionForecasts(horizon);
+    const connection: Connection<PositionNode> = {
       page: async () => {
         const all = await loaders.openPositions.load(p.id);
         const rest = after === null ? all : all.filter((pos) => pos.id > after);
@@ -45,10 +50,8 @@ export const Portfolio: PortfolioResolvers = {
   // instead, and an answer with an error is never cached.
   valuation: async (p, _, { loaders }) => {
     const open = await loaders.openPositions.load(p.id);
-    const prices = await loaders.latestPrice.loadMany(open.map((pos) => pos.instrumentId));
-    const failed = prices.find((x) => x instanceof Error);
-    if (failed) throw failed;
-    return valuePositions(open, prices as Exclude<(typeof prices)[number], Error>[]);
+    // the positions came with their latest prices (a failed load fails the positions, and the field)
+    return valuePositions(open, open.map((pos) => pos.instrument?.latestPrice ?? null));
   },
 
   // positions and latest prices (shared with valuation), then every holding's window of closes: three
@@ -60,7 +63,7 @@ export const Portfolio: PortfolioResolvers = {
       throw new BadUserInputError(`horizonDays must be between 1 and ${maxHorizonDays} trading days, got ${horizonDays}`, 'horizonDays');
     }
     const open = await loaders.openPositions.load(p.id);
-    const latest = await Promise.all(open.map((pos) => loaders.latestPrice.load(pos.instrumentId)));
+    const latest = open.map((pos) => pos.instrument?.latestPrice ?? null);
     const asOf = riskAsOf(latest);
     if (asOf === null) return null;
     const range = historyRange(asOf);

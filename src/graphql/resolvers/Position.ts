@@ -4,13 +4,14 @@ import type { PositionResolvers } from '../__generated__/resolvers.js';
 
 export const Position: PositionResolvers = {
   id: (p) => String(p.id),
-  instrument: async (p, _, { loaders }) => (await loaders.instrumentById.load(p.instrumentId)) ?? Promise.reject(new NotFoundError('instrument')),
+  // a position loaded for a portfolio came with its instrument and latest price; a write's answer did not
+  instrument: async (p, _, { loaders }) => p.instrument ?? (await loaders.instrumentById.load(p.instrumentId)) ?? Promise.reject(new NotFoundError('instrument')),
   marketValue: async (p, _, { loaders }) => {
-    const price = await loaders.latestPrice.load(p.instrumentId);
+    const price = p.instrument ? p.instrument.latestPrice : await loaders.latestPrice.load(p.instrumentId);
     return price ? marketValue(p.quantity, price.close) : null;
   },
   unrealizedPnl: async (p, _, { loaders }) => {
-    const price = await loaders.latestPrice.load(p.instrumentId);
+    const price = p.instrument ? p.instrument.latestPrice : await loaders.latestPrice.load(p.instrumentId);
     return price ? unrealizedPnl(p.quantity, p.costBasis, price.close) : null;
   },
 };
