@@ -19,6 +19,7 @@ import { FIELD_PAGE_CAPS } from './domain/pagination.js';
 import { createContextFactory, type RequestContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
 import { createApolloServer } from './graphql/server.js';
+import { createDevTokenRoute } from './http/dev-token.js';
 import { createHttpHandler } from './http/handler.js';
 import { createReadiness } from './http/readiness.js';
 import { createMemoryBudget, createRedisBudget, type CostBudget } from './limits/budget.js';
@@ -192,6 +193,8 @@ export function createApp({
     context: createContext,
     early: store && profiles ? createHitPath({ store, profiles, budget: costBudget, maxCost: config.maxCost, record: recordOperation, metrics }) : undefined,
     readiness,
+    // npm run token asks the running embedded server in development (it holds PGlite's directory)
+    devToken: !config.production && database.driver === 'pglite' ? createDevTokenRoute(database.db, config.jwtSecret) : undefined,
     accepting: isStarted,
     // a long line for database connections means the database is saturated: more requests would
     // only wait longer, so they are answered 503 at once until the line shortens

@@ -13,7 +13,9 @@ const env = { ...process.env, DATABASE_URL: '', PGLITE_DATA_DIR: dataDir, NODE_E
 const tsx = ['--import', 'tsx'];
 const startServer = () => spawnServer(env);
 
-const cli = (script: string, ...args: string[]) => spawnSync(process.execPath, [...tsx, script, ...args], { env, encoding: 'utf8', timeout: 60_000 });
+const cliWith = (overrides: Record<string, string>, script: string, ...args: string[]) =>
+  spawnSync(process.execPath, [...tsx, script, ...args], { env: { ...env, ...overrides }, encoding: 'utf8', timeout: 60_000 });
+const cli = (script: string, ...args: string[]) => cliWith({}, script, ...args);
 
 describe('the server process on the embedded database', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,10 +32,28 @@ describe('the server process on the embedded database', () => {
     expect(aapl.data.instrument.latestPrice).toEqual({ date: '2010-03-01', close: '223.02' });
 
     // a command never opens the directory that a live server holds
-    const refused = cli('src/tools/cli/token.ts', 'alice@example.com');
+    const refused = cli('src/tools/cli/partner.ts', 'list');
     expect(refused.status).toBe(1);
     expect(refused.stdout).toBe('');
     expect(refused.stderr).toMatch(/in use by process \d+/);
+
+    // but a newcomer's first token needs no restart: the CLI asks the running development server
+    const port = new URL(first.base).port;
+    const asked = cliWith({ PORT: port }, 'src/tools/cli/token.ts', 'alice@example.com');
+    expect(asked.stderr).toMatch(/minted by the running server/);
+    expect(asked.status).toBe(0);
+    const viewer = await fetch(`${first.base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${asked.stdout.trim()}` },
+      body: JSON.stringify({ query: '{ viewer { email } }' }),
+    }).then((r) => r.json() as Promise<any>);
+    expect(viewer.data.viewer).toEqual({ email: 'alice@example.com' });
+    const unknown = cliWith({ PORT: port }, 'src/tools/cli/token.ts', 'nobody@example.com');
+    expect([unknown.status, unknown.stdout, unknown.stderr.trim()]).toEqual([1, '', 'error: no user with the email nobody@example.com']);
+    // with no server where the CLI looks, it says so instead of minting nothing silently
+    const nowhere = cliWith({ PORT: '1' }, 'src/tools/cli/token.ts', 'alice@example.com');
+    expect(nowhere.status).toBe(1);
+    expect(nowhere.stderr).toMatch(/no server answers at http:\/\/127\.0\.0\.1:1\/dev\/token/);
 
     expect(await stop(first.child)).toBe(0);
     expect(existsSync(`${dataDir}.lock`)).toBe(false);

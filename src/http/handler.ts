@@ -12,9 +12,10 @@ import { inSpan } from '../observability/tracing.js';
 import { BodyTooLarge, readGraphQLRequest } from './body.js';
 import { applyCors } from './cors.js';
 import { answerBy, sendExpiry } from './deadline.js';
+import { DEV_TOKEN_PATH } from './dev-token.js';
 import { answerHealth, answerMetrics, answerReadiness } from './probes.js';
 import type { Readiness } from './readiness.js';
-import { sendCodedError, sendError } from './respond.js';
+import { sendCodedError, sendError, statusForClient } from './respond.js';
 import { sendShed } from './shedding.js';
 
 /**
@@ -34,6 +35,8 @@ export interface HttpOptions {
   /** Answers before parsing what can be (response-cache hits), after admission. */
   early?: EarlyAnswer;
   readiness: Readiness;
+  /** The development token route (`POST /dev/token`, see dev-token.ts); absent in production. */
+  devToken?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   /** False while start-up work runs: GraphQL answers 503 with Retry-After instead of failing on a half-made database. */
   accepting: () => boolean;
   /** Load shedding: a reason to answer OVERLOADED (503) at once, or null to go on. */
@@ -107,6 +110,7 @@ export function createHttpHandler(options: HttpOptions) {
       if (url.pathname === '/healthz') return answerHealth(res);
       if (url.pathname === '/readyz') return await answerReadiness(res, readiness, logger, requestId);
       if (url.pathname === '/metrics') return await answerMetrics(res, metrics);
+      if (url.pathname === DEV_TOKEN_PATH && options.devToken) return await options.devToken(req, res);
       if (url.pathname !== '/graphql') {
         sendError(res, 404, `no such endpoint: ${url.pathname.slice(0, 100)}; GraphQL is at /graphql`, 'NOT_FOUND');
         return;
@@ -209,6 +213,7 @@ export function createHttpHandler(options: HttpOptions) {
       res.setHeader('server-timing', `app;dur=${(performance.now() - arrived).toFixed(2)}`);
       res.statusCode = response.status ?? 200;
       if (response.body.kind === 'complete') {
+        res.statusCode = statusForClient(res.statusCode, response.headers.get('content-type'), response.body.string);
         res.end(response.body.string);
       } else {
         for await (const chunk of response.body.asyncIterator) res.write(chunk);

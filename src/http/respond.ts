@@ -21,3 +21,28 @@ export function sendJson(res: ServerResponse, status: number, contentType: strin
   res.setHeader('content-type', contentType);
   res.end(body);
 }
+
+// Errors of the document itself, found before anything ran: parsing, validation, and the coercion of
+// variables (Apollo answers the last BAD_USER_INPUT without a reason).
+const DOCUMENT_ERRORS = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED']);
+
+/**
+ * The status of a GraphQL answer to a client that asked for `application/json`. GraphQL over HTTP
+ * recommends 200 for a document that fails to parse, validate or coerce its variables when the answer
+ * is `application/json` (older clients read the body only on 200), and 400 under
+ * `application/graphql-response+json`; Apollo answers 400 to both. The contract's limit refusals
+ * (QUERY_TOO_DEEP, QUERY_TOO_COSTLY, …) and malformed requests keep their status.
+ */
+export function statusForClient(status: number, contentType: string | undefined, body: string): number {
+  if (status !== 400 || !contentType?.startsWith('application/json')) return status;
+  let answer: { data?: unknown; errors?: { extensions?: { code?: unknown; reason?: unknown } }[] };
+  try {
+    answer = JSON.parse(body);
+  } catch {
+    return status;
+  }
+  const errors = answer.errors ?? [];
+  const documentError = (e: (typeof errors)[number]) =>
+    e.extensions?.code === 'BAD_USER_INPUT' && (e.extensions.reason === undefined || DOCUMENT_ERRORS.has(String(e.extensions.reason)));
+  return !('data' in answer) && errors.length > 0 && errors.every(documentError) ? 200 : status;
+}
