@@ -10,7 +10,7 @@ import { createHotCache } from './cache/hot.js';
 import { createInvalidationListener } from './cache/invalidation.js';
 import { cacheNamespace } from './cache/namespace.js';
 import { createRedisLink } from './cache/redis-link.js';
-import { createResponseStore, type ResponseStore } from './cache/store.js';
+import { createResponseStore, type ResponseStore } from './cache/store/tiers.js';
 import { instrumentOfTag, writerOfTag } from './cache/tags.js';
 import type { Config } from './config.js';
 import type { Database } from './db/client.js';
@@ -80,55 +80,55 @@ export function createApp({
   logger,
   isStarted = () => true,
   budget,
-  metrics = createMetrics({ pool: database.pool, availability: database.availability, idleConnections: () => database.idleConnections(), redis: Boolean(config.redisUrl) }),
+  metrics = createMetrics({ pool: database.pool, availability: database.availability, idleConnections: () => database.idleConnections(), redis: Boolean(config.redis.url) }),
 }: AppOptions): App {
   const httpServer = createServer({
     // node's own defaults (60 s for headers, 300 s for a request, checked every 30 s) let a few
     // hundred clients that trickle bytes hold every socket the process may open
-    headersTimeout: config.httpHeadersTimeoutMs,
-    requestTimeout: config.httpRequestTimeoutMs,
-    keepAliveTimeout: config.httpKeepAliveTimeoutMs,
-    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(config.httpHeadersTimeoutMs / 4))),
+    headersTimeout: config.http.headersTimeoutMs,
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(config.http.headersTimeoutMs / 4))),
   });
   // past the cap node closes new connections at once, and the sockets already open go on being served
-  httpServer.maxConnections = config.httpMaxConnections;
+  httpServer.maxConnections = config.http.maxConnections;
   const schema = buildSchema();
 
   // shared state: one Redis client for the response cache, budgets and APQ, behind one breaker
   // (user 7 of one database is not user 7 of another sharing it: every key carries the namespace)
-  const redis = config.redisUrl
-    ? createRedisLink({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, logger, onState: (up) => metrics.redisUp?.set(up ? 1 : 0) })
+  const redis = config.redis.url
+    ? createRedisLink({ url: config.redis.url, commandTimeoutMs: config.redis.commandTimeoutMs, logger, onState: (up) => metrics.redisUp?.set(up ? 1 : 0) })
     : null;
   const namespace = cacheNamespace(database);
 
   // admission and limits
-  const admission = createAdmission({ db: database.db, jwtSecret: config.jwtSecret, cacheTtlMs: config.partnerCacheTtlMs });
+  const admission = createAdmission({ db: database.db, jwtSecret: config.auth.jwtSecret, cacheTtlMs: config.auth.partnerCacheTtlMs });
   const costBudget =
     budget ??
     (redis
-      ? createRedisBudget(redis, { costPerMinute: config.rateLimitCostPerMinute, namespace })
-      : createMemoryBudget({ costPerMinute: config.rateLimitCostPerMinute }));
+      ? createRedisBudget(redis, { costPerMinute: config.limits.rateLimitCostPerMinute, namespace })
+      : createMemoryBudget({ costPerMinute: config.limits.rateLimitCostPerMinute }));
   const recorder = createCostRecorder(database.db);
 
   // caches: automatic persisted queries for everyone but partners (bounded, shared through Redis when
   // there is one), whole answers, and hot entities below them
-  const apqBounds = { maxBytes: config.apqMaxBytes, maxEntries: config.apqMaxEntries, maxEntryBytes: config.apqMaxEntryBytes, ttlSeconds: config.apqTtlSeconds };
+  const apqBounds = { maxBytes: config.apq.maxBytes, maxEntries: config.apq.maxEntries, maxEntryBytes: config.apq.maxEntryBytes, ttlSeconds: config.apq.ttlSeconds };
   const apqCache = redis
     ? createRedisApqStore(redis, { namespace, ...apqBounds })
     : new InMemoryLRUCache<string>({ maxSize: apqBounds.maxBytes, max: apqBounds.maxEntries, maxEntrySize: apqBounds.maxEntryBytes, ttl: apqBounds.ttlSeconds * 1000 });
-  const store = config.responseCache
-    ? createResponseStore({ maxEntries: config.responseCacheMaxEntries, maxBytes: config.responseCacheMaxBytes, redis: redis ?? undefined, namespace, logger, metrics })
+  const store = config.cache.response
+    ? createResponseStore({ maxEntries: config.cache.responseMaxEntries, maxBytes: config.cache.responseMaxBytes, redis: redis ?? undefined, namespace, logger, metrics })
     : null;
   // what a hit before parsing needs to know of each query (learnt when the executor runs it)
   const profiles = store ? createDocumentProfiles() : undefined;
-  const hot = config.hotCacheTtlMs > 0 ? createHotCache({ ttlMs: config.hotCacheTtlMs }) : undefined;
+  const hot = config.cache.hotTtlMs > 0 ? createHotCache({ ttlMs: config.cache.hotTtlMs }) : undefined;
   if (hot) store?.onInvalidate((tags) => hot.invalidate(tags));
 
   // where reads go: replicas for queries; writers and fresh public data read from the primary
-  const replicas = config.readReplicaUrls.length
-    ? createReadReplicas(config.readReplicaUrls, { dbPoolMax: config.dbPoolMax, statementTimeoutMs: config.requestTimeoutMs })
+  const replicas = config.database.readReplicaUrls.length
+    ? createReadReplicas(config.database.readReplicaUrls, { dbPoolMax: config.database.poolMax, statementTimeoutMs: config.limits.requestTimeoutMs })
     : null;
-  const router = createReadRouter({ replicas: replicas?.dbs ?? [], readYourWritesMs: config.readYourWritesMs, health: replicas?.health });
+  const router = createReadRouter({ replicas: replicas?.dbs ?? [], readYourWritesMs: config.database.readYourWritesMs, health: replicas?.health });
   const noticeChanges = (tags: string[]) => {
     for (const tag of tags) {
       const writer = writerOfTag(tag);
@@ -139,7 +139,7 @@ export function createApp({
   // other instances' mutations reach this one as cache invalidations (through Redis)
   if (router.enabled) store?.onInvalidate(noticeChanges);
 
-  const recordOperation = createOperationRecorder({ logger, metrics, slowMs: config.slowOperationMs });
+  const recordOperation = createOperationRecorder({ logger, metrics, slowMs: config.observability.slowOperationMs });
 
   // execution: Apollo parses and validates (the limit rules) and runs the plugins; envelop executes
   const apollo = createApolloServer({
@@ -147,18 +147,18 @@ export function createApp({
     gateway: createEnvelopGateway({ schema, store, profiles, metrics, onWrite: (userId) => router.wrote(userId) }),
     logger,
     production: config.production,
-    allowIntrospection: config.allowIntrospection,
+    allowIntrospection: config.limits.allowIntrospection,
     httpServer,
-    maxTokens: config.maxTokens,
-    persistedQueries: { cache: apqCache, ttl: config.apqTtlSeconds },
-    documentStore: { maxEntries: config.documentCacheMaxEntries, maxBytes: config.documentCacheMaxBytes },
+    maxTokens: config.limits.maxTokens,
+    persistedQueries: { cache: apqCache, ttl: config.apq.ttlSeconds },
+    documentStore: { maxEntries: config.cache.documentMaxEntries, maxBytes: config.cache.documentMaxBytes },
     validationRules: limitRules(config),
     plugins: [
       createOperationLogPlugin(recordOperation),
       createNulGuardPlugin(),
       createCostPlugin({
         estimator: new CostEstimator(schema),
-        maxCost: config.maxCost,
+        maxCost: config.limits.maxCost,
         caps: FIELD_PAGE_CAPS,
         budget: costBudget,
         recorder,
@@ -172,15 +172,15 @@ export function createApp({
   const createContext = createContextFactory({
     db: database.db,
     metrics,
-    defaultModel: config.forecastDefaultModel,
+    defaultModel: config.forecasts.defaultModel,
     hot,
     router,
     onBatch: createSlowSqlLog({
       logger,
       explain: (query, params) => database.explain(query, params),
-      slowMs: config.slowSqlMs,
-      planMs: config.slowSqlPlanMs,
-      planSample: config.slowSqlPlanSample,
+      slowMs: config.observability.slowSqlMs,
+      planMs: config.observability.slowSqlPlanMs,
+      planSample: config.observability.slowSqlPlanSample,
     }),
   });
 
@@ -191,17 +191,17 @@ export function createApp({
     metrics,
     admission,
     context: createContext,
-    early: store && profiles ? createHitPath({ store, profiles, budget: costBudget, maxCost: config.maxCost, record: recordOperation, metrics }) : undefined,
+    early: store && profiles ? createHitPath({ store, profiles, budget: costBudget, maxCost: config.limits.maxCost, record: recordOperation, metrics }) : undefined,
     readiness,
     // npm run token asks the running embedded server in development (it holds PGlite's directory)
-    devToken: !config.production && database.driver === 'pglite' ? createDevTokenRoute(database.db, config.jwtSecret) : undefined,
+    devToken: !config.production && database.driver === 'pglite' ? createDevTokenRoute(database.db, config.auth.jwtSecret) : undefined,
     accepting: isStarted,
     // a long line for database connections means the database is saturated: more requests would
     // only wait longer, so they are answered 503 at once until the line shortens
-    shed: () => (database.pool.waiting >= config.dbQueueMax || replicas?.pools.some((p) => p.waiting >= config.dbQueueMax) ? 'db_queue' : null),
-    allowOrigin: (origin) => config.corsOrigins.includes(origin) || (!config.production && (localhostOrigin.test(origin) || sandboxOrigins.has(origin))),
-    maxBodyBytes: config.maxBodyBytes,
-    timeoutMs: config.requestTimeoutMs,
+    shed: () => (database.pool.waiting >= config.database.queueMax || replicas?.pools.some((p) => p.waiting >= config.database.queueMax) ? 'db_queue' : null),
+    allowOrigin: (origin) => config.http.corsOrigins.includes(origin) || (!config.production && (localhostOrigin.test(origin) || sandboxOrigins.has(origin))),
+    maxBodyBytes: config.http.maxBodyBytes,
+    timeoutMs: config.limits.requestTimeoutMs,
   });
   // the handler answers its own errors; this is for a bug in that answering: never an unobserved
   // promise (whose rejection would end the process), and never a client left waiting on a half answer
@@ -245,7 +245,7 @@ export function createApp({
         if (redis && !(await redis.whenUp(2000))) logger.warn('redis does not answer: serving without it until it does');
       },
     },
-    { name: 'cost recorder', start: async () => recorder.start(config.costFlushIntervalMs), stop: () => recorder.stop() },
+    { name: 'cost recorder', start: async () => recorder.start(config.observability.costFlushIntervalMs), stop: () => recorder.stop() },
     { name: 'readiness', ...readiness },
     { name: 'invalidations', ...createInvalidationListener({ database, store, hot, onTags: router.enabled ? noticeChanges : undefined, logger }) },
     { name: 'model timings', ...createModelTimingListener({ database, metrics, logger }) },

@@ -71,93 +71,121 @@ const schema = z
     }
   });
 
-export interface Config {
-  env: 'development' | 'production' | 'test';
-  production: boolean;
-  port: number;
-  host: string;
-  /** PostgreSQL primary; undefined means the embedded PGlite database. */
-  databaseUrl?: string;
-  /** PGlite data directory, or `memory://` for a throw-away database. */
-  pgliteDataDir: string;
-  readReplicaUrls: string[];
-  /** How long after a write its writer (and, after public data changed, everyone) reads from the primary: longer than the replicas' lag. */
-  readYourWritesMs: number;
-  redisUrl?: string;
-  /** Longest wait for one Redis command; past it the command fails and Redis is skipped until a probe answers. */
-  redisCommandTimeoutMs: number;
-  dbPoolMax: number;
-  /** When more statements than this wait for a database connection, new requests are shed (503 OVERLOADED). */
-  dbQueueMax: number;
-  /** A database connection not made within this is given up: an unreachable database costs a request this much at most. */
-  dbConnectTimeoutMs: number;
-  jwtSecret: string;
-  /** True when JWT_SECRET was not set and the development secret is in use. */
-  jwtSecretIsDefault: boolean;
-  corsOrigins: string[];
-  /** Introspection in production (always on in development). */
-  allowIntrospection: boolean;
-  maxDepth: number;
-  maxCost: number;
-  rateLimitCostPerMinute: number;
-  /** An operation running longer is answered DEADLINE_EXCEEDED and its SQL cancelled. */
-  requestTimeoutMs: number;
-  maxAliases: number;
-  maxRootFields: number;
-  maxDirectives: number;
-  /** Most lexical tokens a document may have; the parser stops past it. */
-  maxTokens: number;
-  /** Most selections a document may have once its fragment spreads are written out in place. */
-  maxSelections: number;
-  /** Largest request body, in bytes. */
-  maxBodyBytes: number;
-  /** A client that has not sent a request's whole headers this long after it began is answered 408 and closed. */
-  httpHeadersTimeoutMs: number;
-  /** A client that has not sent a whole request (headers and body) this long after it began is answered 408 and closed. */
-  httpRequestTimeoutMs: number;
-  /** An idle keep-alive connection is closed after this long. */
-  httpKeepAliveTimeoutMs: number;
-  /** Most open client connections; past it new ones are closed at once (keep it well under the file limit). */
-  httpMaxConnections: number;
-  /** Parsed and validated documents kept for reuse: most entries, and most bytes of heap (estimated). */
-  documentCacheMaxEntries: number;
-  documentCacheMaxBytes: number;
-  /** How long an API key's, trusted document's or user's grant's lookup is reused: revocations act within it (0: never reused). */
-  partnerCacheTtlMs: number;
-  /** How long an automatic persisted query stays registered without use, and the store's size bound. */
-  apqTtlSeconds: number;
-  apqMaxBytes: number;
-  /** Most automatic persisted queries kept, and the largest one kept (a larger one is run but not registered). */
-  apqMaxEntries: number;
-  apqMaxEntryBytes: number;
-  /** How often observed costs are written to cost_observations. */
-  costFlushIntervalMs: number;
-  /** Operations slower than this are logged with the loader batches they ran. */
-  slowOperationMs: number;
-  /** Loader batches (one SQL statement each) slower than this are logged with their loader's name. */
-  slowSqlMs: number;
-  /** Slow SQL above this also has its plan logged, for a sample (slowSqlPlanSample, 0–1) of the batches. */
-  slowSqlPlanMs: number;
-  slowSqlPlanSample: number;
-  /** Where spans go over OTLP/HTTP; unset: no tracing, at no cost. */
-  otlpEndpoint?: string;
-  /** Whole-operation response cache (and single flight); `off` runs every operation. */
-  responseCache: boolean;
-  responseCacheMaxEntries: number;
-  responseCacheMaxBytes: number;
-  /** How long instruments and latest prices are shared across requests (0: not at all). */
-  hotCacheTtlMs: number;
-  logLevel: string;
-  /** Model whose active version answers `Instrument.latestForecast`. */
-  forecastDefaultModel: string;
-}
-
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n  ${problems.join('\n  ')}`);
     this.name = 'ConfigError';
   }
 }
+
+/**
+ * The settings, grouped by concern, from the validated environment: every default is the schema's
+ * above, every name here says which variable it comes from (a group's prefix is the variable's, so
+ * `http.requestTimeoutMs` is HTTP_REQUEST_TIMEOUT_MS and `limits.requestTimeoutMs` REQUEST_TIMEOUT_MS).
+ */
+function settle(e: z.output<typeof schema>) {
+  return {
+    env: e.NODE_ENV,
+    production: e.NODE_ENV === 'production',
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    database: {
+      /** PostgreSQL primary; undefined means the embedded PGlite database. */
+      url: e.DATABASE_URL,
+      /** PGlite data directory, or `memory://` for a throw-away database. */
+      pgliteDataDir: e.PGLITE_DATA_DIR,
+      poolMax: e.DB_POOL_MAX,
+      /** When more statements than this wait for a database connection, new requests are shed (503 OVERLOADED). */
+      queueMax: e.DB_QUEUE_MAX,
+      /** A database connection not made within this is given up: an unreachable database costs a request this much at most. */
+      connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
+      readReplicaUrls: e.READ_REPLICA_URLS,
+      /** How long after a write its writer (and, after public data changed, everyone) reads from the primary: longer than the replicas' lag. */
+      readYourWritesMs: e.READ_YOUR_WRITES_MS,
+    },
+    redis: {
+      url: e.REDIS_URL,
+      /** Longest wait for one Redis command; past it the command fails and Redis is skipped until a probe answers. */
+      commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+    },
+    auth: {
+      jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
+      /** True when JWT_SECRET was not set and the development secret is in use. */
+      jwtSecretIsDefault: !e.JWT_SECRET,
+      /** How long an API key's, trusted document's or user's grant's lookup is reused: revocations act within it (0: never reused). */
+      partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
+    },
+    http: {
+      corsOrigins: e.CORS_ORIGINS,
+      /** Largest request body, in bytes. */
+      maxBodyBytes: e.MAX_BODY_BYTES,
+      /** A client that has not sent a request's whole headers this long after it began is answered 408 and closed. */
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      /** A client that has not sent a whole request (headers and body) this long after it began is answered 408 and closed. */
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      /** An idle keep-alive connection is closed after this long. */
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      /** Most open client connections; past it new ones are closed at once (keep it well under the file limit). */
+      maxConnections: e.HTTP_MAX_CONNECTIONS,
+    },
+    limits: {
+      /** An operation running longer is answered DEADLINE_EXCEEDED and its SQL cancelled. */
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      maxDepth: e.MAX_DEPTH,
+      maxCost: e.MAX_COST,
+      rateLimitCostPerMinute: e.RATE_LIMIT_COST_PER_MINUTE,
+      maxAliases: e.MAX_ALIASES,
+      maxRootFields: e.MAX_ROOT_FIELDS,
+      maxDirectives: e.MAX_DIRECTIVES,
+      /** Most lexical tokens a document may have; the parser stops past it. */
+      maxTokens: e.MAX_TOKENS,
+      /** Most selections a document may have once its fragment spreads are written out in place. */
+      maxSelections: e.MAX_SELECTIONS,
+      /** Introspection in production (always on in development). */
+      allowIntrospection: e.ALLOW_INTROSPECTION === 'true',
+    },
+    cache: {
+      /** Whole-operation response cache (and single flight); `off` runs every operation. */
+      response: e.RESPONSE_CACHE === 'on',
+      responseMaxEntries: e.RESPONSE_CACHE_MAX_ENTRIES,
+      responseMaxBytes: e.RESPONSE_CACHE_MAX_BYTES,
+      /** How long instruments and latest prices are shared across requests (0: not at all). */
+      hotTtlMs: e.HOT_CACHE_TTL_MS,
+      /** Parsed and validated documents kept for reuse: most entries, and most bytes of heap (estimated). */
+      documentMaxEntries: e.DOCUMENT_CACHE_MAX_ENTRIES,
+      documentMaxBytes: e.DOCUMENT_CACHE_MAX_BYTES,
+    },
+    apq: {
+      /** How long an automatic persisted query stays registered without use, and the store's size bound. */
+      ttlSeconds: e.APQ_TTL_SECONDS,
+      maxBytes: e.APQ_MAX_BYTES,
+      /** Most automatic persisted queries kept, and the largest one kept (a larger one is run but not registered). */
+      maxEntries: e.APQ_MAX_ENTRIES,
+      maxEntryBytes: e.APQ_MAX_ENTRY_BYTES,
+    },
+    observability: {
+      /** How often observed costs are written to cost_observations. */
+      costFlushIntervalMs: Math.min(e.COST_FLUSH_INTERVAL_MS, 2 ** 31 - 1),
+      /** Operations slower than this are logged with the loader batches they ran. */
+      slowOperationMs: e.SLOW_OPERATION_MS,
+      /** Loader batches (one SQL statement each) slower than this are logged with their loader's name. */
+      slowSqlMs: e.SLOW_SQL_MS,
+      /** Slow SQL above this also has its plan logged, for a sample (slowSqlPlanSample, 0–1) of the batches. */
+      slowSqlPlanMs: e.SLOW_SQL_PLAN_MS,
+      slowSqlPlanSample: e.SLOW_SQL_PLAN_SAMPLE,
+      /** Where spans go over OTLP/HTTP; unset: no tracing, at no cost. */
+      otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
+    },
+    forecasts: {
+      /** Model whose active version answers `Instrument.latestForecast`. */
+      defaultModel: e.FORECAST_DEFAULT_MODEL,
+    },
+  };
+}
+
+/** The configuration's type is what `settle` makes of the schema: written once, in one place. */
+export type Config = ReturnType<typeof settle>;
 
 /** Reads and validates the environment once; every problem is reported, not only the first. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -167,57 +195,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`));
   }
-  const e = parsed.data;
-  return {
-    env: e.NODE_ENV,
-    production: e.NODE_ENV === 'production',
-    port: e.PORT,
-    host: e.HOST,
-    databaseUrl: e.DATABASE_URL,
-    pgliteDataDir: e.PGLITE_DATA_DIR,
-    readReplicaUrls: e.READ_REPLICA_URLS,
-    readYourWritesMs: e.READ_YOUR_WRITES_MS,
-    redisUrl: e.REDIS_URL,
-    redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
-    dbPoolMax: e.DB_POOL_MAX,
-    dbQueueMax: e.DB_QUEUE_MAX,
-    dbConnectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
-    jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
-    jwtSecretIsDefault: !e.JWT_SECRET,
-    corsOrigins: e.CORS_ORIGINS,
-    allowIntrospection: e.ALLOW_INTROSPECTION === 'true',
-    maxDepth: e.MAX_DEPTH,
-    maxCost: e.MAX_COST,
-    rateLimitCostPerMinute: e.RATE_LIMIT_COST_PER_MINUTE,
-    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
-    maxAliases: e.MAX_ALIASES,
-    maxRootFields: e.MAX_ROOT_FIELDS,
-    maxDirectives: e.MAX_DIRECTIVES,
-    maxTokens: e.MAX_TOKENS,
-    maxSelections: e.MAX_SELECTIONS,
-    maxBodyBytes: e.MAX_BODY_BYTES,
-    httpHeadersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
-    httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
-    httpKeepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
-    httpMaxConnections: e.HTTP_MAX_CONNECTIONS,
-    documentCacheMaxEntries: e.DOCUMENT_CACHE_MAX_ENTRIES,
-    documentCacheMaxBytes: e.DOCUMENT_CACHE_MAX_BYTES,
-    partnerCacheTtlMs: e.PARTNER_CACHE_TTL_MS,
-    apqTtlSeconds: e.APQ_TTL_SECONDS,
-    apqMaxBytes: e.APQ_MAX_BYTES,
-    apqMaxEntries: e.APQ_MAX_ENTRIES,
-    apqMaxEntryBytes: e.APQ_MAX_ENTRY_BYTES,
-    costFlushIntervalMs: Math.min(e.COST_FLUSH_INTERVAL_MS, 2 ** 31 - 1),
-    slowOperationMs: e.SLOW_OPERATION_MS,
-    slowSqlMs: e.SLOW_SQL_MS,
-    slowSqlPlanMs: e.SLOW_SQL_PLAN_MS,
-    slowSqlPlanSample: e.SLOW_SQL_PLAN_SAMPLE,
-    otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
-    responseCache: e.RESPONSE_CACHE === 'on',
-    responseCacheMaxEntries: e.RESPONSE_CACHE_MAX_ENTRIES,
-    responseCacheMaxBytes: e.RESPONSE_CACHE_MAX_BYTES,
-    hotCacheTtlMs: e.HOT_CACHE_TTL_MS,
-    logLevel: e.LOG_LEVEL,
-    forecastDefaultModel: e.FORECAST_DEFAULT_MODEL,
-  };
+  return settle(parsed.data);
 }

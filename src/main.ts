@@ -21,14 +21,16 @@ async function main() {
     throw e;
   }
   const logger = createLogger(config.logLevel);
-  if (config.jwtSecretIsDefault) logger.warn('JWT_SECRET is not set: using the fixed development secret (never do this in production)');
+  if (config.auth.jwtSecretIsDefault) logger.warn('JWT_SECRET is not set: using the fixed development secret (never do this in production)');
 
-  const stopTracing = await startTracing(config.otlpEndpoint);
-  if (config.otlpEndpoint) logger.info({ endpoint: config.otlpEndpoint }, 'exporting traces over OTLP');
+  const stopTracing = await startTracing(config.observability.otlpEndpoint);
+  if (config.observability.otlpEndpoint) logger.info({ endpoint: config.observability.otlpEndpoint }, 'exporting traces over OTLP');
   const database = await createDatabase({
-    ...config,
-    statementTimeoutMs: config.requestTimeoutMs,
-    connectTimeoutMs: config.dbConnectTimeoutMs,
+    databaseUrl: config.database.url,
+    pgliteDataDir: config.database.pgliteDataDir,
+    dbPoolMax: config.database.poolMax,
+    statementTimeoutMs: config.limits.requestTimeoutMs,
+    connectTimeoutMs: config.database.connectTimeoutMs,
     onAvailability(state, previous, cause) {
       if (state === 'down') logger.error({ err: cause }, 'the database cannot be reached: answering DATABASE_UNAVAILABLE until it answers again');
       else if (previous === 'down') logger.warn('the database answers again');
@@ -88,7 +90,7 @@ async function main() {
     logger.info('first start on the embedded database: seeding the demo data set');
     await seedDemo(database.db, (message) => logger.info(message));
   }
-  await checkDefaultModel(database, config.forecastDefaultModel, logger);
+  await checkDefaultModel(database, config.forecasts.defaultModel, logger);
   started = true;
   logger.info({ url }, 'ready');
 }

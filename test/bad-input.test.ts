@@ -126,7 +126,7 @@ describe('bad input', () => {
     });
 
     it('accepts a body just under MAX_BODY_BYTES', async () => {
-      const res = await server.post({ query: `{ __typename }${' '.repeat(server.config.maxBodyBytes - 100)}` });
+      const res = await server.post({ query: `{ __typename }${' '.repeat(server.config.http.maxBodyBytes - 100)}` });
       expect(res.status).toBe(200);
       expect((res.body).data).toEqual({ __typename: 'Query' });
     });

@@ -8,36 +8,33 @@ describe('configuration', () => {
       env: 'development',
       port: 4000,
       host: '127.0.0.1',
-      databaseUrl: undefined,
-      pgliteDataDir: '.data/pglite',
-      dbPoolMax: 10,
-      jwtSecret: DEV_JWT_SECRET,
-      jwtSecretIsDefault: true,
-      corsOrigins: [],
-      readReplicaUrls: [],
       logLevel: 'info',
-      allowIntrospection: false,
+      database: { url: undefined, pgliteDataDir: '.data/pglite', poolMax: 10, queueMax: 100, readReplicaUrls: [] },
+      auth: { jwtSecret: DEV_JWT_SECRET, jwtSecretIsDefault: true },
+      http: { corsOrigins: [] },
+      limits: { allowIntrospection: false, requestTimeoutMs: 10_000, maxDepth: 12, maxCost: 50_000 },
+      cache: { response: true },
     });
   });
 
   it('parses lists and numbers, and treats empty variables as unset', () => {
     const c = loadConfig({ PORT: '8080', CORS_ORIGINS: 'https://a.example, https://b.example', READ_REPLICA_URLS: '', DB_POOL_MAX: '3', DATABASE_URL: '' });
     expect(c.port).toBe(8080);
-    expect(c.corsOrigins).toEqual(['https://a.example', 'https://b.example']);
-    expect(c.readReplicaUrls).toEqual([]);
-    expect(c.dbPoolMax).toBe(3);
-    expect(c.databaseUrl).toBeUndefined();
+    expect(c.http.corsOrigins).toEqual(['https://a.example', 'https://b.example']);
+    expect(c.database.readReplicaUrls).toEqual([]);
+    expect(c.database.poolMax).toBe(3);
+    expect(c.database.url).toBeUndefined();
   });
 
   it('settles the HTTP server\'s limits: tight timeouts, a connection cap under a 1,024 file limit, a 100 kB body', () => {
-    expect(loadConfig({})).toMatchObject({
+    expect(loadConfig({}).http).toMatchObject({
       maxBodyBytes: 100_000,
-      httpHeadersTimeoutMs: 10_000,
-      httpRequestTimeoutMs: 20_000,
-      httpKeepAliveTimeoutMs: 5_000,
-      httpMaxConnections: 800,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 20_000,
+      keepAliveTimeoutMs: 5_000,
+      maxConnections: 800,
     });
-    expect(loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '500', HTTP_REQUEST_TIMEOUT_MS: '500' }).httpHeadersTimeoutMs).toBe(500);
+    expect(loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '500', HTTP_REQUEST_TIMEOUT_MS: '500' }).http.headersTimeoutMs).toBe(500);
     // node:http refuses a header deadline past the whole request's: so does the configuration, at start
     expect(() => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '30000' })).toThrow(/HTTP_HEADERS_TIMEOUT_MS must not be above HTTP_REQUEST_TIMEOUT_MS/);
     expect(() => loadConfig({ HTTP_MAX_CONNECTIONS: '0' })).toThrow(/HTTP_MAX_CONNECTIONS/);

@@ -59,7 +59,7 @@ const configOf = (env: Record<string, string> = {}) => loadConfig({ NODE_ENV: 't
 /** pq:publish's checks (src/tools/cli/pq.ts), under the configuration `env` gives. */
 const checksOf = (env: Record<string, string> = {}): DocumentChecks => {
   const config = configOf(env);
-  return { schema, estimator: new CostEstimator(schema), rules: limitRules(config), maxCost: config.maxCost };
+  return { schema, estimator: new CostEstimator(schema), rules: limitRules(config), maxCost: config.limits.maxCost };
 };
 
 const SELECTION_KINDS = new Set<string>([Kind.FIELD, Kind.INLINE_FRAGMENT, Kind.FRAGMENT_SPREAD]);
@@ -99,9 +99,9 @@ describe('walkers that follow fragments', () => {
   const estimator = new CostEstimator(schema);
   const config = configOf();
   const walkers: Record<string, (document: DocumentNode) => unknown> = {
-    depthLimitRule: (d) => validate(schema, d, [depthLimitRule(config.maxDepth)]),
-    selectionLimitRule: (d) => validate(schema, d, [selectionLimitRule(config.maxSelections)]),
-    rootFieldLimitRule: (d) => validate(schema, d, [rootFieldLimitRule(config.maxRootFields)]),
+    depthLimitRule: (d) => validate(schema, d, [depthLimitRule(config.limits.maxDepth)]),
+    selectionLimitRule: (d) => validate(schema, d, [selectionLimitRule(config.limits.maxSelections)]),
+    rootFieldLimitRule: (d) => validate(schema, d, [rootFieldLimitRule(config.limits.maxRootFields)]),
     "graphql-js's rules and ours together": (d) => validate(schema, d, [...specifiedRules, ...limitRules(config)]),
     // the estimate prices the one operation that runs: the first, here
     'the cost estimate': (d) => estimator.estimate(d, d.definitions.find((x) => x.kind === Kind.OPERATION_DEFINITION) as OperationDefinitionNode, {}),
@@ -174,7 +174,7 @@ describe('fan-out documents through the real server', () => {
   });
 
   it(`refuses each shape at ${LEVELS} levels with 400 BAD_USER_INPUT and the limit, running no SQL`, { timeout: 30_000 }, async () => {
-    expect(server.config.maxSelections).toBe(10_000);
+    expect(server.config.limits.maxSelections).toBe(10_000);
     for (const shape of FAN_OUTS) {
       const { result: res, statements } = await server.countSql(() => server.post({ query: SHAPES[shape](LEVELS) }));
       expect(res.status, `${shape}: ${JSON.stringify(res.body)}`).toBe(400);

@@ -48,7 +48,7 @@ const unique = () => Math.random().toString(36).slice(2, 10);
 
 function checksFor(config: Config): DocumentChecks {
   const schema = buildSchema();
-  return { schema, estimator: new CostEstimator(schema), rules: limitRules(config), maxCost: config.maxCost };
+  return { schema, estimator: new CostEstimator(schema), rules: limitRules(config), maxCost: config.limits.maxCost };
 }
 
 /** An Apollo persisted query manifest of these bodies, ids and types taken from the text. */

@@ -59,7 +59,7 @@ const config: Config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET })
 
 function checksFor(c: Config): DocumentChecks {
   const schema = buildSchema();
-  return { schema, estimator: new CostEstimator(schema), rules: limitRules(c), maxCost: c.maxCost };
+  return { schema, estimator: new CostEstimator(schema), rules: limitRules(c), maxCost: c.limits.maxCost };
 }
 const checks = checksFor(config);
 
@@ -147,10 +147,10 @@ describe('publishing manifests', () => {
   it('refuses at publish time an operation estimated over MAX_COST', () => {
     const document = parse(EXPENSIVE);
     const cost = checks.estimator.estimate(document, getOperationAST(document)!, {}).cost;
-    expect(cost).toBeGreaterThan(config.maxCost);
+    expect(cost).toBeGreaterThan(config.limits.maxCost);
     const { operations, problems } = checkManifest(manifestOf([operationOf(EXPENSIVE)]), checks);
     expect(operations).toEqual([]);
-    expect(problems).toEqual([expect.stringContaining(`estimated cost ${cost} is above the limit of ${config.maxCost}`)]);
+    expect(problems).toEqual([expect.stringContaining(`estimated cost ${cost} is above the limit of ${config.limits.maxCost}`)]);
   });
 
   it('refuses a body whose type differs from the declared one', () => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisLink, type RedisLink } from '../src/cache/redis-link.js';
-import { createResponseStore, type ResponseStore } from '../src/cache/store.js';
+import { createResponseStore, type ResponseStore } from '../src/cache/store/tiers.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createRedisApqStore } from '../src/cache/apq.js';
 import { hasRedisServer, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';

@@ -7,7 +7,7 @@ import { createScopeAnalyzer } from './policy.js';
 import { createCompilePolicy } from './compiled.js';
 import type { DocumentProfiles } from './hits.js';
 import { operationKey } from './keys.js';
-import type { ResponseStore } from './store.js';
+import type { ResponseStore } from './store/tiers.js';
 import { sessionOf, sessionOfTag, userSessionTag } from './tags.js';
 import { ErrorCode } from '../errors.js';
 import type { Context, RequestContext } from '../graphql/context.js';

@@ -5,7 +5,7 @@ import type { CostBudget } from '../limits/budget.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { OperationRecorder } from '../observability/operation-log.js';
 import { documentHash, operationKey } from './keys.js';
-import type { ResponseStore } from './store.js';
+import type { ResponseStore } from './store/tiers.js';
 import { sessionOf } from './tags.js';
 
 /** What the executor learnt of an operation when it first ran it, so that a hit needs no parsing. */

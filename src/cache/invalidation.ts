@@ -2,7 +2,46 @@ import { sql } from 'drizzle-orm';
 import type { Database, Db } from '../db/client.js';
 import type { Logger } from '../observability/logger.js';
 import type { HotCache } from './hot.js';
-import type { ResponseStore } from './store.js';
+import type { RedisLink } from './redis-link.js';
+import type { ResponseStore } from './store/tiers.js';
+
+// Two channels carry invalidations. PostgreSQL's (NOTIFY/LISTEN, below): every server on a database
+// hears the writers of every process, commands included. Redis's (the shared tier's, next): the
+// instances sharing a Redis hear each other's drops with the generation each gave its tags, so a
+// process knows which of its copies already reflect a write.
+
+/**
+ * What travels on the Redis channel: tags to drop, with the generation ("<epoch>:<clock>") the
+ * invalidation gave them, or a reset (drop every private answer).
+ */
+export type PeerMessage = { from: string; tags: string[]; at: string } | { from: string; reset: true };
+
+export const encodeReset = (from: string) => JSON.stringify({ from, reset: true });
+
+/** The message of an invalidation but its generation, which the shared tier's INVALIDATE script appends (and closes). */
+export const encodeInvalidation = (from: string, tags: string[]) => `${JSON.stringify({ from, tags }).slice(0, -1)},"at":"`;
+
+export function decodePeerMessage(text: string): PeerMessage | null {
+  try {
+    const m = JSON.parse(text) as Partial<{ from: unknown; tags: unknown; reset: unknown; at: unknown }>;
+    if (typeof m.from !== 'string') return null;
+    if (m.reset === true) return { from: m.from, reset: true };
+    if (Array.isArray(m.tags) && typeof m.at === 'string') return { from: m.from, tags: m.tags.filter((t): t is string => typeof t === 'string'), at: m.at };
+  } catch {
+    /* not ours */
+  }
+  return null;
+}
+
+/** Hears the other instances on the Redis channel (this process's own messages, from `origin`, are skipped). */
+export function listenToPeers(link: RedisLink, channel: string, origin: string, on: { dropped(tags: string[], at: string): void; reset(): void }): void {
+  link.subscribe(channel, (text) => {
+    const message = decodePeerMessage(text);
+    if (!message || message.from === origin) return;
+    if ('reset' in message) on.reset();
+    else on.dropped(message.tags, message.at);
+  });
+}
 
 /** The tag that names every instrument (and its prices): a hot cache dropped whole. */
 const ALL_INSTRUMENTS = 'Instrument';

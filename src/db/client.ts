@@ -4,7 +4,6 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import postgres from 'postgres';
-import type { Config } from '../config.js';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
@@ -46,14 +45,19 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export type DatabaseOptions = Pick<Config, 'databaseUrl' | 'pgliteDataDir' | 'dbPoolMax'> & {
+export interface DatabaseOptions {
+  /** PostgreSQL primary (DATABASE_URL); undefined: the embedded PGlite database. */
+  databaseUrl?: string;
+  /** PGlite data directory, or `memory://`. */
+  pgliteDataDir: string;
+  dbPoolMax: number;
   /** PostgreSQL cancels any statement of this pool running longer (the server's request deadline). */
   statementTimeoutMs?: number;
   /** A connection not established within this is given up (DB_CONNECT_TIMEOUT_MS). */
   connectTimeoutMs?: number;
   /** Told when the database becomes unreachable or reachable again. */
   onAvailability?: (state: AvailabilityState, previous: AvailabilityState, cause?: unknown) => void;
-};
+}
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 2000;
 

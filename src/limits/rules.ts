@@ -8,13 +8,13 @@ import { rootFieldLimitRule } from './rootFieldLimitRule.js';
 import { selectionLimitRule } from './selectionLimitRule.js';
 
 /** Every limit checked while validating a document: at request time, and when documents are published. */
-export function limitRules(config: Pick<Config, 'maxDepth' | 'maxAliases' | 'maxRootFields' | 'maxDirectives' | 'maxSelections'>): ValidationRule[] {
+export function limitRules(config: Pick<Config, 'limits'>): ValidationRule[] {
   return [
-    selectionLimitRule(config.maxSelections),
-    depthLimitRule(config.maxDepth),
-    aliasLimitRule(config.maxAliases),
-    rootFieldLimitRule(config.maxRootFields),
-    directiveLimitRule(config.maxDirectives),
+    selectionLimitRule(config.limits.maxSelections),
+    depthLimitRule(config.limits.maxDepth),
+    aliasLimitRule(config.limits.maxAliases),
+    rootFieldLimitRule(config.limits.maxRootFields),
+    directiveLimitRule(config.limits.maxDirectives),
     noSubscriptionRule,
   ];
 }

@@ -26,7 +26,7 @@ export interface PlanOptions {
   maxMs: number;
   /** Tables with more rows than this (pg_class.reltuples) must not be read by a Seq Scan. */
   largeRows: number;
-  /** The model whose active version answers latestForecast (config.forecastDefaultModel). */
+  /** The model whose active version answers latestForecast (config.forecasts.defaultModel). */
   defaultModel: string;
   /** Only the probes whose name contains this text. */
   only?: string;

@@ -28,7 +28,7 @@ export async function startTestServer(database: TestDatabase, env: Record<string
   const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'silent', COST_FLUSH_INTERVAL_MS: String(2 ** 31 - 1), ...env });
   const app = createApp({ config, database, logger: options.logger ?? createLogger('silent') });
   const url = await app.listen(0, '127.0.0.1');
-  const token = (userId: number, expiresIn?: string) => signUserToken(config.jwtSecret, userId, expiresIn);
+  const token = (userId: number, expiresIn?: string) => signUserToken(config.auth.jwtSecret, userId, expiresIn);
   return {
     app,
     url,

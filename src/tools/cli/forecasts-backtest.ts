@@ -21,7 +21,7 @@ async function main() {
   const horizonRows = Number(horizonText);
   if (!Number.isInteger(horizonRows) || horizonRows < 1) throw new Error(`--horizon must be a whole number of rows, at least 1; got ${horizonText}`);
   const config = loadConfig();
-  const model = modelByName(option(args, 'model') ?? config.forecastDefaultModel);
+  const model = modelByName(option(args, 'model') ?? config.forecasts.defaultModel);
   const series = parsePriceCsv(readFileSync(csv, 'utf8'), { symbol: option(args, 'symbol') });
   if (series.length < horizonRows + 2) throw new Error(`${csv} has ${series.length} rows: too few for a horizon of ${horizonRows}`);
 

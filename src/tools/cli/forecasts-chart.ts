@@ -23,7 +23,7 @@ if (rowCount !== undefined && !(Number.isInteger(rowCount) && rowCount > 0)) {
 
 await runCommand(
   async ({ config, database: { db } }) => {
-    const modelName = option(args, 'model') ?? config.forecastDefaultModel;
+    const modelName = option(args, 'model') ?? config.forecasts.defaultModel;
     const [instrument] = await rows<{ id: number; symbol: string; name: string; currency: string }>(
       db,
       sql`select id, symbol, name, currency from instruments where upper(symbol) = upper(${symbol})`,

@@ -54,7 +54,7 @@ try {
   const config = loadConfig();
   if (scenario.writes) say(`${scenario.name} WRITES to the server's database: ${scenario.summary}`);
   say(`finding users (ids 1..${users}) and instruments through ${url}`);
-  const targets = await discoverTargets(url, { jwtSecret: config.jwtSecret, users, withPortfolios: scenario.needsPortfolios });
+  const targets = await discoverTargets(url, { jwtSecret: config.auth.jwtSecret, users, withPortfolios: scenario.needsPortfolios });
   const refused = Object.entries(targets.refusals ?? {});
   say(`${targets.tokens.length} users, ${targets.symbols.length} instruments${refused.length ? ` (left out: ${refused.map(([c, n]) => `${c} ×${n}`).join(', ')})` : ''}; ${scenario.summary}`);
   const report = await runLoad({ url, scenario, seconds, peak, targets, onProgress: say });

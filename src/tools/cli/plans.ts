@@ -28,8 +28,8 @@ if (!process.env.DATABASE_URL) {
 
 let failed = false;
 await runCommand(async ({ config, database }) => {
-  if (database.driver !== 'postgres' || !config.databaseUrl) throw new Error('db:plans needs PostgreSQL (DATABASE_URL); PGlite is not supported');
-  const report = await runPlans(database.db, config.databaseUrl, { maxMs, largeRows, defaultModel: config.forecastDefaultModel, only, log: say });
+  if (database.driver !== 'postgres' || !config.database.url) throw new Error('db:plans needs PostgreSQL (DATABASE_URL); PGlite is not supported');
+  const report = await runPlans(database.db, config.database.url, { maxMs, largeRows, defaultModel: config.forecasts.defaultModel, only, log: say });
   for (const probe of report.probes) process.stdout.write(`${formatProbe(probe)}\n\n`);
   process.stdout.write(`${formatSummary(report)}\n`);
   failed = report.failed;

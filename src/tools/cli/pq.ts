@@ -22,7 +22,7 @@ async function partnerId(db: Db, name: string | undefined): Promise<number | nul
 await runCommand(
   async ({ config, database: { db } }) => {
     const schema = buildSchema();
-    const checks: DocumentChecks = { schema, estimator: new CostEstimator(schema), rules: limitRules(config), maxCost: config.maxCost };
+    const checks: DocumentChecks = { schema, estimator: new CostEstimator(schema), rules: limitRules(config), maxCost: config.limits.maxCost };
     switch (command) {
       case 'publish': {
         const [file] = positional;

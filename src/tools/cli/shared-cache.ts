@@ -1,6 +1,6 @@
 import { cacheNamespace } from '../../cache/namespace.js';
 import { createRedisLink } from '../../cache/redis-link.js';
-import { createResponseStore } from '../../cache/store.js';
+import { createResponseStore } from '../../cache/store/tiers.js';
 import { instrumentTag } from '../../cache/tags.js';
 import type { Config } from '../../config.js';
 import type { Database } from '../../db/client.js';
@@ -12,9 +12,9 @@ import { createLogger } from '../../observability/logger.js';
  * right even when no server is running.
  */
 export async function clearSharedInstrumentAnswers(config: Config, database: Database, instrumentIds: number[]): Promise<void> {
-  if (!config.redisUrl || instrumentIds.length === 0) return;
+  if (!config.redis.url || instrumentIds.length === 0) return;
   const logger = createLogger('warn');
-  const redis = createRedisLink({ url: config.redisUrl, commandTimeoutMs: Math.max(config.redisCommandTimeoutMs, 1000), logger });
+  const redis = createRedisLink({ url: config.redis.url, commandTimeoutMs: Math.max(config.redis.commandTimeoutMs, 1000), logger });
   try {
     if (!(await redis.whenUp(5000))) {
       logger.warn('redis does not answer: the shared cache tier is cleared by the servers that hear the NOTIFY');

@@ -26,7 +26,7 @@ async function askRunningServer(config: Config): Promise<IssuedToken> {
   try {
     res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(requestOf()) });
   } catch {
-    throw new Error(`a process holds the embedded database ${config.pgliteDataDir}, but no server answers at ${url}: stop that process, or start the server with the same HOST and PORT`);
+    throw new Error(`a process holds the embedded database ${config.database.pgliteDataDir}, but no server answers at ${url}: stop that process, or start the server with the same HOST and PORT`);
   }
   const body = (await res.json().catch(() => ({}))) as Partial<IssuedToken> & { error?: string };
   if (res.status === 404) throw new Error(`the server at ${url} mints no tokens (it does only in development, on the embedded database): stop it to mint one here`);
@@ -39,6 +39,6 @@ const print = ({ token, note }: IssuedToken) => {
   process.stdout.write(`${token}\n`);
 };
 
-await runCommand(async ({ config, database }) => print(await issueToken(database.db, config.jwtSecret, requestOf())), {
+await runCommand(async ({ config, database }) => print(await issueToken(database.db, config.auth.jwtSecret, requestOf())), {
   whenBusy: async (config) => print(await askRunningServer(config)),
 });
