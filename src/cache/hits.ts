@@ -118,11 +118,15 @@ export function createHitPath({ store, profiles, budget, maxCost, record, metric
     if (!decision.allowed) return false;
 
     const cost = { estimated: hit.cost, limit: maxCost, actual: { sqlStatements: 0, loaderBatches: 0, loaderKeys: 0, rows: 0 }, budget: { limit: decision.limit, remaining: decision.remaining } };
-    const body = `${hit.json.slice(0, -1)},"extensions":{"responseCache":{"hit":true},"cost":${JSON.stringify(cost)}}}`;
+    // the stored bytes as they are but their closing brace, then the extensions: nothing re-encoded
+    const tail = `,"extensions":{"responseCache":{"hit":true},"cost":${JSON.stringify(cost)}}}`;
+    const head = hit.body.subarray(0, hit.body.length - 1);
     res.statusCode = 200;
     res.setHeader('content-type', contentType);
+    res.setHeader('content-length', head.length + Buffer.byteLength(tail));
     res.setHeader('server-timing', `app;dur=${(performance.now() - arrived).toFixed(2)}`);
-    res.end(body);
+    res.write(head);
+    res.end(tail);
     metrics.earlyHits.inc();
     record({
       requestId,

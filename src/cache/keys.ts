@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 
 /**
  * Variables in a stable order, so that {a,b} and {b,a} name one answer. Recursive: the HTTP layer
@@ -13,8 +14,19 @@ export function stableJson(value: unknown): string {
     .join(',')}}`;
 }
 
+// The texts clients send again and again (a dashboard's query, every few seconds, from every user)
+// are hashed once: bounded in count and in characters, since the texts are the clients' to choose.
+const hashes = new LRUCache<string, string>({ max: 1000, maxSize: 4_000_000, sizeCalculation: (_hash, text) => Math.max(1, text.length) });
+
 /** The SHA-256 of a document's text: how the cache, Apollo and persisted queries name a document. */
-export const documentHash = (text: string): string => createHash('sha256').update(text).digest('hex');
+export function documentHash(text: string): string {
+  let hash = hashes.get(text);
+  if (hash === undefined) {
+    hash = createHash('sha256').update(text).digest('hex');
+    hashes.set(text, hash);
+  }
+  return hash;
+}
 
 export interface OperationKeyParts {
   /** Whose answer: `user:<id>`, `anonymous`, or null for a public one shared by everyone. */

@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { createAvailability, type Availability, type AvailabilityState } from './availability.js';
 import { createPoolGate, gatePgliteClient, gatePostgresClient, type PoolGate } from './gate.js';
+import { createPreparePolicy } from './prepare.js';
 import { lockDataDir } from './pglite-lock.js';
 import * as schema from './schema.js';
 import { sqlStatsLogger } from './sql-stats.js';
@@ -108,7 +109,7 @@ export function openGatedPostgres(
     onChange: options.onAvailability,
   });
   const pool = createPoolGate(options.max, { availability });
-  const db = drizzlePostgres(gatePostgresClient(client, pool), { schema, logger: sqlStatsLogger }) as unknown as Db;
+  const db = drizzlePostgres(gatePostgresClient(client, pool, createPreparePolicy()), { schema, logger: sqlStatsLogger }) as unknown as Db;
   const close = async () => {
     availability.stop();
     await Promise.all([client.end({ timeout: 5 }), prober?.end({ timeout: 1 })]);

@@ -21,14 +21,26 @@ export interface Deadline {
   readonly writing: boolean;
 }
 
-/** A deadline `ms` from now; `cancel()` stops its timer once the request is answered. */
+/**
+ * A deadline `ms` from now; `cancel()` stops its timer once the request is answered. The signal and
+ * its timer are made when first asked for: a request answered from the cache never needs them.
+ */
 export function createDeadline(ms: number): Deadline & { cancel(): void } {
-  const controller = new AbortController();
   const at = performance.now() + ms;
-  const timer = setTimeout(() => controller.abort(new DeadlineExceededError(ms)), ms);
+  let controller: AbortController | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let cancelled = false;
   let writing = false;
   return {
-    signal: controller.signal,
+    get signal() {
+      if (!controller) {
+        const made = (controller = new AbortController());
+        const left = at - performance.now();
+        if (left <= 0) made.abort(new DeadlineExceededError(ms));
+        else if (!cancelled) timer = setTimeout(() => made.abort(new DeadlineExceededError(ms)), left);
+      }
+      return controller.signal;
+    },
     ms,
     remainingMs: () => at - performance.now(),
     holdForWrite() {
@@ -37,6 +49,9 @@ export function createDeadline(ms: number): Deadline & { cancel(): void } {
     get writing() {
       return writing;
     },
-    cancel: () => clearTimeout(timer),
+    cancel: () => {
+      cancelled = true;
+      if (timer !== undefined) clearTimeout(timer);
+    },
   };
 }

@@ -158,21 +158,25 @@ export function createPoolGate(permits: number, options: { availability?: Availa
  * A postgres.js client whose statements and transactions go through the gate. Drizzle sends every
  * statement with `unsafe(text, params)` (awaited, sometimes after `.values()`) and every transaction
  * with `begin`; statements inside a transaction use the transaction's own client and its permit.
+ * `prepare` says which texts go as prepared statements (see prepare.ts).
  */
-export function gatePostgresClient<C extends object>(client: C, gate: PoolGate): C {
+export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, prepare: (text: string) => boolean = () => false): C {
   return new Proxy(client, {
     get(target, property, receiver) {
       if (property === 'unsafe') {
-        return (...args: unknown[]) => {
+        return (text: string, params?: unknown, options?: object) => {
           // postgres.js queries are lazy: nothing is sent until the query is awaited
-          const query = (target as unknown as { unsafe: (...a: unknown[]) => PromiseLike<unknown> & { values(): unknown } }).unsafe(...args);
+          const query = (target as unknown as { unsafe: (...a: unknown[]) => PromiseLike<unknown> & { values(): unknown } }).unsafe(text, params, {
+            ...options,
+            prepare: prepare(text),
+          });
           const gated = {
             values() {
               query.values();
               return gated;
             },
             then<R1, R2>(onFulfilled?: (value: unknown) => R1 | PromiseLike<R1>, onRejected?: (reason: unknown) => R2 | PromiseLike<R2>) {
-              return traced(gate, String(args[0]), async () => await query).then(onFulfilled, onRejected);
+              return traced(gate, text, async () => await query).then(onFulfilled, onRejected);
             },
           };
           return gated;

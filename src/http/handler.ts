@@ -180,7 +180,7 @@ export function createHttpHandler(options: HttpOptions) {
       }
       // a partner's trusted document goes to Apollo as a plain JSON POST
       if (admitted.partner) headers.set('content-type', 'application/json');
-      if (deadline.signal.aborted) {
+      if (deadline.remainingMs() <= 0) {
         metrics.errors.inc({ code: ErrorCode.DEADLINE_EXCEEDED });
         sendExpiry(res, 'expired', timeoutMs);
         return;

@@ -4,10 +4,12 @@ import { sessionOfTag, typeOfTag } from '../tags.js';
 
 /** One stored answer. */
 export interface Entry {
-  /** The answer as JSON (`{"data":…}`): what a hit before parsing writes out, and what envelop's own lookup parses. */
-  json: string;
+  /**
+   * The answer as UTF-8 JSON (`{"data":…}`), encoded once when kept: what a hit before parsing writes
+   * out as it is, and what envelop's own lookup parses. Its length is what the byte bound counts.
+   */
+  body: Buffer;
   tags: string[];
-  bytes: number;
   /** The operation's estimated cost, charged to the budget of whoever it is served to (null: not known). */
   cost: number | null;
 }
@@ -30,7 +32,7 @@ export function createLocalTier({ maxEntries, maxBytes, metrics }: LocalTierOpti
   const lru = new LRUCache<string, Entry>({
     max: maxEntries,
     maxSize: maxBytes,
-    sizeCalculation: (e) => Math.max(1, e.bytes),
+    sizeCalculation: (e) => Math.max(1, e.body.length),
     ttlAutopurge: false,
     dispose: (entry, key, reason) => {
       for (const tag of entry.tags) {

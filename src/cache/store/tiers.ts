@@ -72,7 +72,8 @@ export interface ResponseStore {
 
 /** A cached answer as the HTTP layer writes it. */
 export interface CachedAnswer {
-  json: string;
+  /** The stored answer's UTF-8 JSON. */
+  body: Buffer;
   cost: number;
 }
 
@@ -186,7 +187,7 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
             const hit = local.get(key);
             if (hit) {
               metrics?.cacheRequests.inc({ result: 'hit', tier: 'local' });
-              return JSON.parse(hit.json) as ExecutionResult;
+              return JSON.parse(hit.body.toString('utf8')) as ExecutionResult;
             }
           }
           if (!link?.up) {
@@ -202,7 +203,7 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
             // the replay of invalidations that missed Redis is sent before any read once it is back.
             if (json && typeof ttl === 'number' && ttl > 0 && generations.unchangedSince(tags, since)) {
               metrics?.cacheRequests.inc({ result: 'hit', tier: 'redis' });
-              if (localUsable()) local.keep(key, { json, tags, bytes: json.length, cost: costOf() }, ttl);
+              if (localUsable()) local.keep(key, { body: Buffer.from(json, 'utf8'), tags, cost: costOf() }, ttl);
               return JSON.parse(json) as ExecutionResult;
             }
           } catch {
@@ -217,7 +218,7 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
           // a write to one of its entities since the request began: the answer may predate it
           if (!generations.unchangedSince(tags, since)) return;
           const json = JSON.stringify(result);
-          if (localUsable()) local.keep(key, { json, tags, bytes: json.length, cost: costOf() }, ttl);
+          if (localUsable()) local.keep(key, { body: Buffer.from(json, 'utf8'), tags, cost: costOf() }, ttl);
           if (!link?.up || !seen) return;
           const stored = seen;
           await link.run((redis) => shared.write(redis, stored, key, json, ttl, tags)).catch(() => {});
@@ -232,7 +233,7 @@ export function createResponseStore(options: ResponseStoreOptions): ResponseStor
       const hit = local.get(key);
       if (!hit || hit.cost === null) return null;
       metrics?.cacheRequests.inc({ result: 'hit', tier: 'local' });
-      return { json: hit.json, cost: hit.cost };
+      return { body: hit.body, cost: hit.cost };
     },
 
     async sync(session) {
