@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 
 /**
@@ -22,7 +22,7 @@ const hashes = new LRUCache<string, string>({ max: 1000, maxSize: 4_000_000, siz
 export function documentHash(text: string): string {
   let hash = hashes.get(text);
   if (hash === undefined) {
-    hash = createHash('sha256').update(text).digest('hex');
+    hash = digest('sha256', text, 'hex');
     hashes.set(text, hash);
   }
   return hash;
@@ -43,7 +43,5 @@ export interface OperationKeyParts {
  * path that looks one up: the executor's, and the HTTP layer's before anything is parsed.
  */
 export function operationKey({ session, documentKey, operationName, variables }: OperationKeyParts): string {
-  return createHash('sha256')
-    .update(`${session ?? ''}\u0000${documentKey}\u0000${operationName ?? ''}\u0000${stableJson(variables ?? {})}`)
-    .digest('hex');
+  return digest('sha256', `${session ?? ''}\u0000${documentKey}\u0000${operationName ?? ''}\u0000${stableJson(variables ?? {})}`, 'hex');
 }

@@ -6,18 +6,35 @@ import { inputShapeProblem } from '../limits/variables.js';
 /** A request body larger than MAX_BODY_BYTES: answered 413 and the connection closed. */
 export class BodyTooLarge extends Error {}
 
-/** Reads the whole body, refusing at once one that says or turns out to be over `limit` bytes. */
-export async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+/**
+ * Reads the whole body, refusing at once one that says or turns out to be over `limit` bytes (the
+ * rest is not read: the handler answers 413 and closes the connection). A client that goes away
+ * before the end rejects with the stream's error. Listeners, not an async iterator: a small body
+ * arrives in one chunk, and costs one promise.
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) throw new BodyTooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new BodyTooLarge();
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  if (declared > limit) return Promise.reject(new BodyTooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (settle: () => void) => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+      settle();
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.pause();
+        return done(() => reject(new BodyTooLarge()));
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => done(() => resolve(chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    const onError = (e: Error) => done(() => reject(e));
+    const onClose = () => done(() => reject(Object.assign(new Error('the client closed the connection before sending its whole body'), { code: 'ECONNRESET' })));
+    req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
+  });
 }
 
 const JSON_TYPE = /^application\/(graphql-response\+)?json\b/i;

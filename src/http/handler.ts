@@ -52,8 +52,12 @@ export interface HttpOptions {
   timeoutMs: number;
 }
 
+// The target of nearly every request, parsed once (nothing below changes a URL it is given).
+const GRAPHQL_TARGET = new URL('/graphql', 'http://localhost');
+
 /** The request target as a URL, or null: node's parser accepts targets (`//:99999`, `//[`) that URL does not. */
 function targetOf(req: IncomingMessage): URL | null {
+  if (req.url === '/graphql') return GRAPHQL_TARGET;
   try {
     return new URL(req.url ?? '/', 'http://localhost');
   } catch {
