@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
 import { InMemoryLRUCache } from '@apollo/utils.keyvaluecache';
 import { createAdmission } from './admission/index.js';
-import { createRedisApqStore } from './cache/apq.js';
+import { createRedisApqStore, createRegistrationCharge } from './cache/apq.js';
 import { createEnvelopGateway } from './cache/executor.js';
 import { createDocumentProfiles, createHitPath } from './cache/hits.js';
 import { createHotCache } from './cache/hot.js';
@@ -191,6 +191,7 @@ export function createApp({
     metrics,
     admission,
     context: createContext,
+    registration: createRegistrationCharge({ store: apqCache, budget: costBudget, onCharge: (allowed) => metrics.apqRegistrations.inc({ outcome: allowed ? 'registered' : 'refused' }) }),
     early: store && profiles ? createHitPath({ store, profiles, budget: costBudget, maxCost: config.limits.maxCost, record: recordOperation, metrics }) : undefined,
     readiness,
     // npm run token asks the running embedded server in development (it holds PGlite's directory)

@@ -599,3 +599,38 @@ describe('automatic persisted queries for ordinary clients', () => {
     expect(seen[1].response.errors[0].extensions.code).toBe('PERSISTED_QUERY_HASH_MISMATCH');
   });
 });
+
+describe('APQ registrations paid from the caller’s budget', () => {
+  let database: TestDatabase;
+  let server: TestServer;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    // room for two registrations (1,000 + the text's bytes each) and the queries themselves, not three
+    server = await startTestServer(database, { RATE_LIMIT_COST_PER_MINUTE: '2400' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await database?.destroy();
+  });
+
+  it('registers while the budget allows, then runs the query unregistered; a held hash costs nothing more', async () => {
+    const texts = ['query R1 { __typename }', 'query R2 { __typename }', 'query R3 { __typename }'];
+    const metric = async () => {
+      const text = await (await fetch(new URL('/metrics', server.url))).text();
+      return Object.fromEntries([...text.matchAll(/^foliograph_apq_registrations_total\{outcome="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+    };
+    for (const query of texts) {
+      const res = await server.post({ query, extensions: { persistedQuery: { version: 1, sha256Hash: sha256(query) } } });
+      expect([res.status, res.body.data], query).toEqual([200, { __typename: 'Query' }]);
+    }
+    expect(await metric()).toEqual({ registered: 2, refused: 1 });
+    // the first two are held, the third was not kept: its client keeps sending the text
+    const [first, second, third] = await Promise.all(texts.map((query) => server.post(hashOnly(query))));
+    expect(first.body.data).toEqual({ __typename: 'Query' });
+    expect(second.body.data).toEqual({ __typename: 'Query' });
+    expect(codeOf(third.body)).toBe('PERSISTED_QUERY_NOT_FOUND');
+    // sending a held document's text again is no new registration
+    await server.post({ query: texts[0], extensions: { persistedQuery: { version: 1, sha256Hash: sha256(texts[0]) } } });
+    expect(await metric()).toEqual({ registered: 2, refused: 1 });
+  });
+});

@@ -1,4 +1,6 @@
 import type { KeyValueCache, KeyValueCacheSetOptions } from '@apollo/utils.keyvaluecache';
+import type { Admitted, Caller, IncomingGraphQL } from '../admission/index.js';
+import type { CostBudget } from '../limits/budget.js';
 import { luaScript, type RedisLink } from './redis-link.js';
 
 export interface RedisApqOptions {
@@ -77,5 +79,51 @@ export function createRedisApqStore(link: RedisLink, { namespace, maxBytes, maxE
     async delete(hash) {
       return (await link.run((redis) => DELETE(redis, keys, [hash])).catch(() => 0)) === 1;
     },
+  };
+}
+
+/** The prefix Apollo Server puts before a hash in its APQ store (its PrefixingKeyValueCache's `apq:`). */
+const APQ_KEY_PREFIX = 'apq:';
+
+export interface RegistrationChargeOptions {
+  /** The APQ store Apollo registers documents in. */
+  store: KeyValueCache<string>;
+  budget: CostBudget;
+  /** A registration's fixed cost; its document's length in bytes is added. */
+  baseCost?: number;
+  /** Told of each registration charged, and whether it was allowed. */
+  onCharge?: (allowed: boolean) => void;
+}
+
+/** The request without its persistedQuery extension: its query runs, and Apollo registers nothing. */
+function withoutRegistration(request: IncomingGraphQL): IncomingGraphQL {
+  const { persistedQuery: _dropped, ...extensions } = request.params.extensions ?? {};
+  const params = { ...request.params, extensions };
+  if (request.method === 'POST') {
+    return { ...request, params, body: request.body && typeof request.body === 'object' ? { ...(request.body as object), extensions } : request.body };
+  }
+  const search = new URLSearchParams(request.search);
+  search.set('extensions', JSON.stringify(extensions));
+  return { ...request, params, search: `?${search}` };
+}
+
+/**
+ * Registrations of automatic persisted queries are paid for by whoever makes them: a query sent with
+ * a hash that the store does not hold yet costs `baseCost` plus its length in bytes, charged to the
+ * caller's budget, so no caller can fill the shared store (or churn others' documents out of it)
+ * faster than its budget allows. Past the budget the query still runs (as any query would, if the
+ * budget then allows it) but is not registered: its client keeps sending the text. Partners never
+ * register (their documents are trusted ones), and a hash the store holds costs nothing more.
+ */
+export function createRegistrationCharge({ store, budget, baseCost = 1000, onCharge }: RegistrationChargeOptions) {
+  return async (admitted: Admitted, caller: Caller): Promise<Admitted> => {
+    const { params } = admitted.request;
+    const hash = params.extensions?.persistedQuery?.sha256Hash;
+    if (admitted.partner || typeof params.query !== 'string' || typeof hash !== 'string') return admitted;
+    // Apollo keeps its documents under this prefix in the store it is given
+    if ((await store.get(`${APQ_KEY_PREFIX}${hash}`).catch(() => undefined)) !== undefined) return admitted;
+    const decision = await budget.spend(caller.budgetKey, baseCost + Buffer.byteLength(params.query));
+    onCharge?.(decision.allowed);
+    return decision.allowed ? admitted : { ...admitted, request: withoutRegistration(admitted.request) };
   };
 }

@@ -32,6 +32,8 @@ export interface HttpOptions {
   admission: Admission;
   /** Builds the context of one request once admission has settled who calls. */
   context: (request: RequestInput) => RequestContext;
+  /** Charges an APQ registration to its caller's budget; the request comes back without it when refused. */
+  registration?: (admitted: Admitted, caller: Caller) => Promise<Admitted>;
   /** Answers before parsing what can be (response-cache hits), after admission. */
   early?: EarlyAnswer;
   readiness: Readiness;
@@ -170,6 +172,7 @@ export function createHttpHandler(options: HttpOptions) {
         const partner = apiKey === undefined ? null : await admission.authenticate(apiKey);
         admitted = await admission.admit(await readGraphQLRequest(req, url, options.maxBodyBytes), partner);
         caller = await admission.callerOf(req, admitted);
+        if (options.registration) admitted = await options.registration(admitted, caller);
       } catch (e) {
         if (!(e instanceof CodedError)) throw e;
         refuse(res, e, requestId);

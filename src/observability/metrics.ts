@@ -58,6 +58,12 @@ export function createMetrics(options: MetricsOptions = {}) {
     help: 'Response-cache hits answered before parsing (the stored bytes written out by the HTTP layer), among the local hits',
     registers: [registry],
   });
+  const apqRegistrations = new Counter({
+    name: 'foliograph_apq_registrations_total',
+    help: 'Automatic persisted query registrations charged to their callers\' budgets, by outcome (registered, or refused: run unregistered)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
   const singleFlightJoins = new Counter({
     name: 'foliograph_single_flight_joined_total',
     help: 'Operations that waited for an identical operation already running instead of executing',
@@ -197,7 +203,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
   });
-  return { registry, ready, processErrors, redisUp, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, earlyHits, singleFlightJoins };
+  return { registry, ready, processErrors, redisUp, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, earlyHits, apqRegistrations, singleFlightJoins };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
