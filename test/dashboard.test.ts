@@ -70,9 +70,9 @@ describe('dashboard batching', () => {
     expect(small.result.viewer.portfolios.nodes).toHaveLength(10);
     expect(large.result.viewer.portfolios.nodes).toHaveLength(40);
     expect(large.result.viewer.portfolios.nodes.every((p: any) => p.positions.nodes.every((x: any) => x.instrument.latestForecast))).toBe(true);
-    // user, portfolio page, portfolio count, and the open positions with their instruments, latest
-    // prices and latest forecasts at the horizon the page asks for (one statement)
-    expect(small.statements).toBe(4);
+    // the user with its portfolio page and count (one statement), and the open positions with their
+    // instruments, latest prices and latest forecasts at the horizon the page asks for (one statement)
+    expect(small.statements).toBe(2);
     expect(large.statements).toBe(small.statements);
   });
 
@@ -83,12 +83,29 @@ describe('dashboard batching', () => {
       const first = await hot.countSql(() => client.request<any>(DASHBOARD, { n: 10, h: 21 }));
       // other variables: a response-cache miss; instruments and prices come with the positions anyway
       const second = await hot.countSql(() => client.request<any>(DASHBOARD, { n: 40, h: 63 }));
-      expect(first.statements).toBe(4);
-      expect(second.statements).toBe(4);
+      expect(first.statements).toBe(2);
+      expect(second.statements).toBe(2);
       expect(second.result.viewer.portfolios.nodes[0].positions.nodes[0].instrument.latestPrice).toEqual({ date: '2024-01-31', close: '12.5' });
     } finally {
       await hot.stop();
     }
+  });
+
+  it('loads the viewer with its one page of portfolios in one statement, and differently paged lists apart, with the same answers', async () => {
+    const client = await server.client(ownerId);
+    const one = await server.countSql(() => client.request<any>('{ viewer { name portfolios(first: 2) { totalCount nodes { id name } } } }'));
+    const two = await server.countSql(() =>
+      client.request<any>('{ viewer { name a: portfolios(first: 2) { totalCount nodes { id name } } b: portfolios(first: 3) { nodes { id } } } }'),
+    );
+    expect(one.statements).toBe(1);
+    // the user, both pages (one batch) and the count
+    expect(two.statements).toBe(3);
+    expect(two.result.viewer.a).toEqual(one.result.viewer.portfolios);
+    expect(one.result.viewer.portfolios.totalCount).toBe(40);
+    expect(two.result.viewer.b.nodes.map((p: any) => p.id).slice(0, 2)).toEqual(one.result.viewer.portfolios.nodes.map((p: any) => p.id));
+    expect(two.result.viewer.name).toBe(one.result.viewer.name);
+    // a bad page size is still refused by the field itself
+    await expect(client.request('{ viewer { portfolios(first: -1) { nodes { id } } } }')).rejects.toThrow(/first/);
   });
 
   it('values each portfolio from the positions and prices it already loaded', async () => {

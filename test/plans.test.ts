@@ -68,7 +68,7 @@ describe.skipIf(!onPostgres)('db:plans', () => {
 
   it('fails a sequential scan of a table over --large-rows, naming the table', async () => {
     const [{ n: users }] = await rows<{ n: number }>(db.db, sql`select reltuples::int as n from pg_class where relname = 'users'`);
-    const report = await runPlans(db.db, url, { maxMs: 60_000, largeRows: Number(users) - 1, defaultModel: DEFAULT_MODEL, only: 'userById' });
+    const report = await runPlans(db.db, url, { maxMs: 60_000, largeRows: Number(users) - 1, defaultModel: DEFAULT_MODEL, only: 'userById (the viewer)' });
     expect(report.failed).toBe(true);
     expect(report.probes.map((p) => p.problems)).toEqual([[`Seq Scan on users (~${users} rows, over ${Number(users) - 1})`]]);
     expect(report.probes[0].statements[0].plan).toMatch(/^Seq Scan on users /);

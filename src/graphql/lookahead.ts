@@ -1,4 +1,6 @@
-import { Kind, type FieldNode, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
+import { getArgumentValues, isObjectType, Kind, type FieldNode, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
+import { isId, readPage } from '../domain/pagination.js';
+import type { ViewerPortfolioPage } from '../loaders/users.js';
 
 /** The fields of a selection set by name, fragments (inline and spread) followed once each. */
 function fieldsNamed(set: SelectionSetNode | undefined, name: string, info: GraphQLResolveInfo, seen = new Set<string>()): FieldNode[] {
@@ -34,4 +36,25 @@ export function positionForecastHorizons(info: GraphQLResolveInfo, defaultHorizo
     if (typeof value === 'number' && Number.isInteger(value)) horizons.add(value);
   }
   return [...horizons];
+}
+
+/**
+ * The pages of `viewer { portfolios(first:, after:) }` this field's result will ask, arguments coerced
+ * as the field's own resolver will coerce them (one it would refuse is left out: it refuses it
+ * itself), and whether each asks `totalCount`: so the viewer can be loaded with its page, in one statement.
+ */
+export function viewerPortfolioPages(info: GraphQLResolveInfo): ViewerPortfolioPage[] {
+  const user = info.schema.getType('User');
+  const field = isObjectType(user) ? user.getFields().portfolios : undefined;
+  if (!field) return [];
+  const pages: ViewerPortfolioPage[] = [];
+  for (const node of under(info.fieldNodes, 'portfolios', info)) {
+    try {
+      const { first, after } = readPage('portfolios', getArgumentValues(field, node, info.variableValues), 20, isId);
+      pages.push({ first, after, count: fieldsNamed(node.selectionSet, 'totalCount', info).length > 0 });
+    } catch {
+      /* the resolver answers its own refusal */
+    }
+  }
+  return pages;
 }

@@ -15,7 +15,7 @@ import {
   tradePagesByPortfolio,
 } from './portfolios.js';
 import { priceHistoriesByInstrument } from './prices-history.js';
-import { usersById } from './users.js';
+import { usersById, type ViewerPortfolioPage, type ViewerPortfolios } from './users.js';
 
 export interface LoaderOptions {
   /** The model whose active version answers latestForecast. */
@@ -49,15 +49,30 @@ export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
   );
   // the forecast horizons the request's positions are loaded with (see openPositionsByPortfolio)
   const positionForecasts = new Set<number>();
+  const portfolioPage = loader('portfolioPage', portfolioPagesByOwner(db, viewer), o);
+  const portfolioCount = loader('portfolioCount', portfolioCountsByOwner(db, viewer), o);
+  // the one page of the viewer's portfolios loaded with the viewer, when the request asks exactly one
+  const viewerPages = new Map<string, ViewerPortfolioPage>();
+  const onePage = () => (viewerPages.size === 1 ? [...viewerPages.values()][0] : null);
+  const primeViewerPortfolios = ({ page, slice, count }: ViewerPortfolios) => {
+    if (viewer.kind !== 'user') return;
+    // the same key, property for property, as portfolioConnection loads
+    portfolioPage.prime({ parent: viewer.userId, first: page.first, after: page.after }, slice);
+    if (count !== null) portfolioCount.prime(viewer.userId, count);
+  };
   return {
     /** Loads positions with the latest forecast at this horizon too (ask before the positions load). */
     wantPositionForecasts(horizonDays: number) {
       positionForecasts.add(horizonDays);
     },
-    userById: loader('userById', usersById(db, viewer), o),
+    /** Loads this page of the viewer's portfolios with the viewer (ask before the viewer loads). */
+    wantViewerPortfolios(page: ViewerPortfolioPage) {
+      viewerPages.set(JSON.stringify(page), page);
+    },
+    userById: loader('userById', usersById(db, viewer, onePage, primeViewerPortfolios), o),
     portfolioById: loader('portfolioById', portfoliosById(db, viewer), o),
-    portfolioPage: loader('portfolioPage', portfolioPagesByOwner(db, viewer), o),
-    portfolioCount: loader('portfolioCount', portfolioCountsByOwner(db, viewer), o),
+    portfolioPage,
+    portfolioCount,
     openPositions: loader('openPositions', openPositionsByPortfolio(db, viewer, options.defaultModel, positionForecasts), o),
     tradePage: loader('tradePage', tradePagesByPortfolio(db, viewer), o),
     tradeCount: loader('tradeCount', tradeCountsByPortfolio(db, viewer), o),

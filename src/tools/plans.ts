@@ -73,6 +73,15 @@ const page = (first: number) => ({ first, after: null });
 /** Every loader of createLoaders and every domain call that sends SQL, with realistic keys. */
 export const PROBES: Probe[] = [
   { name: 'userById (the viewer)', covers: 'userById', run: (db, c) => c.loaders(db).userById.load(c.keys.userId) },
+  {
+    name: 'userById (the viewer, with its first portfolio page and count)',
+    covers: 'userById',
+    run: (db, c) => {
+      const loaders = c.loaders(db);
+      loaders.wantViewerPortfolios({ first: 20, after: null, count: true });
+      return loaders.userById.load(c.keys.userId);
+    },
+  },
   { name: 'portfolioById (the viewer’s portfolios)', covers: 'portfolioById', run: (db, c) => c.loaders(db).portfolioById.loadMany(c.keys.portfolioIds) },
   {
     name: 'portfolioPage (first page)',

@@ -4,12 +4,18 @@ import { normaliseSymbol } from '../../loaders/instruments.js';
 import type { InstrumentRow } from '../../db/schema.js';
 import type { QueryResolvers } from '../__generated__/resolvers.js';
 import type { Connection } from '../connection.js';
+import { viewerPortfolioPages } from '../lookahead.js';
 import { portfolioConnection } from './User.js';
 
 const isSymbol = (k: unknown): k is string => typeof k === 'string' && k.length <= 40;
 
 export const Query: QueryResolvers = {
-  viewer: (_, __, { viewer, loaders }) => (viewer.kind === 'user' ? loaders.userById.load(viewer.userId) : null),
+  viewer: (_, __, { viewer, loaders }, info) => {
+    if (viewer.kind !== 'user') return null;
+    // the page of portfolios the result shows is loaded with the viewer, in the same statement
+    for (const page of viewerPortfolioPages(info)) loaders.wantViewerPortfolios(page);
+    return loaders.userById.load(viewer.userId);
+  },
 
   portfolio: (_, { id }, { loaders }) => {
     const key = parseId(id);
