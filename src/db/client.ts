@@ -65,7 +65,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 2000;
 /**
  * Seconds before a connection is tried again after `retries` failures in a row. postgres.js waits up
  * to 20 s by default (3^n / 100 s): after an outage, requests would hang that long on connections the
- * database would already accept. The availability gate keeps requests off a database that is down, so
+ * database would already accept. Availability (availability.ts) keeps requests off a database that is down, so
  * retrying soon costs nothing.
  */
 const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 0.5);
