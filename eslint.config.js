@@ -22,6 +22,13 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { patterns: ['**/test/**'] }] },
   },
   {
+    // The request path never reaches into the tools (CLIs, load scenarios, seeds, db:plans); only the
+    // process's entry point (the first-start seed) and the tools themselves may.
+    files: ['src/**/*.ts'],
+    ignores: ['src/tools/**', 'src/main.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['**/test/**', '**/tools/**'] }] },
+  },
+  {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },

@@ -42,14 +42,27 @@ async function ensureDatabase(): Promise<void> {
   await db.end();
   if (users < SCALE * 25) {
     say(`seeding ${DATABASE_URL} with --scale ${SCALE} (once)`);
-    const seeded = spawnSync('npm', ['run', '--silent', 'db:seed', '--', '--scale', String(SCALE)], { env: { ...process.env, DATABASE_URL }, stdio: 'inherit' });
+    const seeded = spawnSync('npm', ['run', '--silent', 'db:seed', '--', '--scale', String(SCALE)], {
+      env: { ...process.env, DATABASE_URL },
+      stdio: 'inherit',
+    });
     if (seeded.status !== 0) throw new Error('seeding failed');
   }
 }
 
 async function startServer(port: number, env: Record<string, string>): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, DATABASE_URL, PORT: String(port), JWT_SECRET: SECRET, NODE_ENV: 'production', LOG_LEVEL: 'warn', RATE_LIMIT_COST_PER_MINUTE: '1000000000', DB_POOL_MAX: '10', ...env },
+    env: {
+      ...process.env,
+      DATABASE_URL,
+      PORT: String(port),
+      JWT_SECRET: SECRET,
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_COST_PER_MINUTE: '1000000000',
+      DB_POOL_MAX: '10',
+      ...env,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   for (let i = 0; i < 200; i++) {
@@ -144,7 +157,14 @@ async function main() {
     const server = await startServer(port, env);
     try {
       say(`${label}: warming up`);
-      await autocannon({ url: `http://127.0.0.1:${port}/graphql`, connections: 10, duration: 3, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: QUOTE, variables: { s: symbols[0] } }) });
+      await autocannon({
+        url: `http://127.0.0.1:${port}/graphql`,
+        connections: 10,
+        duration: 3,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: QUOTE, variables: { s: symbols[0] } }),
+      });
       say(`${label}: surge`);
       outcomes[label] = await surge(port, tokens, symbols);
       if (env.RESPONSE_CACHE === 'on') outcomes[label].hit = await hitLatency(port, tokens[0]);

@@ -59,7 +59,17 @@ interface Options {
 }
 
 function parseOptions(args: string[]): Options {
-  const o: Options = { seconds: 15, connections: 20, warmup: 3, rounds: 1, only: null, databaseUrl: null, pgDir: join(projectRoot, '.data', 'bench-pg'), scale: 10, profile: null };
+  const o: Options = {
+    seconds: 15,
+    connections: 20,
+    warmup: 3,
+    rounds: 1,
+    only: null,
+    databaseUrl: null,
+    pgDir: join(projectRoot, '.data', 'bench-pg'),
+    scale: 10,
+    profile: null,
+  };
   const number = (name: string, v: string | undefined) => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < (name === 'warmup' ? 0 : 1)) throw new Error(`--${name} needs a positive number, got ${v ?? 'nothing'}`);
@@ -109,7 +119,10 @@ interface ServerSpec {
 }
 
 const answered = (port: number, path: string) =>
-  fetch(`http://127.0.0.1:${port}${path}`).then((r) => r.ok, () => false);
+  fetch(`http://127.0.0.1:${port}${path}`).then(
+    (r) => r.ok,
+    () => false,
+  );
 
 function specs(modelId: number): ServerSpec[] {
   const json = { 'content-type': 'application/json' };
@@ -138,12 +151,22 @@ function specs(modelId: number): ServerSpec[] {
       script: ['--import', 'tsx', join(projectRoot, 'bench', 'servers', 'postgraphile.ts')],
       env: { NODE_ENV: 'production' },
       ready: (port) =>
-        fetch(`http://127.0.0.1:${port}/graphql`, { method: 'POST', headers: json, body: '{"query":"{ __typename }"}' }).then((r) => r.ok, () => false),
+        fetch(`http://127.0.0.1:${port}/graphql`, { method: 'POST', headers: json, body: '{"query":"{ __typename }"}' }).then(
+          (r) => r.ok,
+          () => false,
+        ),
       // PostGraphile is asked by user id: it checks no token (the header is sent all the same)
-      request: (u) => ({ headers: bearer(u), body: JSON.stringify({ query: POSTGRAPHILE_DASHBOARD, operationName: 'Dashboard', variables: { id: u.id, m: modelId } }) }),
+      request: (u) => ({
+        headers: bearer(u),
+        body: JSON.stringify({ query: POSTGRAPHILE_DASHBOARD, operationName: 'Dashboard', variables: { id: u.id, m: modelId } }),
+      }),
       answer: fromPostGraphile,
     },
-    { name: 'uncached', label: 'foliograph built, production, `RESPONSE_CACHE=off HOT_CACHE_TTL_MS=0`', ...foliograph({ RESPONSE_CACHE: 'off', HOT_CACHE_TTL_MS: '0' }) },
+    {
+      name: 'uncached',
+      label: 'foliograph built, production, `RESPONSE_CACHE=off HOT_CACHE_TTL_MS=0`',
+      ...foliograph({ RESPONSE_CACHE: 'off', HOT_CACHE_TTL_MS: '0' }),
+    },
     { name: 'cached', label: 'foliograph built, production, every request a response-cache hit', ...foliograph({ RESPONSE_CACHE: 'on' }), warmCache: true },
     { name: 'lru', label: 'bare node:http answering from an in-process LRU', ...bare('lru.ts'), warmCache: true },
   ];
@@ -165,11 +188,27 @@ interface Running {
 }
 
 async function start(spec: ServerSpec, port: number, databaseUrl: string, nodeFlags: string[] = []): Promise<Running> {
-  if (await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false)) throw new Error(`port ${port} is in use: stop what listens there first`);
+  if (
+    await fetch(`http://127.0.0.1:${port}/`).then(
+      () => true,
+      () => false,
+    )
+  )
+    throw new Error(`port ${port} is in use: stop what listens there first`);
   const child = spawn(process.execPath, [...nodeFlags, ...spec.script], {
     cwd: projectRoot,
     // only what the server needs: no REDIS_URL, replicas or the like from this shell
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: SECRET, DB_POOL_MAX: '10', FORECAST_DEFAULT_MODEL: DEFAULT_MODEL, ...spec.env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      JWT_SECRET: SECRET,
+      DB_POOL_MAX: '10',
+      FORECAST_DEFAULT_MODEL: DEFAULT_MODEL,
+      ...spec.env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -212,7 +251,10 @@ async function warmCache(spec: ServerSpec, port: number, users: User[]): Promise
 async function cacheCounters(port: number): Promise<{ hits: number; misses: number }> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const sum = (result: string) =>
-    [...text.matchAll(new RegExp(`^foliograph_response_cache_requests_total\\{[^}]*result="${result}"[^}]*\\} (\\S+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+    [...text.matchAll(new RegExp(`^foliograph_response_cache_requests_total\\{[^}]*result="${result}"[^}]*\\} (\\S+)$`, 'gm'))].reduce(
+      (n, m) => n + Number(m[1]),
+      0,
+    );
   return { hits: sum('hit'), misses: sum('miss') };
 }
 
@@ -284,13 +326,17 @@ async function measure(spec: ServerSpec, running: Running, users: User[], o: Opt
 }
 
 /** The users picked for the same-data check: spread over the list. */
-const sample = (users: User[]) => Array.from({ length: Math.min(SAME_DATA_USERS, users.length) }, (_, i) => users[Math.floor((i * (users.length - 1)) / Math.max(SAME_DATA_USERS - 1, 1))]);
+const sample = (users: User[]) =>
+  Array.from({ length: Math.min(SAME_DATA_USERS, users.length) }, (_, i) => users[Math.floor((i * (users.length - 1)) / Math.max(SAME_DATA_USERS - 1, 1))]);
 
 /** The build, when dist/ is missing or older than anything in src/. */
 function buildIfStale(): void {
   const built = join(projectRoot, 'dist', 'main.js');
   const newest = (dir: string): number =>
-    readdirSync(dir, { withFileTypes: true }).reduce((t, e) => Math.max(t, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs), 0);
+    readdirSync(dir, { withFileTypes: true }).reduce(
+      (t, e) => Math.max(t, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs),
+      0,
+    );
   if (existsSync(built) && statSync(built).mtimeMs >= newest(join(projectRoot, 'src'))) return;
   say('building foliograph (npm run build)');
   execFileSync('npm', ['run', '--silent', 'build'], { cwd: projectRoot, stdio: ['ignore', 'inherit', 'inherit'] });
@@ -387,7 +433,10 @@ async function sideBySide(o: Options, s: Setup, args: string[]): Promise<void> {
           if (!reference) reference = { name: spec.name, dashboards, bytes: answers.reduce((n, a) => n + a.bytes, 0) / answers.length };
           else {
             const found = dashboards.flatMap((d, k) => differences(reference!.dashboards[k], d).map((line) => `user ${checked[k].id}: ${line}`));
-            if (found.length) throw new Error(`${spec.name} does not answer the same data as ${reference.name} (${reference.name}'s value first):\n  ${found.slice(0, 10).join('\n  ')}\nno figures printed`);
+            if (found.length)
+              throw new Error(
+                `${spec.name} does not answer the same data as ${reference.name} (${reference.name}'s value first):\n  ${found.slice(0, 10).join('\n  ')}\nno figures printed`,
+              );
           }
         }
         if (spec.warmCache) {
@@ -404,17 +453,27 @@ async function sideBySide(o: Options, s: Setup, args: string[]): Promise<void> {
   process.stdout.write(`${report(o, s, args, chosen, results, reference!).join('\n')}\n`);
 }
 
-function report(o: Options, s: Setup, args: string[], chosen: ServerSpec[], results: Map<string, Measurement[]>, reference: { name: string; dashboards: Dashboard[]; bytes: number }): string[] {
+function report(
+  o: Options,
+  s: Setup,
+  args: string[],
+  chosen: ServerSpec[],
+  results: Map<string, Measurement[]>,
+  reference: { name: string; dashboards: Dashboard[]; bytes: number },
+): string[] {
   const per = (name: string) => results.get(name);
   const cells = (name: string, f: (m: Measurement, round: number) => string) => per(name)!.map(f).join(' / ');
-  const ratio = (name: string, to: string, f: (m: Measurement) => number) =>
-    per(to) ? cells(name, (m, r) => `${(f(m) / f(per(to)![r])).toFixed(2)}×`) : '–';
+  const ratio = (name: string, to: string, f: (m: Measurement) => number) => (per(to) ? cells(name, (m, r) => `${(f(m) / f(per(to)![r])).toFixed(2)}×`) : '–');
   const lines = [
     ...header(o, s, args),
-    `same data: every server answered the same dashboards as ${reference.name} for users ${sample(s.users).map((u) => u.id).join(', ')} (about ${fmt(reference.bytes / 1024, 1)} kB each; decimals compared as decimals)`,
+    `same data: every server answered the same dashboards as ${reference.name} for users ${sample(s.users)
+      .map((u) => u.id)
+      .join(', ')} (about ${fmt(reference.bytes / 1024, 1)} kB each; decimals compared as decimals)`,
   ];
   for (const spec of chosen.filter((x) => x.warmCache)) {
-    const hits = per(spec.name)!.map((m) => (m.hits ? `${fmt(m.hits.hits)} hits, ${fmt(m.hits.misses)} misses` : null)).filter(Boolean);
+    const hits = per(spec.name)!
+      .map((m) => (m.hits ? `${fmt(m.hits.hits)} hits, ${fmt(m.hits.misses)} misses` : null))
+      .filter(Boolean);
     lines.push(`${spec.name}: warmed with every user's dashboard before measuring${hits.length ? `; measured: ${hits.join(' / ')}` : ''}`);
   }
   lines.push(

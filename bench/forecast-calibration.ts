@@ -33,12 +33,27 @@ function run(name: string, series: ReturnType<typeof parsePriceCsv>, horizonRows
 function pool(results: BacktestResult[]) {
   const n = results.reduce((s, r) => s + r.forecasts, 0);
   const avg = (f: (r: BacktestResult) => number) => results.reduce((s, r) => s + f(r) * r.forecasts, 0) / n;
-  return { forecasts: n, coverage95: avg((r) => r.coverage95), meanWidth95: avg((r) => r.meanWidth95), intervalScore95: avg((r) => r.intervalScore95), below: avg((r) => r.belowLower95), above: avg((r) => r.aboveUpper95) };
+  return {
+    forecasts: n,
+    coverage95: avg((r) => r.coverage95),
+    meanWidth95: avg((r) => r.meanWidth95),
+    intervalScore95: avg((r) => r.intervalScore95),
+    below: avg((r) => r.belowLower95),
+    above: avg((r) => r.aboveUpper95),
+  };
 }
 
 const cases = [
-  ...[1, 5, 21, 63].map((h) => ({ series: 'SPX daily, 2002–2020', horizon: `${h} day${h > 1 ? 's' : ''}`, run: (name: string) => pool([run(name, spx, h, '2002-01-01')]) })),
-  ...[1, 3].map((h) => ({ series: '5 stocks monthly, 2005–2010', horizon: `${h} month${h > 1 ? 's' : ''}`, run: (name: string) => pool(monthly.map((s) => run(name, s, h, '2005-01-01'))) })),
+  ...[1, 5, 21, 63].map((h) => ({
+    series: 'SPX daily, 2002–2020',
+    horizon: `${h} day${h > 1 ? 's' : ''}`,
+    run: (name: string) => pool([run(name, spx, h, '2002-01-01')]),
+  })),
+  ...[1, 3].map((h) => ({
+    series: '5 stocks monthly, 2005–2010',
+    horizon: `${h} month${h > 1 ? 's' : ''}`,
+    run: (name: string) => pool(monthly.map((s) => run(name, s, h, '2005-01-01'))),
+  })),
 ];
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;

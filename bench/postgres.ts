@@ -51,8 +51,13 @@ export function startCluster({ dir, port }: ClusterOptions, say: (m: string) => 
   if (!running) {
     // fsync off: the data can always be seeded again; what is measured is reads
     const options = [
-      `-p ${port}`, `-k ${data}`, '-c listen_addresses=127.0.0.1', '-c shared_preload_libraries=pg_stat_statements',
-      '-c max_connections=200', '-c fsync=off', '-c synchronous_commit=off',
+      `-p ${port}`,
+      `-k ${data}`,
+      '-c listen_addresses=127.0.0.1',
+      '-c shared_preload_libraries=pg_stat_statements',
+      '-c max_connections=200',
+      '-c fsync=off',
+      '-c synchronous_commit=off',
     ].join(' ');
     pgctl('-l', join(data, 'log'), '-w', '-t', '60', '-o', options, 'start');
     say(`PostgreSQL started on port ${port} (${data})`);

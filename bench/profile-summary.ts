@@ -123,7 +123,9 @@ export function summariseProfile(profile: CpuProfile, projectRoot: string, windo
     for (const p of stackOf(id)) pkg(p).inclusive += duration;
     const frame = byId.get(id)?.callFrame;
     if (frame && !PSEUDO.has(frame.functionName)) {
-      const where = frame.url ? `${frame.functionName || '(anonymous)'} ${frame.url.split('/').pop()}:${(frame.lineNumber ?? 0) + 1}` : frame.functionName || '(anonymous)';
+      const where = frame.url
+        ? `${frame.functionName || '(anonymous)'} ${frame.url.split('/').pop()}:${(frame.lineNumber ?? 0) + 1}`
+        : frame.functionName || '(anonymous)';
       const under = ownerOf(id);
       const key = `${where}\u0000${under}`;
       const fn = functions.get(key) ?? functions.set(key, { name: where, pkg: name, under, self: 0 }).get(key)!;

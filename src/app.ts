@@ -80,7 +80,12 @@ export function createApp({
   logger,
   isStarted = () => true,
   budget,
-  metrics = createMetrics({ pool: database.pool, availability: database.availability, idleConnections: () => database.idleConnections(), redis: Boolean(config.redis.url) }),
+  metrics = createMetrics({
+    pool: database.pool,
+    availability: database.availability,
+    idleConnections: () => database.idleConnections(),
+    redis: Boolean(config.redis.url),
+  }),
 }: AppOptions): App {
   const httpServer = createServer({
     // node's own defaults (60 s for headers, 300 s for a request, checked every 30 s) let a few
@@ -112,12 +117,29 @@ export function createApp({
 
   // caches: automatic persisted queries for everyone but partners (bounded, shared through Redis when
   // there is one), whole answers, and hot entities below them
-  const apqBounds = { maxBytes: config.apq.maxBytes, maxEntries: config.apq.maxEntries, maxEntryBytes: config.apq.maxEntryBytes, ttlSeconds: config.apq.ttlSeconds };
+  const apqBounds = {
+    maxBytes: config.apq.maxBytes,
+    maxEntries: config.apq.maxEntries,
+    maxEntryBytes: config.apq.maxEntryBytes,
+    ttlSeconds: config.apq.ttlSeconds,
+  };
   const apqCache = redis
     ? createRedisApqStore(redis, { namespace, ...apqBounds })
-    : new InMemoryLRUCache<string>({ maxSize: apqBounds.maxBytes, max: apqBounds.maxEntries, maxEntrySize: apqBounds.maxEntryBytes, ttl: apqBounds.ttlSeconds * 1000 });
+    : new InMemoryLRUCache<string>({
+        maxSize: apqBounds.maxBytes,
+        max: apqBounds.maxEntries,
+        maxEntrySize: apqBounds.maxEntryBytes,
+        ttl: apqBounds.ttlSeconds * 1000,
+      });
   const store = config.cache.response
-    ? createResponseStore({ maxEntries: config.cache.responseMaxEntries, maxBytes: config.cache.responseMaxBytes, redis: redis ?? undefined, namespace, logger, metrics })
+    ? createResponseStore({
+        maxEntries: config.cache.responseMaxEntries,
+        maxBytes: config.cache.responseMaxBytes,
+        redis: redis ?? undefined,
+        namespace,
+        logger,
+        metrics,
+      })
     : null;
   // what a hit before parsing needs to know of each query (learnt when the executor runs it)
   const profiles = store ? createDocumentProfiles() : undefined;
@@ -191,8 +213,13 @@ export function createApp({
     metrics,
     admission,
     context: createContext,
-    registration: createRegistrationCharge({ store: apqCache, budget: costBudget, onCharge: (allowed) => metrics.apqRegistrations.inc({ outcome: allowed ? 'registered' : 'refused' }) }),
-    early: store && profiles ? createHitPath({ store, profiles, budget: costBudget, maxCost: config.limits.maxCost, record: recordOperation, metrics }) : undefined,
+    registration: createRegistrationCharge({
+      store: apqCache,
+      budget: costBudget,
+      onCharge: (allowed) => metrics.apqRegistrations.inc({ outcome: allowed ? 'registered' : 'refused' }),
+    }),
+    early:
+      store && profiles ? createHitPath({ store, profiles, budget: costBudget, maxCost: config.limits.maxCost, record: recordOperation, metrics }) : undefined,
     readiness,
     // npm run token asks the running embedded server in development (it holds PGlite's directory)
     devToken: !config.production && database.driver === 'pglite' ? createDevTokenRoute(database.db, config.auth.jwtSecret) : undefined,
@@ -235,10 +262,17 @@ export function createApp({
   const services: Service[] = [
     { name: 'redis', stop: async () => redis?.close() },
     { name: 'budgets', stop: () => costBudget.close() },
-    { name: 'replicas', ...(replicas ? replicaChecks(replicas, (health) => health.forEach((h, i) => {
-      metrics.replicaUp.set({ replica: String(i) }, h.up ? 1 : 0);
-      if (h.lagSeconds !== null) metrics.replicaLag.set({ replica: String(i) }, h.lagSeconds);
-    })) : {}) },
+    {
+      name: 'replicas',
+      ...(replicas
+        ? replicaChecks(replicas, (health) =>
+            health.forEach((h, i) => {
+              metrics.replicaUp.set({ replica: String(i) }, h.up ? 1 : 0);
+              if (h.lagSeconds !== null) metrics.replicaLag.set({ replica: String(i) }, h.lagSeconds);
+            }),
+          )
+        : {}),
+    },
     {
       name: 'redis readiness',
       // serve at once without Redis if it does not answer soon: it is used as soon as it does

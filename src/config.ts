@@ -6,7 +6,12 @@ export const DEV_JWT_SECRET = 'foliograph-development-secret-do-not-use-in-produ
 const csv = z
   .string()
   .optional()
-  .transform((s) => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean));
+  .transform((s) =>
+    (s ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  );
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 

@@ -68,7 +68,9 @@ export const DATABASE_RETRY_AFTER_SECONDS = 1;
 
 export class DatabaseUnavailableError extends CodedError {
   constructor(message = 'the database cannot be reached: retry in a moment', extensions: Extensions = {}) {
-    super(ErrorCode.DATABASE_UNAVAILABLE, message, { retryAfter: DATABASE_RETRY_AFTER_SECONDS, ...extensions }, 503, { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) });
+    super(ErrorCode.DATABASE_UNAVAILABLE, message, { retryAfter: DATABASE_RETRY_AFTER_SECONDS, ...extensions }, 503, {
+      'retry-after': String(DATABASE_RETRY_AFTER_SECONDS),
+    });
   }
 }
 

@@ -15,23 +15,63 @@ const PORTFOLIO = gql`
     portfolio(id: $id) {
       id
       name
-      positions { totalCount nodes { quantity instrument { symbol } } }
-      trades { totalCount nodes { id quantity } }
-      valuation { marketValue }
+      positions {
+        totalCount
+        nodes {
+          quantity
+          instrument {
+            symbol
+          }
+        }
+      }
+      trades {
+        totalCount
+        nodes {
+          id
+          quantity
+        }
+      }
+      valuation {
+        marketValue
+      }
     }
   }
 `;
 
 const MY_PORTFOLIOS = gql`
   query Mine {
-    viewer { id email portfolios(first: 100) { totalCount nodes { id } } }
-    portfolios(first: 100) { totalCount nodes { id } edges { cursor } }
+    viewer {
+      id
+      email
+      portfolios(first: 100) {
+        totalCount
+        nodes {
+          id
+        }
+      }
+    }
+    portfolios(first: 100) {
+      totalCount
+      nodes {
+        id
+      }
+      edges {
+        cursor
+      }
+    }
   }
 `;
 
 const RECORD_TRADE = gql`
   mutation Trade($input: RecordTradeInput!) {
-    recordTrade(input: $input) { trade { id } position { quantity } }
+    recordTrade(input: $input) {
+      trade {
+        id
+      }
+      position {
+        quantity
+      }
+    }
   }
 `;
 
@@ -91,7 +131,7 @@ describe('authorization', () => {
       const theirs = await server.post({ query: PORTFOLIO, variables: { id: String(alicePortfolios[0]) } }, headers);
       const missing = await server.post({ query: PORTFOLIO, variables: { id: '2000000000' } }, headers);
       expect(theirs.status).toBe(200);
-      expect((theirs.body).data).toEqual({ portfolio: null });
+      expect(theirs.body.data).toEqual({ portfolio: null });
       expect(missing.status).toBe(theirs.status);
       expect(missing.body.data).toEqual(theirs.body.data);
       // not even the cost report tells them apart
@@ -100,13 +140,23 @@ describe('authorization', () => {
 
     it("gives bob null for each of alice's portfolios fetched together with his own", async () => {
       const client = await server.client(bob.id);
-      const res = await client.request<any>(gql`
-        query Several($a: ID!, $b: ID!, $mine: ID!) {
-          a: portfolio(id: $a) { id }
-          b: portfolio(id: $b) { id }
-          mine: portfolio(id: $mine) { id name }
-        }
-      `, { a: String(alicePortfolios[0]), b: String(alicePortfolios[1]), mine: String(bobPortfolios[0]) });
+      const res = await client.request<any>(
+        gql`
+          query Several($a: ID!, $b: ID!, $mine: ID!) {
+            a: portfolio(id: $a) {
+              id
+            }
+            b: portfolio(id: $b) {
+              id
+            }
+            mine: portfolio(id: $mine) {
+              id
+              name
+            }
+          }
+        `,
+        { a: String(alicePortfolios[0]), b: String(alicePortfolios[1]), mine: String(bobPortfolios[0]) },
+      );
       expect(res).toEqual({ a: null, b: null, mine: { id: String(bobPortfolios[0]), name: 'Bob main' } });
     });
 
@@ -125,7 +175,10 @@ describe('authorization', () => {
     it("does not page bob into alice's portfolios with a cursor taken from alice's list", async () => {
       const aliceRes = await (await server.client(alice.id)).request<any>(MY_PORTFOLIOS);
       const cursor = aliceRes.portfolios.edges[0].cursor;
-      const res = await server.post({ query: 'query($after: String) { portfolios(after: $after) { nodes { id } } }', variables: { after: cursor } }, await as(bob.id));
+      const res = await server.post(
+        { query: 'query($after: String) { portfolios(after: $after) { nodes { id } } }', variables: { after: cursor } },
+        await as(bob.id),
+      );
       expect(res.status).toBe(200);
       for (const n of res.body.data.portfolios.nodes) expect(alicePortfolios).not.toContain(Number(n.id));
     });
@@ -163,7 +216,7 @@ describe('authorization', () => {
       for (const id of ['0', '-1', 'abc', '1.5', '99999999999999999999', ' 1', '']) {
         const res = await server.post({ query: PORTFOLIO, variables: { id } }, headers);
         expect(res.status, id).toBe(200);
-        expect((res.body).data, id).toEqual({ portfolio: null });
+        expect(res.body.data, id).toEqual({ portfolio: null });
       }
     });
   });
@@ -172,32 +225,53 @@ describe('authorization', () => {
     it('see viewer null and an empty list of portfolios', async () => {
       const res = await server.post({ query: MY_PORTFOLIOS });
       expect(res.status).toBe(200);
-      expect((res.body).data).toEqual({ viewer: null, portfolios: { totalCount: 0, nodes: [], edges: [] } });
+      expect(res.body.data).toEqual({ viewer: null, portfolios: { totalCount: 0, nodes: [], edges: [] } });
     });
 
     it('see null for any portfolio', async () => {
       const res = await server.post({ query: PORTFOLIO, variables: { id: String(alicePortfolios[0]) } });
-      expect((res.body).data).toEqual({ portfolio: null });
+      expect(res.body.data).toEqual({ portfolio: null });
     });
 
     it('treat an empty Authorization header as no credentials', async () => {
       const res = await server.post({ query: '{ viewer { id } }' }, { authorization: '' });
       expect(res.status).toBe(200);
-      expect((res.body).data).toEqual({ viewer: null });
+      expect(res.body.data).toEqual({ viewer: null });
     });
 
     it('read instruments and prices', async () => {
       const client = await server.client();
-      const res = await client.request<any>(gql`
-        query Public($s: String!) {
-          instrument(symbol: $s) { symbol latestPrice { date close } prices { date close } }
-          instruments(first: 100) { totalCount nodes { symbol } }
-        }
-      `, { s: symbol });
+      const res = await client.request<any>(
+        gql`
+          query Public($s: String!) {
+            instrument(symbol: $s) {
+              symbol
+              latestPrice {
+                date
+                close
+              }
+              prices {
+                date
+                close
+              }
+            }
+            instruments(first: 100) {
+              totalCount
+              nodes {
+                symbol
+              }
+            }
+          }
+        `,
+        { s: symbol },
+      );
       expect(res.instrument).toEqual({
         symbol,
         latestPrice: { date: '2024-01-31', close: '110' },
-        prices: [{ date: '2024-01-30', close: '100' }, { date: '2024-01-31', close: '110' }],
+        prices: [
+          { date: '2024-01-30', close: '100' },
+          { date: '2024-01-31', close: '110' },
+        ],
       });
       expect(res.instruments.totalCount).toBe(2);
       expect(res.instruments.nodes.map((n: any) => n.symbol)).toContain(symbol);
@@ -259,24 +333,42 @@ describe('authorization', () => {
       const message = await expect401(`Bearer ${await server.token(alice.id, '-1s')}`);
       expect(message).toMatch(/expired/);
       const past = Math.floor(Date.now() / 1000) - 3600;
-      const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(String(alice.id)).setIssuer('foliograph').setIssuedAt(past - 60).setExpirationTime(past).sign(key(TEST_SECRET));
+      const jwt = await new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(String(alice.id))
+        .setIssuer('foliograph')
+        .setIssuedAt(past - 60)
+        .setExpirationTime(past)
+        .sign(key(TEST_SECRET));
       await expect401(`Bearer ${jwt}`);
     });
 
     it('a token that is not yet valid (nbf in the future)', async () => {
-      const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(String(alice.id)).setIssuer('foliograph').setNotBefore('1h').setExpirationTime('2h').sign(key(TEST_SECRET));
+      const jwt = await new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(String(alice.id))
+        .setIssuer('foliograph')
+        .setNotBefore('1h')
+        .setExpirationTime('2h')
+        .sign(key(TEST_SECRET));
       await expect401(`Bearer ${jwt}`);
     });
 
     it('an unsigned token (alg none) or another algorithm', async () => {
       const none = new UnsecuredJWT({}).setSubject(String(alice.id)).setIssuer('foliograph').setExpirationTime('1h').encode();
       await expect401(`Bearer ${none}`);
-      const hs512 = await new SignJWT({}).setProtectedHeader({ alg: 'HS512' }).setSubject(String(alice.id)).setIssuer('foliograph').setExpirationTime('1h').sign(key(TEST_SECRET));
+      const hs512 = await new SignJWT({})
+        .setProtectedHeader({ alg: 'HS512' })
+        .setSubject(String(alice.id))
+        .setIssuer('foliograph')
+        .setExpirationTime('1h')
+        .sign(key(TEST_SECRET));
       await expect401(`Bearer ${hs512}`);
     });
 
     it('a correctly signed token with the wrong issuer or no usable subject', async () => {
-      const sign = (build: (j: SignJWT) => SignJWT) => build(new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h')).sign(key(TEST_SECRET));
+      const sign = (build: (j: SignJWT) => SignJWT) =>
+        build(new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h')).sign(key(TEST_SECRET));
       await expect401(`Bearer ${await sign((j) => j.setSubject(String(alice.id)).setIssuer('someone-else'))}`);
       await expect401(`Bearer ${await sign((j) => j.setSubject(String(alice.id)))}`);
       for (const sub of ['alice', '0', '-5', '1.5', '99999999999']) {
@@ -326,7 +418,7 @@ describe('authorization', () => {
     it('accepts a lowercase bearer scheme (schemes are case-insensitive)', async () => {
       const res = await server.post({ query: '{ viewer { id } }' }, { authorization: `bearer ${await server.token(alice.id)}` });
       expect(res.status).toBe(200);
-      expect((res.body).data).toEqual({ viewer: { id: String(alice.id) } });
+      expect(res.body.data).toEqual({ viewer: { id: String(alice.id) } });
     });
   });
 
@@ -334,12 +426,12 @@ describe('authorization', () => {
     it('sees viewer null and no portfolios', async () => {
       const res = await server.post({ query: MY_PORTFOLIOS }, await as(ghostId));
       expect(res.status).toBe(200);
-      expect((res.body).data).toEqual({ viewer: null, portfolios: { totalCount: 0, nodes: [], edges: [] } });
+      expect(res.body.data).toEqual({ viewer: null, portfolios: { totalCount: 0, nodes: [], edges: [] } });
     });
 
     it("cannot reach alice's portfolio", async () => {
       const res = await server.post({ query: PORTFOLIO, variables: { id: String(alicePortfolios[0]) } }, await as(ghostId));
-      expect((res.body).data).toEqual({ portfolio: null });
+      expect(res.body.data).toEqual({ portfolio: null });
     });
 
     it('cannot create a portfolio: UNAUTHENTICATED, not an internal error', async () => {

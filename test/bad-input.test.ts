@@ -86,12 +86,16 @@ describe('bad input', () => {
       const query = `{ __typename }${' '.repeat(1_100_000)}`;
       const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
         const payload = JSON.stringify({ query });
-        const req = httpRequest(server.url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (r) => {
-          let text = '';
-          r.setEncoding('utf8');
-          r.on('data', (c) => (text += c));
-          r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text }));
-        });
+        const req = httpRequest(
+          server.url,
+          { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+          (r) => {
+            let text = '';
+            r.setEncoding('utf8');
+            r.on('data', (c) => (text += c));
+            r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text }));
+          },
+        );
         req.on('error', reject);
         req.end(payload);
       });
@@ -128,7 +132,7 @@ describe('bad input', () => {
     it('accepts a body just under MAX_BODY_BYTES', async () => {
       const res = await server.post({ query: `{ __typename }${' '.repeat(server.config.http.maxBodyBytes - 100)}` });
       expect(res.status).toBe(200);
-      expect((res.body).data).toEqual({ __typename: 'Query' });
+      expect(res.body.data).toEqual({ __typename: 'Query' });
     });
 
     it('refuses a JSON array (a batched request) with 400', async () => {
@@ -244,7 +248,11 @@ describe('bad input', () => {
       expectError(unknown, 'PERSISTED_QUERY_NOT_FOUND');
 
       // a hash that is not the query's SHA-256 is refused before Apollo sees it
-      for (const persistedQuery of [{ version: 2, sha256Hash: 'a'.repeat(64) }, { version: 'x', sha256Hash: 'abc' }, { version: 1, sha256Hash: 'abc' }]) {
+      for (const persistedQuery of [
+        { version: 2, sha256Hash: 'a'.repeat(64) },
+        { version: 'x', sha256Hash: 'abc' },
+        { version: 1, sha256Hash: 'abc' },
+      ]) {
         const res = await server.post({ query: '{ __typename }', extensions: { persistedQuery } });
         expect(res.status, JSON.stringify(persistedQuery)).toBe(400);
         expectError(res, 'PERSISTED_QUERY_HASH_MISMATCH');
@@ -429,7 +437,7 @@ describe('bad input', () => {
         auth,
       );
       const page = { nodes: [], pageInfo: { hasNextPage: true } };
-      expect((res.body).data).toEqual({ portfolios: page, instruments: page, portfolio: { positions: page, trades: page } });
+      expect(res.body.data).toEqual({ portfolios: page, instruments: page, portfolio: { positions: page, trades: page } });
     });
 
     it('refuses invalid cursors with BAD_USER_INPUT', async () => {
@@ -464,14 +472,23 @@ describe('bad input', () => {
       const lists: [string, string[]][] = [
         ['query($after: String) { portfolios(after: $after) { totalCount } }', [...garbage, instrumentCursor]],
         ['query($after: String) { viewer { portfolios(after: $after) { totalCount } } }', [...garbage, instrumentCursor]],
-        ['query($after: String) { instruments(after: $after) { totalCount } }', [...garbage, portfolioCursor, b64(['instruments', 5]), b64(['instruments', 'X'.repeat(41)])]],
+        [
+          'query($after: String) { instruments(after: $after) { totalCount } }',
+          [...garbage, portfolioCursor, b64(['instruments', 5]), b64(['instruments', 'X'.repeat(41)])],
+        ],
         [
           `query($after: String) { portfolio(id: "${portfolioId}") { positions(after: $after) { totalCount } } }`,
           [...garbage.slice(0, 5), portfolioCursor, instrumentCursor, encodeCursor('positions', 'x')],
         ],
         [
           `query($after: String) { portfolio(id: "${portfolioId}") { trades(after: $after) { totalCount } } }`,
-          [...garbage.slice(0, 5), portfolioCursor, encodeCursor('trades', { at: 'not a date', id: 1 }), encodeCursor('trades', { at: '2024-01-01T00:00:00Z', id: 0 }), encodeCursor('trades', 5)],
+          [
+            ...garbage.slice(0, 5),
+            portfolioCursor,
+            encodeCursor('trades', { at: 'not a date', id: 1 }),
+            encodeCursor('trades', { at: '2024-01-01T00:00:00Z', id: 0 }),
+            encodeCursor('trades', 5),
+          ],
         ],
       ];
       for (const [query, cursors] of lists) {
@@ -493,11 +510,20 @@ describe('bad input', () => {
         [
           'query($after: String) { instruments(after: $after) { totalCount } }',
           [
-            encodeCursor('instruments', 'A\u0000'), encodeCursor('instruments', 'A\u0007'), encodeCursor('instruments', 'A\u009b'), encodeCursor('instruments', '\ud800'),
-            b64('["instruments", "A"]'), b64('["instruments","\\u0041"]'), b64('[ "instruments","A"]'), b64('["instruments","A"]\n'),
+            encodeCursor('instruments', 'A\u0000'),
+            encodeCursor('instruments', 'A\u0007'),
+            encodeCursor('instruments', 'A\u009b'),
+            encodeCursor('instruments', '\ud800'),
+            b64('["instruments", "A"]'),
+            b64('["instruments","\\u0041"]'),
+            b64('[ "instruments","A"]'),
+            b64('["instruments","A"]\n'),
           ],
         ],
-        ['query($after: String) { portfolios(after: $after) { totalCount } }', [b64('["portfolios",1.0]'), b64('["portfolios",1e0]'), b64('["portfolios",01]'), b64('["portfolios",1]').slice(0, -1) + 'F']],
+        [
+          'query($after: String) { portfolios(after: $after) { totalCount } }',
+          [b64('["portfolios",1.0]'), b64('["portfolios",1e0]'), b64('["portfolios",01]'), b64('["portfolios",1]').slice(0, -1) + 'F'],
+        ],
         [
           `query($after: String) { portfolio(id: "${portfolioId}") { trades(after: $after) { totalCount edges { cursor } } } }`,
           [
@@ -523,7 +549,10 @@ describe('bad input', () => {
         }
       }
       // and the trade cursor it wrote is taken
-      const next = await server.post({ query: `query($after: String) { portfolio(id: "${portfolioId}") { trades(after: $after) { totalCount } } }`, variables: { after: tradeCursor } }, auth);
+      const next = await server.post(
+        { query: `query($after: String) { portfolio(id: "${portfolioId}") { trades(after: $after) { totalCount } } }`, variables: { after: tradeCursor } },
+        auth,
+      );
       expect(next.body.data).toEqual({ portfolio: { trades: { totalCount: 1 } } });
     });
 
@@ -531,7 +560,10 @@ describe('bad input', () => {
       const first = await server.post({ query: '{ portfolios(first: 2) { nodes { id } pageInfo { endCursor hasNextPage } } }' }, auth);
       const { endCursor, hasNextPage } = first.body.data.portfolios.pageInfo;
       expect(hasNextPage).toBe(true);
-      const next = await server.post({ query: 'query($a: String) { portfolios(first: 2, after: $a) { nodes { id } pageInfo { hasNextPage } } }', variables: { a: endCursor } }, auth);
+      const next = await server.post(
+        { query: 'query($a: String) { portfolios(first: 2, after: $a) { nodes { id } pageInfo { hasNextPage } } }', variables: { a: endCursor } },
+        auth,
+      );
       expect(next.body.errors).toBeUndefined();
       expect(next.body.data.portfolios.nodes).toHaveLength(2);
       expect(next.body.data.portfolios.pageInfo.hasNextPage).toBe(false);
@@ -554,7 +586,7 @@ describe('bad input', () => {
         auth,
       );
       expect(res.status).toBe(200);
-      expect((res.body).data).toEqual({ a: null, b: null, c: null, d: null, e: null, f: null, g: null, h: { symbol } });
+      expect(res.body.data).toEqual({ a: null, b: null, c: null, d: null, e: null, f: null, g: null, h: { symbol } });
     });
 
     it('refuses other out-of-range arguments with BAD_USER_INPUT', async () => {
@@ -575,12 +607,18 @@ describe('bad input', () => {
 
     it('treats NUL and other odd characters in strings as input, never as an internal error', async () => {
       for (const s of ['\u0000', `${symbol}\u0000`, '\uD800', '\u202E', '%', '_', '\\']) {
-        const res = await server.post({ query: 'query($s: String!) { instrument(symbol: $s) { id } instruments(search: $s) { totalCount } }', variables: { s } }, auth);
+        const res = await server.post(
+          { query: 'query($s: String!) { instrument(symbol: $s) { id } instruments(search: $s) { totalCount } }', variables: { s } },
+          auth,
+        );
         expect(res.status, JSON.stringify(s)).toBeLessThan(500);
         if (res.body.errors) expectError(res, 'BAD_USER_INPUT');
         else expect(res.body.data.instrument, JSON.stringify(s)).toBeNull();
       }
-      const model = await server.post({ query: 'query($s: String!, $m: String) { instrument(symbol: $s) { forecasts(model: $m) { asOf } } }', variables: { s: symbol, m: 'a\u0000' } });
+      const model = await server.post({
+        query: 'query($s: String!, $m: String) { instrument(symbol: $s) { forecasts(model: $m) { asOf } } }',
+        variables: { s: symbol, m: 'a\u0000' },
+      });
       expect(model.status).toBeLessThan(500);
       if (model.body.errors) expectError(model, 'BAD_USER_INPUT');
       else expect(model.body.data.instrument.forecasts).toEqual([]);
@@ -600,11 +638,14 @@ describe('bad input', () => {
       } else expect(trade.body.data.recordTrade.trade.idempotencyKey).toBe('k\u0000');
 
       const like = await server.post({ query: '{ instruments(search: "%") { totalCount } }' });
-      expect((like.body).data).toEqual({ instruments: { totalCount: 0 } });
+      expect(like.body.data).toEqual({ instruments: { totalCount: 0 } });
     });
 
     it('does not let one odd symbol spoil the other lookups of the same request', async () => {
-      const res = await server.post({ query: 'query($a: String!, $b: String!) { a: instrument(symbol: $a) { symbol } b: instrument(symbol: $b) { symbol } }', variables: { a: symbol, b: '\u0000' } });
+      const res = await server.post({
+        query: 'query($a: String!, $b: String!) { a: instrument(symbol: $a) { symbol } b: instrument(symbol: $b) { symbol } }',
+        variables: { a: symbol, b: '\u0000' },
+      });
       expect(res.status).toBeLessThan(500);
       // refusing the whole request is fine; failing the good lookup with an internal error is not
       if (res.body.errors) expectError(res, 'BAD_USER_INPUT');
@@ -664,7 +705,9 @@ describe('bad input', () => {
       const before = await snapshot();
       const valid = { portfolioId, symbol, side: 'BUY', quantity: '1', price: '1' };
       const bad: Record<string, unknown>[] = [
-        ...['+5', '.5', '5.', '1e3', 'NaN', 'Infinity', '', ' 5', '5 ', '1,5', '0x10', '123456789012345678901', '1.123456789', '--1'].map((quantity) => ({ quantity })),
+        ...['+5', '.5', '5.', '1e3', 'NaN', 'Infinity', '', ' 5', '5 ', '1,5', '0x10', '123456789012345678901', '1.123456789', '--1'].map((quantity) => ({
+          quantity,
+        })),
         { quantity: 5 },
         { quantity: 1.5 },
         { quantity: null },
@@ -700,18 +743,27 @@ describe('bad input', () => {
       const p = await s.portfolio(user);
       const headers = { authorization: `Bearer ${await server.token(user.id)}` };
       const max = '99999999999999999999';
-      const buy = await server.post({ query: TRADE, variables: { input: { portfolioId: String(p.id), symbol, side: 'BUY', quantity: max, price: '0.00000001' } } }, headers);
+      const buy = await server.post(
+        { query: TRADE, variables: { input: { portfolioId: String(p.id), symbol, side: 'BUY', quantity: max, price: '0.00000001' } } },
+        headers,
+      );
       expect(buy.body.errors).toBeUndefined();
       expect(buy.body.data.recordTrade.position).toEqual({ quantity: max, averageCost: '0.00000001', realizedPnl: '0' });
 
       // sell all but one unit at the largest price: the realised P&L is about 10^40
       const sold = '99999999999999999998';
-      const sell = await server.post({ query: TRADE, variables: { input: { portfolioId: String(p.id), symbol, side: 'SELL', quantity: sold, price: max } } }, headers);
+      const sell = await server.post(
+        { query: TRADE, variables: { input: { portfolioId: String(p.id), symbol, side: 'SELL', quantity: sold, price: max } } },
+        headers,
+      );
       expect(sell.status).toBeLessThan(500);
       if (sell.body.errors) {
         const error = expectError(sell, 'BAD_USER_INPUT');
         expect(error.message).toMatch(/quantity|price|P&L/i);
-        const after = await server.post({ query: `{ portfolio(id: "${p.id}") { trades { totalCount } positions { nodes { quantity realizedPnl } } } }` }, headers);
+        const after = await server.post(
+          { query: `{ portfolio(id: "${p.id}") { trades { totalCount } positions { nodes { quantity realizedPnl } } } }` },
+          headers,
+        );
         expect(after.body.data.portfolio).toEqual({ trades: { totalCount: 1 }, positions: { nodes: [{ quantity: max, realizedPnl: '0' }] } });
       } else {
         // q × (price − average cost), exactly, in units of 10^-8
@@ -740,19 +792,100 @@ describe('bad input', () => {
         `mutation C($input: CreatePortfolioInput!) { createPortfolio(input: $input) { portfolio { id } } }`,
         `mutation T($input: RecordTradeInput!) { recordTrade(input: $input) { trade { id } position { quantity } } }`,
       ];
-      const tokens = ['{', '}', '(', ')', '[', ']', ':', '$', '!', '...', '@', '"', '"""', '#', ',', '=', '|', '&', '\\', '\n', ' ', 'query', 'mutation', 'fragment', 'on', 'null', 'true', '1e999', '-0', '__schema', '__typename', 'first', 'after', '\u0000', '\uFFFF', '💥', 'instruments', 'portfolio', '@skip(if: "x")', '@include', '@deprecated'];
+      const tokens = [
+        '{',
+        '}',
+        '(',
+        ')',
+        '[',
+        ']',
+        ':',
+        '$',
+        '!',
+        '...',
+        '@',
+        '"',
+        '"""',
+        '#',
+        ',',
+        '=',
+        '|',
+        '&',
+        '\\',
+        '\n',
+        ' ',
+        'query',
+        'mutation',
+        'fragment',
+        'on',
+        'null',
+        'true',
+        '1e999',
+        '-0',
+        '__schema',
+        '__typename',
+        'first',
+        'after',
+        '\u0000',
+        '\uFFFF',
+        '💥',
+        'instruments',
+        'portfolio',
+        '@skip(if: "x")',
+        '@include',
+        '@deprecated',
+      ];
       const junkValues: unknown[] = [
-        null, true, false, 0, -1, 1.5, 2 ** 31, -(2 ** 31) - 1, 1e308, 'ten', '', ' ', '\u0000', 'x'.repeat(3000), [], [1, 'a'], {}, { a: { b: { c: [] } } },
-        '-1', '+5', '.5', '5.', '1e3', 'NaN', '99999999999999999999.123456789', 'BUY', 'SELL', 'buy', 'AAPL', symbol, portfolioId, '2024-01-01', '2024-02-30', 'not a date',
-        b64(['portfolios', 1]), b64(['instruments', 'A']), b64(['trades', { at: 'x', id: 1 }]), 'garbage-cursor',
+        null,
+        true,
+        false,
+        0,
+        -1,
+        1.5,
+        2 ** 31,
+        -(2 ** 31) - 1,
+        1e308,
+        'ten',
+        '',
+        ' ',
+        '\u0000',
+        'x'.repeat(3000),
+        [],
+        [1, 'a'],
+        {},
+        { a: { b: { c: [] } } },
+        '-1',
+        '+5',
+        '.5',
+        '5.',
+        '1e3',
+        'NaN',
+        '99999999999999999999.123456789',
+        'BUY',
+        'SELL',
+        'buy',
+        'AAPL',
+        symbol,
+        portfolioId,
+        '2024-01-01',
+        '2024-02-30',
+        'not a date',
+        b64(['portfolios', 1]),
+        b64(['instruments', 'A']),
+        b64(['trades', { at: 'x', id: 1 }]),
+        'garbage-cursor',
       ];
       const randomValue = () => pick(junkValues);
       const randomVariables = (): unknown => {
         switch (int(6)) {
-          case 0: return { first: randomValue(), after: randomValue() };
-          case 1: return { id: randomValue() };
-          case 2: return { s: randomValue() };
-          case 3: return { input: { name: randomValue(), baseCurrency: randomValue() } };
+          case 0:
+            return { first: randomValue(), after: randomValue() };
+          case 1:
+            return { id: randomValue() };
+          case 2:
+            return { s: randomValue() };
+          case 3:
+            return { input: { name: randomValue(), baseCurrency: randomValue() } };
           case 4:
             return {
               input: {
@@ -765,7 +898,8 @@ describe('bad input', () => {
                 ...(random() < 0.3 ? { idempotencyKey: randomValue() } : {}),
               },
             };
-          default: return randomValue();
+          default:
+            return randomValue();
         }
       };
       const mutate = (doc: string) => {
@@ -773,10 +907,17 @@ describe('bad input', () => {
         for (let n = 1 + int(4); n > 0; n--) {
           const at = int(s.length + 1);
           switch (int(4)) {
-            case 0: s = s.slice(0, at) + s.slice(at + 1 + int(8)); break; // delete
-            case 1: s = s.slice(0, at) + pick(tokens) + s.slice(at); break; // insert
-            case 2: s = s.slice(0, at) + pick(tokens) + s.slice(at + 1 + int(4)); break; // replace
-            default: s = s.slice(0, at); // truncate
+            case 0:
+              s = s.slice(0, at) + s.slice(at + 1 + int(8));
+              break; // delete
+            case 1:
+              s = s.slice(0, at) + pick(tokens) + s.slice(at);
+              break; // insert
+            case 2:
+              s = s.slice(0, at) + pick(tokens) + s.slice(at + 1 + int(4));
+              break; // replace
+            default:
+              s = s.slice(0, at); // truncate
           }
         }
         return s;
@@ -796,13 +937,26 @@ describe('bad input', () => {
               { query: randomValue() },
               { query: pick(documents), operationName: randomValue() },
               { query: pick(documents), extensions: randomValue() },
-              { query: pick(documents), extensions: { persistedQuery: { version: pick([1, 2, 'x']), sha256Hash: pick(['abc', '0'.repeat(64), randomValue()]) } } },
+              {
+                query: pick(documents),
+                extensions: { persistedQuery: { version: pick([1, 2, 'x']), sha256Hash: pick(['abc', '0'.repeat(64), randomValue()]) } },
+              },
               [{ query: pick(documents) }],
               randomValue(),
             ]),
           };
         }
-        if (kind === 8) return { body: { query: pick([deep(50 + int(200)), `{ ${'__typename '.repeat(1 + int(2000))}}`, `query(${'$v: Int '.repeat(1 + int(300))}) { __typename }`, `{ ${Array.from({ length: 200 }, (_, i) => `a${i}: instruments { totalCount }`).join(' ')} }`]) } };
+        if (kind === 8)
+          return {
+            body: {
+              query: pick([
+                deep(50 + int(200)),
+                `{ ${'__typename '.repeat(1 + int(2000))}}`,
+                `query(${'$v: Int '.repeat(1 + int(300))}) { __typename }`,
+                `{ ${Array.from({ length: 200 }, (_, i) => `a${i}: instruments { totalCount }`).join(' ')} }`,
+              ]),
+            },
+          };
         return { body: Buffer.from(Array.from({ length: 1 + int(300) }, () => int(256))).toString('latin1'), raw: true };
       };
 
@@ -811,7 +965,8 @@ describe('bad input', () => {
       const runs = 400;
       for (let i = 0; i < runs; i++) {
         const { body, raw } = randomBody();
-        const headers: Record<string, string> = random() < 0.8 ? auth : random() < 0.5 ? {} : { authorization: pick(['Bearer x', 'Basic y', 'Bearer ', `Bearer ${'a'.repeat(5000)}`]) };
+        const headers: Record<string, string> =
+          random() < 0.8 ? auth : random() < 0.5 ? {} : { authorization: pick(['Bearer x', 'Basic y', 'Bearer ', `Bearer ${'a'.repeat(5000)}`]) };
         const res = await server.post(raw ? (body as string) : JSON.stringify(body), headers);
         const label = `#${i}: ${String(raw ? body : JSON.stringify(body)).slice(0, 300)} -> ${res.status} ${JSON.stringify(res.body).slice(0, 500)}`;
         expect(allowedStatus.has(res.status), label).toBe(true);
@@ -839,9 +994,12 @@ describe('bad input', () => {
       expect(health.status).toBe(200);
       const ready = await fetch(new URL('/readyz', server.url));
       expect(ready.status).toBe(200);
-      const valid = await server.post({ query: `query($s: String!) { instrument(symbol: $s) { symbol latestPrice { close } } viewer { id } }`, variables: { s: symbol } }, auth);
+      const valid = await server.post(
+        { query: `query($s: String!) { instrument(symbol: $s) { symbol latestPrice { close } } viewer { id } }`, variables: { s: symbol } },
+        auth,
+      );
       expect(valid.status).toBe(200);
-      expect((valid.body).data).toEqual({ instrument: { symbol, latestPrice: { close: '102' } }, viewer: { id: String(userId) } });
+      expect(valid.body.data).toEqual({ instrument: { symbol, latestPrice: { close: '102' } }, viewer: { id: String(userId) } });
     });
   });
 });

@@ -90,7 +90,11 @@ describe('the same-data check', () => {
                 nodes: positions.map((p) => ({
                   quantity: p.quantity,
                   averageCost: p.averageCost,
-                  instrument: { symbol: p.symbol, latestPrice: { date: '2020-04-17', close: p.close }, latestForecast: { expectedReturn: 0.002, lower: -0.11, upper: 0.13 } },
+                  instrument: {
+                    symbol: p.symbol,
+                    latestPrice: { date: '2020-04-17', close: p.close },
+                    latestForecast: { expectedReturn: 0.002, lower: -0.11, upper: 0.13 },
+                  },
                 })),
               },
             },
@@ -144,10 +148,7 @@ describe('the same-data check', () => {
   it('names where and how two answers differ', () => {
     const ours = fromFoliograph(foliograph([position('247', '10.5', '271.18'), position('3', '1', '2')]));
     const theirs = fromPostGraphile(postgraphile([position('247.00000000', '10.60000000', '271.18000000')]));
-    expect(differences(ours, theirs)).toEqual([
-      'portfolios[0].positions: 2 items vs 1',
-      'portfolios[0].positions[0].averageCost: "10.5" vs "10.6"',
-    ]);
+    expect(differences(ours, theirs)).toEqual(['portfolios[0].positions: 2 items vs 1', 'portfolios[0].positions[0].averageCost: "10.5" vs "10.6"']);
   });
 
   it('refuses an answer with errors or without a viewer', () => {

@@ -198,9 +198,25 @@ function behavesAsABudget(make: (options: BudgetOptions) => CostBudget, scenario
       // all of it in the previous minute, a quarter into this one: 50 fits at half-way
       { spends: [[10_000, 100]], at: MINUTE + 15_000, cost: 50, retry: 15 },
       // 100 before, 20 now at half-way: 40 more fits when 40 of the previous count, at 60%
-      { spends: [[10_000, 100], [MINUTE + 30_000, 20]], at: MINUTE + 30_000, cost: 40, retry: 6 },
+      {
+        spends: [
+          [10_000, 100],
+          [MINUTE + 30_000, 20],
+        ],
+        at: MINUTE + 30_000,
+        cost: 40,
+        retry: 6,
+      },
       // 60 before, 70 now at half-way: 30 more fits only when the previous minute has gone
-      { spends: [[0, 60], [MINUTE + 30_000, 70]], at: MINUTE + 30_000, cost: 30, retry: 30 },
+      {
+        spends: [
+          [0, 60],
+          [MINUTE + 30_000, 70],
+        ],
+        at: MINUTE + 30_000,
+        cost: 30,
+        retry: 30,
+      },
       // 90 now, half-way: 20 more fits when the 90 has faded to 80 (a ninth into the next minute)
       { spends: [[MINUTE + 30_000, 90]], at: MINUTE + 30_000, cost: 20, retry: 37 },
     ];
@@ -484,7 +500,8 @@ describe('the budget of an anonymous caller', () => {
     expect(addressCaller('::ffff:203.0.113.7')).toBe('203.0.113.7');
     // any host owns a whole /64: every address in it is the same caller
     const one = addressCaller('2001:db8:1:2::1');
-    for (const a of ['2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0DB8:0001:0002:0:0:0:9', '2001:db8:1:2:a:b:1.2.3.4', '2001:db8:1:2::1%eth0']) expect(addressCaller(a), a).toBe(one);
+    for (const a of ['2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0DB8:0001:0002:0:0:0:9', '2001:db8:1:2:a:b:1.2.3.4', '2001:db8:1:2::1%eth0'])
+      expect(addressCaller(a), a).toBe(one);
     expect(one).toBe('2001:db8:1:2::/64');
     for (const a of ['2001:db8:1:3::1', '2001:db8::1', '2001:db9:1:2::1']) expect(addressCaller(a), a).not.toBe(one);
     expect(addressCaller('::1')).toBe('0:0:0:0::/64');
@@ -507,7 +524,11 @@ describe('the budget of an anonymous caller', () => {
       // a dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d
       const url = new URL(await app.listen(0, '::'));
       const ask = (host: string) =>
-        fetch(`http://${host}:${url.port}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ instruments { totalCount } }' }) });
+        fetch(`http://${host}:${url.port}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query: '{ instruments { totalCount } }' }),
+        });
       expect((await ask('127.0.0.1')).status).toBe(200);
       expect((await ask('[::1]')).status).toBe(200);
       expect(spent).toEqual(['ip:127.0.0.1', 'ip:0:0:0:0::/64']);

@@ -124,7 +124,12 @@ describe.skipIf(!REDIS_URL)('response cache across instances (Redis)', () => {
     expect(hit(await ask(b, DASHBOARD, vars, alice.id))).toBe(true);
     const sessionsOnB = await metric(b, 'foliograph_response_cache_invalidations_total', { type: 'Session' });
 
-    const trade = await ask(a, RECORD_TRADE, { input: { portfolioId: alice.portfolios[0], symbol: symbols[0], side: 'BUY', quantity: '4', price: '20' } }, alice.id);
+    const trade = await ask(
+      a,
+      RECORD_TRADE,
+      { input: { portfolioId: alice.portfolios[0], symbol: symbols[0], side: 'BUY', quantity: '4', price: '20' } },
+      alice.id,
+    );
     expect(trade.body.data.recordTrade.position.quantity).toBe('7');
 
     const fresh = await until(
@@ -238,7 +243,10 @@ describe.skipIf(!REDIS_URL)('a reader racing a writer on two instances (Redis)',
     const readers = [reader(a, 'A'), reader(a, 'A'), reader(b, 'B'), reader(b, 'B')];
     try {
       for (let round = 0; round < 40; round++) {
-        const trade = await a.post({ query: RECORD_TRADE, variables: { input: { portfolioId: String(portfolio.id), symbol, side: 'BUY', quantity: '1', price: '20' } } }, headers);
+        const trade = await a.post(
+          { query: RECORD_TRADE, variables: { input: { portfolioId: String(portfolio.id), symbol, side: 'BUY', quantity: '1', price: '20' } } },
+          headers,
+        );
         expect(trade.body.data.recordTrade.position.quantity).toBe(String(acknowledged + 1));
         acknowledged++;
         const [onA, onB] = await Promise.all([dashboard(a), dashboard(b)]);
@@ -279,7 +287,7 @@ describe.skipIf(!REDIS_URL)('response cache of two databases sharing one Redis',
     await second?.destroy();
   });
 
-  it('never answers one database\'s user with the other\'s cached answer for the same user id', async () => {
+  it("never answers one database's user with the other's cached answer for the same user id", async () => {
     const mine = await ask(one, SAME_DOCUMENT, {}, 1);
     expect(mine.body.data.viewer.email).toBe(`first-${run}@example.com`);
     expect(hit(await ask(one, SAME_DOCUMENT, {}, 1))).toBe(true);

@@ -162,9 +162,7 @@ describe('response cache', () => {
     it('keeps callers apart when their identical queries are in flight at once', async () => {
       const alice = await trader(1);
       const bob = await trader(2);
-      const answers = await Promise.all(
-        Array.from({ length: 10 }, (_, i) => ask(server, DASHBOARD, { n: 7 }, i % 2 === 0 ? alice.id : bob.id)),
-      );
+      const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => ask(server, DASHBOARD, { n: 7 }, i % 2 === 0 ? alice.id : bob.id)));
       answers.forEach((a, i) => {
         const who = i % 2 === 0 ? alice : bob;
         expect(a.body.data.viewer.email).toBe(who.email);
@@ -261,7 +259,12 @@ describe('response cache', () => {
       expect(before.body.data.viewer.portfolios.nodes[0].positions.nodes[0].quantity).toBe('3');
       expect(hit(await ask(server, DASHBOARD, { n: 10 }, alice.id))).toBe(true);
 
-      const trade = await ask(server, RECORD_TRADE, { input: { portfolioId: alice.portfolios[0], symbol: symbols[0], side: 'BUY', quantity: '2', price: '11' } }, alice.id);
+      const trade = await ask(
+        server,
+        RECORD_TRADE,
+        { input: { portfolioId: alice.portfolios[0], symbol: symbols[0], side: 'BUY', quantity: '2', price: '11' } },
+        alice.id,
+      );
       expect(trade.body.errors).toBeUndefined();
       expect(trade.body.data.recordTrade.position.quantity).toBe('5');
 
@@ -303,7 +306,12 @@ describe('response cache', () => {
       expect(before.body.data.portfolio.trades.totalCount).toBe(symbols.length);
       expect(hit(await ask(server, TRADES, vars, alice.id))).toBe(true);
 
-      const trade = await ask(server, RECORD_TRADE, { input: { portfolioId: alice.portfolios[0], symbol: symbols[1], side: 'SELL', quantity: '1', price: '12' } }, alice.id);
+      const trade = await ask(
+        server,
+        RECORD_TRADE,
+        { input: { portfolioId: alice.portfolios[0], symbol: symbols[1], side: 'SELL', quantity: '1', price: '12' } },
+        alice.id,
+      );
       const tradeId = trade.body.data.recordTrade.trade.id;
 
       const after = await ask(server, TRADES, vars, alice.id);
@@ -363,9 +371,7 @@ describe('response cache', () => {
       expect(one.statements).toBeGreaterThan(0);
       const token = await server.token(alice.id);
       const { result, statements } = await server.countSql(() =>
-        Promise.all(
-          Array.from({ length: 30 }, () => server.post({ query: DASHBOARD, variables: { n: 18 } }, { authorization: `Bearer ${token}` })),
-        ),
+        Promise.all(Array.from({ length: 30 }, () => server.post({ query: DASHBOARD, variables: { n: 18 } }, { authorization: `Bearer ${token}` }))),
       );
       expect(statements).toBeGreaterThan(0);
       expect(statements).toBeLessThanOrEqual(2 * one.statements);
@@ -374,7 +380,9 @@ describe('response cache', () => {
         expect(r.body.data).toEqual(one.body.data);
       }
       // the public path too: 30 anonymous quotes
-      const quote = await server.countSql(() => Promise.all(Array.from({ length: 30 }, () => server.post({ query: QUOTE, variables: { s: symbols[2], n: 1 } }))));
+      const quote = await server.countSql(() =>
+        Promise.all(Array.from({ length: 30 }, () => server.post({ query: QUOTE, variables: { s: symbols[2], n: 1 } }))),
+      );
       const single = await ask(server, QUOTE, { s: symbols[2], n: 2 });
       expect(quote.statements).toBeLessThanOrEqual(2 * single.statements);
       expect(new Set(quote.result.map((r) => JSON.stringify(r.body.data))).size).toBe(1);

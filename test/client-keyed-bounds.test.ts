@@ -24,7 +24,8 @@ describe('operation names kept for cost', () => {
     await database.destroy();
   });
 
-  const names = async () => (await rows<{ name: string }>(database.db, sql`select name from cost_observations where kind = 'operation' order by name`)).map((r) => r.name);
+  const names = async () =>
+    (await rows<{ name: string }>(database.db, sql`select name from cost_observations where kind = 'operation' order by name`)).map((r) => r.name);
 
   it('are cut to 100 characters, capped per process (the rest summed as "(other)"), trusted ones always kept, and the table pruned', async () => {
     const recorder = createCostRecorder(database.db, { maxOperations: 50, maxStoredOperations: 80 });
@@ -114,42 +115,59 @@ describe("Apollo's store of parsed documents", () => {
   // runs the issue's figures (see the README). Run once, in the embedded-database pass: it needs no database.
   const floodDocuments = Number(process.env.FLOOD_DOCUMENTS ?? 30_000);
   const floodHeapMb = Number(process.env.FLOOD_HEAP_MB ?? 160);
-  it.skipIf(onPostgres)(`lets a server with a ${floodHeapMb} MB heap survive ${floodDocuments} distinct anonymous documents`, async () => {
-    const port = await freePort();
-    const child = spawn(process.execPath, [`--max-old-space-size=${floodHeapMb}`, '--import', 'tsx', 'src/main.ts'], {
-      env: { ...process.env, NODE_ENV: 'production', JWT_SECRET: 'memory-test-secret-0123456789', DATABASE_URL: '', REDIS_URL: '', PGLITE_DATA_DIR: 'memory://', PORT: String(port), LOG_LEVEL: 'error' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr!.on('data', (c) => (stderr += String(c)));
-    const base = `http://127.0.0.1:${port}`;
-    try {
-      for (let i = 0; i < 600; i++) {
-        if (child.exitCode !== null) throw new Error(`the server exited: ${stderr.slice(-500)}`);
-        if ((await fetch(`${base}/readyz`).catch(() => null))?.status === 200) break;
-        await sleep(200);
+  it.skipIf(onPostgres)(
+    `lets a server with a ${floodHeapMb} MB heap survive ${floodDocuments} distinct anonymous documents`,
+    async () => {
+      const port = await freePort();
+      const child = spawn(process.execPath, [`--max-old-space-size=${floodHeapMb}`, '--import', 'tsx', 'src/main.ts'], {
+        env: {
+          ...process.env,
+          NODE_ENV: 'production',
+          JWT_SECRET: 'memory-test-secret-0123456789',
+          DATABASE_URL: '',
+          REDIS_URL: '',
+          PGLITE_DATA_DIR: 'memory://',
+          PORT: String(port),
+          LOG_LEVEL: 'error',
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.on('data', (c) => (stderr += String(c)));
+      const base = `http://127.0.0.1:${port}`;
+      try {
+        for (let i = 0; i < 600; i++) {
+          if (child.exitCode !== null) throw new Error(`the server exited: ${stderr.slice(-500)}`);
+          if ((await fetch(`${base}/readyz`).catch(() => null))?.status === 200) break;
+          await sleep(200);
+        }
+        // 20 aliased root fields, each under a directive over its own variable: ~900 characters of
+        // text, a syntax tree of about 90 kB; no SQL at all
+        const documentOf = (i: number) =>
+          `query Q${i}(${Array.from({ length: 20 }, (_, j) => `$b${j}: Boolean = true`).join(', ')}) { ${Array.from({ length: 20 }, (_, j) => `a${j}: __typename @include(if: $b${j})`).join(' ')} }`;
+        let next = 0;
+        let answered = 0;
+        await Promise.all(
+          Array.from({ length: 16 }, async () => {
+            while (next < floodDocuments && child.exitCode === null) {
+              const i = next++;
+              const res = await fetch(`${base}/graphql`, {
+                method: 'POST',
+                headers: { 'content-type': 'application/json' },
+                body: JSON.stringify({ query: documentOf(i) }),
+              });
+              const body = (await res.json()) as { data?: { a0?: string } };
+              if (body.data?.a0 === 'Query') answered++;
+            }
+          }),
+        );
+        expect(child.exitCode).toBeNull();
+        expect(answered).toBe(floodDocuments);
+        expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      } finally {
+        child.kill('SIGKILL');
       }
-      // 20 aliased root fields, each under a directive over its own variable: ~900 characters of
-      // text, a syntax tree of about 90 kB; no SQL at all
-      const documentOf = (i: number) =>
-        `query Q${i}(${Array.from({ length: 20 }, (_, j) => `$b${j}: Boolean = true`).join(', ')}) { ${Array.from({ length: 20 }, (_, j) => `a${j}: __typename @include(if: $b${j})`).join(' ')} }`;
-      let next = 0;
-      let answered = 0;
-      await Promise.all(
-        Array.from({ length: 16 }, async () => {
-          while (next < floodDocuments && child.exitCode === null) {
-            const i = next++;
-            const res = await fetch(`${base}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: documentOf(i) }) });
-            const body = (await res.json()) as { data?: { a0?: string } };
-            if (body.data?.a0 === 'Query') answered++;
-          }
-        }),
-      );
-      expect(child.exitCode).toBeNull();
-      expect(answered).toBe(floodDocuments);
-      expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    } finally {
-      child.kill('SIGKILL');
-    }
-  }, 900_000);
+    },
+    900_000,
+  );
 });

@@ -26,7 +26,7 @@ describe('configuration', () => {
     expect(c.database.url).toBeUndefined();
   });
 
-  it('settles the HTTP server\'s limits: tight timeouts, a connection cap under a 1,024 file limit, a 100 kB body', () => {
+  it("settles the HTTP server's limits: tight timeouts, a connection cap under a 1,024 file limit, a 100 kB body", () => {
     expect(loadConfig({}).http).toMatchObject({
       maxBodyBytes: 100_000,
       headersTimeoutMs: 10_000,

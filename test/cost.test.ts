@@ -47,7 +47,11 @@ const cases: CostCase[] = [
 
   // connections: `first` sizes edges and nodes
   { name: "a connection's first sizes nodes", document: '{ instruments(first: 5) { nodes { symbol } } }', cost: 1 + 5 },
-  { name: "a connection's first sizes edges (edge and node each 1)", document: '{ instruments(first: 5) { edges { cursor node { symbol } } } }', cost: 1 + 5 * 2 },
+  {
+    name: "a connection's first sizes edges (edge and node each 1)",
+    document: '{ instruments(first: 5) { edges { cursor node { symbol } } } }',
+    cost: 1 + 5 * 2,
+  },
   { name: 'edges and nodes both sized', document: '{ instruments(first: 3) { edges { node { id } } nodes { id } } }', cost: 1 + 3 * 2 + 3 },
   { name: 'default first (20) when omitted', document: '{ instruments { nodes { symbol } } }', cost: 1 + 20 },
   { name: 'default first of User.portfolios (20)', document: '{ viewer { portfolios { nodes { id } } } }', cost: 1 + 1 + 20 },
@@ -56,10 +60,15 @@ const cases: CostCase[] = [
   { name: 'pageInfo is one object, not sized', document: '{ instruments(first: 50) { pageInfo { hasNextPage endCursor } } }', cost: 1 + 1 },
   { name: 'InstrumentConnection.totalCount weighs 2', document: '{ instruments(first: 5) { totalCount } }', cost: 1 + 2 },
   { name: 'PortfolioConnection.totalCount weighs 1', document: '{ portfolios(first: 5) { totalCount } }', cost: 1 + 1 },
-  { name: 'a fragment on the connection type keeps the size', document: 'query { instruments(first: 5) { ...Page } } fragment Page on InstrumentConnection { nodes { id } }', cost: 1 + 5 },
   {
-    name: 'one fragment in two connections takes each one\'s size (priced once per size)',
-    document: 'query { a: instruments(first: 2) { ...Page } b: instruments(first: 5) { ...Page } c: instruments(first: 2) { ...Page } } fragment Page on InstrumentConnection { nodes { id } }',
+    name: 'a fragment on the connection type keeps the size',
+    document: 'query { instruments(first: 5) { ...Page } } fragment Page on InstrumentConnection { nodes { id } }',
+    cost: 1 + 5,
+  },
+  {
+    name: "one fragment in two connections takes each one's size (priced once per size)",
+    document:
+      'query { a: instruments(first: 2) { ...Page } b: instruments(first: 5) { ...Page } c: instruments(first: 2) { ...Page } } fragment Page on InstrumentConnection { nodes { id } }',
     cost: 1 + 2 + (1 + 5) + (1 + 2),
   },
 
@@ -67,11 +76,26 @@ const cases: CostCase[] = [
   { name: 'first from a variable', document: 'query Q($n: Int) { instruments(first: $n) { nodes { id } } }', variables: { n: 7 }, cost: 1 + 7 },
   { name: "an omitted variable leaves the argument's default", document: 'query Q($n: Int) { instruments(first: $n) { nodes { id } } }', cost: 1 + 20 },
   { name: "a variable's default value", document: 'query Q($n: Int = 3) { instruments(first: $n) { nodes { id } } }', cost: 1 + 3 },
-  { name: "a given variable beats the variable's default", document: 'query Q($n: Int = 3) { instruments(first: $n) { nodes { id } } }', variables: { n: 9 }, cost: 1 + 9 },
-  { name: 'a variable on a nested list', document: 'query Q($p: Int!) { instrument(symbol: "A") { prices(first: $p) { close } } }', variables: { p: 250 }, cost: 1 + 250 },
+  {
+    name: "a given variable beats the variable's default",
+    document: 'query Q($n: Int = 3) { instruments(first: $n) { nodes { id } } }',
+    variables: { n: 9 },
+    cost: 1 + 9,
+  },
+  {
+    name: 'a variable on a nested list',
+    document: 'query Q($p: Int!) { instrument(symbol: "A") { prices(first: $p) { close } } }',
+    variables: { p: 250 },
+    cost: 1 + 250,
+  },
   // the resolvers read an explicit null `first` as its default (pageSize(first ?? fallback)), so must the estimate
   { name: 'first: null costs as the default (prices: 100)', document: '{ instrument(symbol: "A") { prices(first: null) { close } } }', cost: 1 + 100 },
-  { name: 'a null variable costs as the default (instruments: 20)', document: 'query Q($n: Int) { instruments(first: $n) { nodes { id } } }', variables: { n: null }, cost: 1 + 20 },
+  {
+    name: 'a null variable costs as the default (instruments: 20)',
+    document: 'query Q($n: Int) { instruments(first: $n) { nodes { id } } }',
+    variables: { n: null },
+    cost: 1 + 20,
+  },
 
   // lists inside lists multiply
   { name: 'forecasts inside instruments', document: '{ instruments(first: 3) { nodes { forecasts(first: 2) { horizonDays } } } }', cost: 1 + 3 * (1 + 2 * 2) },
@@ -89,10 +113,18 @@ const cases: CostCase[] = [
 
   // @cost weights
   { name: 'valuation weighs 5', document: '{ portfolio(id: "1") { name valuation { marketValue costBasis asOf } } }', cost: 1 + 5 },
-  { name: 'latestForecast weighs 3 (its model 1 more)', document: '{ instrument(symbol: "A") { latestForecast { expectedReturn model { name } } } }', cost: 1 + 3 + 1 },
+  {
+    name: 'latestForecast weighs 3 (its model 1 more)',
+    document: '{ instrument(symbol: "A") { latestForecast { expectedReturn model { name } } } }',
+    cost: 1 + 3 + 1,
+  },
   { name: 'forecasts weigh 2 per item', document: '{ instrument(symbol: "A") { forecasts(first: 4) { lower upper } } }', cost: 1 + 4 * 2 },
   { name: 'forecasts default first (20) at 2 each', document: '{ instrument(symbol: "A") { forecasts { lower } } }', cost: 1 + 20 * 2 },
-  { name: 'Position.marketValue and unrealizedPnl weigh 1', document: '{ portfolio(id: "1") { positions(first: 2) { nodes { quantity marketValue unrealizedPnl } } } }', cost: 1 + 1 + 2 * (1 + 1 + 1) },
+  {
+    name: 'Position.marketValue and unrealizedPnl weigh 1',
+    document: '{ portfolio(id: "1") { positions(first: 2) { nodes { quantity marketValue unrealizedPnl } } } }',
+    cost: 1 + 1 + 2 * (1 + 1 + 1),
+  },
   { name: 'createPortfolio weighs 10', document: 'mutation { createPortfolio(input: { name: "x" }) { portfolio { id } } }', cost: 10 + 1 },
   {
     name: 'recordTrade weighs 25',
@@ -102,9 +134,21 @@ const cases: CostCase[] = [
   { name: 'a mutation with only scalars under it', document: `mutation { recordTrade(input: ${RECORD_TRADE_INPUT}) { __typename } }`, cost: 25 },
 
   // aliases and fragments
-  { name: 'aliases are each counted', document: '{ a: instrument(symbol: "A") { latestPrice { close } } b: instrument(symbol: "B") { latestPrice { close } } }', cost: 2 + 2 },
-  { name: 'aliased lists each sized by their own first', document: '{ instrument(symbol: "A") { short: prices(first: 2) { close } long: prices(first: 50) { close } } }', cost: 1 + 2 + 50 },
-  { name: 'twenty aliases cost twenty times one', document: `{ ${Array.from({ length: 20 }, (_, i) => `a${i}: instrument(symbol: "S${i}") { symbol }`).join(' ')} }`, cost: 20 },
+  {
+    name: 'aliases are each counted',
+    document: '{ a: instrument(symbol: "A") { latestPrice { close } } b: instrument(symbol: "B") { latestPrice { close } } }',
+    cost: 2 + 2,
+  },
+  {
+    name: 'aliased lists each sized by their own first',
+    document: '{ instrument(symbol: "A") { short: prices(first: 2) { close } long: prices(first: 50) { close } } }',
+    cost: 1 + 2 + 50,
+  },
+  {
+    name: 'twenty aliases cost twenty times one',
+    document: `{ ${Array.from({ length: 20 }, (_, i) => `a${i}: instrument(symbol: "S${i}") { symbol }`).join(' ')} }`,
+    cost: 20,
+  },
   {
     name: 'named fragments are followed',
     document: 'query { instruments(first: 2) { nodes { ...F } } } fragment F on Instrument { latestPrice { close } latestForecast { lower } }',
@@ -168,7 +212,8 @@ describe('CostEstimator', () => {
 
   it('neither crashes nor loops on unknown or cyclic fragments (validation reports those)', () => {
     expect(estimate('{ instrument(symbol: "A") { latestPrice { close } ...Missing } }').cost).toBe(2);
-    const cyclic = 'query { instrument(symbol: "A") { ...A } } fragment A on Instrument { latestPrice { close } ...B } fragment B on Instrument { latestForecast { lower } ...A }';
+    const cyclic =
+      'query { instrument(symbol: "A") { ...A } } fragment A on Instrument { latestPrice { close } ...B } fragment B on Instrument { latestForecast { lower } ...A }';
     // A (price 1) and B (forecast 3) each once, the cycle cut where A comes round again
     expect(estimate(cyclic).cost).toBe(1 + 1 + 3);
   });
@@ -268,7 +313,8 @@ describe('rootFieldLimitRule', () => {
   });
 
   it('counts the fields of fragments on the root, named and inline', () => {
-    const doc = 'query { viewer { id } ...Roots ... on Query { c: instrument(symbol: "C") { id } } } fragment Roots on Query { a: instrument(symbol: "A") { id } b: instrument(symbol: "B") { id } }';
+    const doc =
+      'query { viewer { id } ...Roots ... on Query { c: instrument(symbol: "C") { id } } } fragment Roots on Query { a: instrument(symbol: "A") { id } b: instrument(symbol: "B") { id } }';
     expect(check(rootFieldLimitRule(4), doc)).toEqual([]);
     expect(check(rootFieldLimitRule(3), doc).map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', limit: 3 }]);
   });
@@ -323,7 +369,8 @@ describe('directiveLimitRule', () => {
   });
 
   it('counts directives anywhere: repeated on one field, on fragments, in fragment definitions', () => {
-    const doc = 'query { viewer @skip(if: false) { id @include(if: true) ... @include(if: true) { name } ...U @skip(if: false) } } fragment U on User { email @include(if: true) }';
+    const doc =
+      'query { viewer @skip(if: false) { id @include(if: true) ... @include(if: true) { name } ...U @skip(if: false) } } fragment U on User { email @include(if: true) }';
     expect(check(directiveLimitRule(5), doc)).toEqual([]);
     expect(check(directiveLimitRule(4), doc).map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', limit: 4 }]);
   });
@@ -374,11 +421,15 @@ describe('cost recorder', () => {
       'Dashboard',
       dashboard,
       { statements: 7 },
-      work(30, {
-        portfolioPage: { batches: 1, keys: 1, rows: 4 }, // 4 portfolios of the 10 asked for
-        openPositions: { batches: 1, keys: 4, rows: 8 }, // 2 positions per portfolio of the 50 asked for
-        instrumentsById: { batches: 1, keys: 3, rows: 3 }, // no list field: not a field observation
-      }, 12),
+      work(
+        30,
+        {
+          portfolioPage: { batches: 1, keys: 1, rows: 4 }, // 4 portfolios of the 10 asked for
+          openPositions: { batches: 1, keys: 4, rows: 8 }, // 2 positions per portfolio of the 50 asked for
+          instrumentsById: { batches: 1, keys: 3, rows: 3 }, // no list field: not a field observation
+        },
+        12,
+      ),
     );
     recorder.record(null, { estimated: 9, slices: [] }, { statements: 1 }, work(9, {}, 1));
 

@@ -15,7 +15,12 @@ const DASHBOARD = gql`
         nodes {
           id
           name
-          valuation { marketValue costBasis unrealizedPnl asOf }
+          valuation {
+            marketValue
+            costBasis
+            unrealizedPnl
+            asOf
+          }
           positions(first: 50) {
             totalCount
             nodes {
@@ -23,7 +28,23 @@ const DASHBOARD = gql`
               averageCost
               marketValue
               unrealizedPnl
-              instrument { symbol name latestPrice { date close } latestForecast(horizonDays: $h) { expectedReturn lower upper model { name version } } }
+              instrument {
+                symbol
+                name
+                latestPrice {
+                  date
+                  close
+                }
+                latestForecast(horizonDays: $h) {
+                  expectedReturn
+                  lower
+                  upper
+                  model {
+                    name
+                    version
+                  }
+                }
+              }
             }
           }
         }

@@ -141,7 +141,9 @@ describe.skipIf(!onPostgres || !privatePostgresBin)('a database that restarts, s
 
     // single busy backends killed under load
     for (let i = 0; i < 5; i++) {
-      pg.psql(`select pg_terminate_backend(pid) from pg_stat_activity where application_name like 'foliograph:%' and state <> 'idle' and pid <> pg_backend_pid()`);
+      pg.psql(
+        `select pg_terminate_backend(pid) from pg_stat_activity where application_name like 'foliograph:%' and state <> 'idle' and pid <> pg_backend_pid()`,
+      );
       await sleep(200);
     }
     await sleep(1000);
@@ -149,13 +151,14 @@ describe.skipIf(!onPostgres || !privatePostgresBin)('a database that restarts, s
     await Promise.all(clients);
 
     // the process lived, and never crashed a request
-    if (process.env.OUTAGE_DEBUG) console.info({ stoppedAt, restartedAt, bad: [...answers.values()].filter((a) => a.status >= 500 && a.status !== 503), stderr: stderr.slice(-4000) });
+    if (process.env.OUTAGE_DEBUG)
+      console.info({ stoppedAt, restartedAt, bad: [...answers.values()].filter((a) => a.status >= 500 && a.status !== 503), stderr: stderr.slice(-4000) });
     expect(server.exitCode).toBeNull();
     expect(stderr).not.toMatch(/TypeError|uncaught|unhandled/i);
     const all = [...answers.values()];
     expect(all.filter((a) => a.status === 0)).toEqual([]);
     expect(all.flatMap((a) => a.codes)).not.toContain('INTERNAL_SERVER_ERROR');
-    expect(all.filter((a) => a.status === 504 || a.status >= 500 && a.status !== 503)).toEqual([]);
+    expect(all.filter((a) => a.status === 504 || (a.status >= 500 && a.status !== 503))).toEqual([]);
 
     // while the database was stopped: 503 DATABASE_UNAVAILABLE with Retry-After, and /readyz 503
     const duringStop = all.filter((a) => a.at > stoppedAt + 200 && a.at < restartedAt);
@@ -175,7 +178,10 @@ describe.skipIf(!onPostgres || !privatePostgresBin)('a database that restarts, s
       expect(retried.outcome).toBe('ok');
       answers.set(key, retried);
     }
-    const stored = pg.psql(`select idempotency_key from trades where portfolio_id = ${Number(portfolioId)}`).split('\n').filter(Boolean);
+    const stored = pg
+      .psql(`select idempotency_key from trades where portfolio_id = ${Number(portfolioId)}`)
+      .split('\n')
+      .filter(Boolean);
     const storedKeys = new Set(stored);
     expect(stored.length).toBe(storedKeys.size);
     const acknowledged = [...answers].filter(([, a]) => a.outcome === 'ok').map(([k]) => k);

@@ -305,7 +305,26 @@ describe('applyTrade', () => {
 
 describe('formatDecimal on text that may already be canonical', () => {
   it('passes canonical text through and canonicalises the rest, exactly as decimal.js would', () => {
-    const cases = ['0', '7', '-7', '12.5', '0.00000001', '-0.5', '123456789012345678901234567890.12345678', '0.10', '10.00000000', '-0', '-0.00000000', '007', '1.123456785', '1.123456795', '00.5', '.5', '5.', '1e3'];
+    const cases = [
+      '0',
+      '7',
+      '-7',
+      '12.5',
+      '0.00000001',
+      '-0.5',
+      '123456789012345678901234567890.12345678',
+      '0.10',
+      '10.00000000',
+      '-0',
+      '-0.00000000',
+      '007',
+      '1.123456785',
+      '1.123456795',
+      '00.5',
+      '.5',
+      '5.',
+      '1e3',
+    ];
     for (const text of cases) {
       let expected: string;
       try {

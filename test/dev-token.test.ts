@@ -11,7 +11,12 @@ describe('the development token route', () => {
   let dev: TestServer;
   let prod: TestServer;
   const ask = (server: TestServer, body: unknown, init: RequestInit = {}) =>
-    fetch(new URL('/dev/token', server.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init });
+    fetch(new URL('/dev/token', server.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      ...init,
+    });
 
   beforeAll(async () => {
     database = await createTestDatabase();

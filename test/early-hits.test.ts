@@ -62,7 +62,12 @@ describe('response-cache hits before parsing', () => {
     const cost = first.result.body.extensions.cost;
     expect(second.result.body.extensions).toEqual({
       responseCache: { hit: true },
-      cost: { estimated: cost.estimated, limit: cost.limit, actual: { sqlStatements: 0, loaderBatches: 0, loaderKeys: 0, rows: 0 }, budget: { limit: 100000, remaining: cost.budget.remaining - cost.estimated } },
+      cost: {
+        estimated: cost.estimated,
+        limit: cost.limit,
+        actual: { sqlStatements: 0, loaderBatches: 0, loaderKeys: 0, rows: 0 },
+        budget: { limit: 100000, remaining: cost.budget.remaining - cost.estimated },
+      },
     });
     // variables in another order, and an undeclared one, name the same answer
     const third = await server.post({ query: DASHBOARD, variables: { nonce: 'x', n: 5 } }, headers);
@@ -105,7 +110,10 @@ describe('response-cache hits before parsing', () => {
   it("serves nothing stale after the caller's write, and a mutation is never answered early", async () => {
     const headers = await as(alice.id);
     await server.post({ query: DASHBOARD, variables: { n: 9 } }, headers);
-    const trade = await server.post({ query: TRADE, variables: { input: { portfolioId: String(alice.portfolio), symbol, side: 'BUY', quantity: '1', price: '10' } } }, headers);
+    const trade = await server.post(
+      { query: TRADE, variables: { input: { portfolioId: String(alice.portfolio), symbol, side: 'BUY', quantity: '1', price: '10' } } },
+      headers,
+    );
     expect(trade.body.data.recordTrade.position.quantity).toBe('4');
     const before = await early();
     const after = await server.post({ query: DASHBOARD, variables: { n: 9 } }, headers);

@@ -20,7 +20,15 @@ function forecastsFor(history: PricePoint[], horizons = [1, 5, 21, 63]): Forecas
 }
 
 function input(history: PricePoint[], overrides: Partial<ForecastChartInput> = {}): ForecastChartInput {
-  return { symbol: 'EX', name: 'Example Corp.', currency: 'USD', history, model: { name: 'ewma', version: '3' }, forecasts: forecastsFor(history), ...overrides };
+  return {
+    symbol: 'EX',
+    name: 'Example Corp.',
+    currency: 'USD',
+    history,
+    model: { name: 'ewma', version: '3' },
+    forecasts: forecastsFor(history),
+    ...overrides,
+  };
 }
 
 /** Every tag closed in order, nothing but tags holding < or >, every & an entity. */
@@ -28,17 +36,24 @@ function expectWellFormed(svg: string) {
   expect(svg.startsWith('<svg')).toBe(true);
   expect(svg.trim().endsWith('</svg>')).toBe(true);
   const open: string[] = [];
-  const text = svg.replace(/<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<>]*")*)\s*(\/?)>/g, (_, closing: string, name: string, _attrs: string, selfClosing: string) => {
-    if (closing) expect(open.pop()).toBe(name);
-    else if (!selfClosing) open.push(name);
-    return '';
-  });
+  const text = svg.replace(
+    /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<>]*")*)\s*(\/?)>/g,
+    (_, closing: string, name: string, _attrs: string, selfClosing: string) => {
+      if (closing) expect(open.pop()).toBe(name);
+      else if (!selfClosing) open.push(name);
+      return '';
+    },
+  );
   expect(open).toEqual([]);
   expect(text).not.toMatch(/[<>]/);
   expect(svg).not.toMatch(/&(?!(amp|lt|gt|quot|apos);)/);
 }
 
-const pairs = (points: string) => points.trim().split(/\s+/).map((p) => p.split(',').map(Number) as [number, number]);
+const pairs = (points: string) =>
+  points
+    .trim()
+    .split(/\s+/)
+    .map((p) => p.split(',').map(Number) as [number, number]);
 
 function shape(svg: string, element: 'polygon' | 'polyline', cls: string): [number, number][] {
   const m = svg.match(new RegExp(`<${element} class="${cls}" points="([^"]+)"`));
@@ -57,7 +72,10 @@ function priceAxis(svg: string) {
 
 /** Time at an x coordinate, read off the date axis's first and last ticks. */
 function dateAxis(svg: string) {
-  const ticks = [...svg.matchAll(/<line class="x-tick" data-date="([^"]+)" x1="([^"]+)"/g)].map((m) => ({ time: Date.parse(`${m[1]}T00:00:00Z`), x: Number(m[2]) }));
+  const ticks = [...svg.matchAll(/<line class="x-tick" data-date="([^"]+)" x1="([^"]+)"/g)].map((m) => ({
+    time: Date.parse(`${m[1]}T00:00:00Z`),
+    x: Number(m[2]),
+  }));
   expect(ticks.length).toBeGreaterThanOrEqual(2);
   const [a, b] = [ticks[0], ticks[ticks.length - 1]];
   const perPixel = (b.time - a.time) / (b.x - a.x);

@@ -189,7 +189,10 @@ describe('every model', () => {
       const before = run(name, spx, 5, { keepSteps: true }).steps!.filter((s) => s.asOf <= spx[cut].date);
       const after = run(name, shuffled, 5, { keepSteps: true }).steps!.filter((s) => s.asOf <= spx[cut].date);
       expect(before.length, name).toBeGreaterThan(300);
-      expect(after.map(({ realised: _, ...f }) => f), name).toEqual(before.map(({ realised: _, ...f }) => f));
+      expect(
+        after.map(({ realised: _, ...f }) => f),
+        name,
+      ).toEqual(before.map(({ realised: _, ...f }) => f));
       // and the shuffle did reach the outcomes: later forecasts differ
       expect(run(name, shuffled, 5).coverage95, name).not.toBe(run(name, spx, 5).coverage95);
     }

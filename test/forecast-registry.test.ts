@@ -96,12 +96,24 @@ describe('the model registry', () => {
   it('answers from the activated version at once, and rolls back to the one it replaced', async () => {
     const v1 = (await ask()).body.data.instrument.latestForecast;
 
-    expect(await activateVersion(database.db, 'ewma', '2')).toEqual({ name: 'ewma', version: '2', previousVersion: '1', changed: true, instrumentIds: [instrumentId] });
+    expect(await activateVersion(database.db, 'ewma', '2')).toEqual({
+      name: 'ewma',
+      version: '2',
+      previousVersion: '1',
+      changed: true,
+      instrumentIds: [instrumentId],
+    });
     const after = await until(ask, (r) => r.body.data.instrument.latestForecast.model.version === '2');
     expect(after.body.data.instrument.latestForecast.model).toEqual({ name: 'ewma', version: '2', active: true });
     expect(after.body.data.instrument.latestForecast.upper).not.toBe(v1.upper);
 
-    expect(await rollbackModel(database.db, 'ewma')).toEqual({ name: 'ewma', version: '1', previousVersion: '2', changed: true, instrumentIds: [instrumentId] });
+    expect(await rollbackModel(database.db, 'ewma')).toEqual({
+      name: 'ewma',
+      version: '1',
+      previousVersion: '2',
+      changed: true,
+      instrumentIds: [instrumentId],
+    });
     const back = await until(ask, (r) => r.body.data.instrument.latestForecast.model.version === '1');
     expect(back.body.data.instrument.latestForecast).toEqual(v1);
 
@@ -124,7 +136,10 @@ describe('the model registry', () => {
   });
 
   it('refuses what cannot be done, and changes nothing', async () => {
-    const before = await rows<{ name: string; version: string; active: boolean }>(database.db, sql`select name, version, active from forecast_models order by id`);
+    const before = await rows<{ name: string; version: string; active: boolean }>(
+      database.db,
+      sql`select name, version, active from forecast_models order by id`,
+    );
     await expect(activateVersion(database.db, 'ewma', '9')).rejects.toThrow(/ewma has no version "9"; registered: 1, 2/);
     await expect(activateVersion(database.db, 'arima', '1')).rejects.toThrow(/unknown model "arima"/);
     await expect(rollbackModel(database.db, 'garch')).rejects.toThrow(/nothing to roll back to/);

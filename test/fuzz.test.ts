@@ -63,22 +63,168 @@ interface Fixtures {
 }
 
 const SCHEMA_NAMES = [
-  'viewer', 'portfolio', 'portfolios', 'instrument', 'instruments', 'symbol', 'name', 'assetClass', 'currency', 'prices', 'latestPrice',
-  'latestForecast', 'forecasts', 'model', 'version', 'expectedReturn', 'nodes', 'edges', 'node', 'cursor', 'pageInfo', 'hasNextPage',
-  'endCursor', 'totalCount', 'positions', 'trades', 'valuation', 'marketValue', 'quantity', 'averageCost', 'close', 'date', 'id', 'email',
-  '__typename', '__schema', '__type', 'createPortfolio', 'recordTrade', 'input', 'first', 'after', 'search', 'Query', 'Mutation', 'Instrument',
+  'viewer',
+  'portfolio',
+  'portfolios',
+  'instrument',
+  'instruments',
+  'symbol',
+  'name',
+  'assetClass',
+  'currency',
+  'prices',
+  'latestPrice',
+  'latestForecast',
+  'forecasts',
+  'model',
+  'version',
+  'expectedReturn',
+  'nodes',
+  'edges',
+  'node',
+  'cursor',
+  'pageInfo',
+  'hasNextPage',
+  'endCursor',
+  'totalCount',
+  'positions',
+  'trades',
+  'valuation',
+  'marketValue',
+  'quantity',
+  'averageCost',
+  'close',
+  'date',
+  'id',
+  'email',
+  '__typename',
+  '__schema',
+  '__type',
+  'createPortfolio',
+  'recordTrade',
+  'input',
+  'first',
+  'after',
+  'search',
+  'Query',
+  'Mutation',
+  'Instrument',
 ];
-const ODD_NAMES = ['on', 'fragment', 'query', 'mutation', 'subscription', 'true', 'false', 'null', '__proto__', 'constructor', 'ñame', '名前', '💥', 'a-b', '1abc', '$x', '', '\u0000', '\uFEFF', 'x'.repeat(1000)];
-const PUNCTUATION = ['{', '}', '(', ')', '[', ']', ':', '$', '!', '...', '@', '"', '"""', '#', ',', '=', '|', '&', '\\', '\n', '\t', '\u0000', '\uFFFF', '\ud800', '💥', '\u202e', '1e999', '-0', '0x10', '.5'];
-const UNICODE = ['Ω≈ç√∫˜µ≤', 'مرحبا بالعالم', '𝔘𝔫𝔦𝔠𝔬𝔡𝔢', '👩‍👩‍👧‍👦🇺🇳', 'ｆｕｌｌｗｉｄｔｈ', 'Z̴̡̪̀a̵l̶g̷o̸', '\u202egnp.exe', '\uFEFFbom', '\ud800', '\udfff\ud800', '\u0085\u2028\u2029', 'e\u0301'];
+const ODD_NAMES = [
+  'on',
+  'fragment',
+  'query',
+  'mutation',
+  'subscription',
+  'true',
+  'false',
+  'null',
+  '__proto__',
+  'constructor',
+  'ñame',
+  '名前',
+  '💥',
+  'a-b',
+  '1abc',
+  '$x',
+  '',
+  '\u0000',
+  '\uFEFF',
+  'x'.repeat(1000),
+];
+const PUNCTUATION = [
+  '{',
+  '}',
+  '(',
+  ')',
+  '[',
+  ']',
+  ':',
+  '$',
+  '!',
+  '...',
+  '@',
+  '"',
+  '"""',
+  '#',
+  ',',
+  '=',
+  '|',
+  '&',
+  '\\',
+  '\n',
+  '\t',
+  '\u0000',
+  '\uFFFF',
+  '\ud800',
+  '💥',
+  '\u202e',
+  '1e999',
+  '-0',
+  '0x10',
+  '.5',
+];
+const UNICODE = [
+  'Ω≈ç√∫˜µ≤',
+  'مرحبا بالعالم',
+  '𝔘𝔫𝔦𝔠𝔬𝔡𝔢',
+  '👩‍👩‍👧‍👦🇺🇳',
+  'ｆｕｌｌｗｉｄｔｈ',
+  'Z̴̡̪̀a̵l̶g̷o̸',
+  '\u202egnp.exe',
+  '\uFEFFbom',
+  '\ud800',
+  '\udfff\ud800',
+  '\u0085\u2028\u2029',
+  'e\u0301',
+];
 const DIRECTIVES = [
-  '@skip(if: true)', '@skip(if: false)', '@include(if: true)', '@include(if: $v)', '@skip(if: $v)', '@skip(if: "yes")', '@skip', '@include(if: null)',
-  '@include(if: $missing)', '@skip(if: true, if: false)', '@deprecated', '@deprecated(reason: "x")', '@cost(weight: 1)', '@listSize(assumedSize: 1)',
-  '@cacheControl(maxAge: 0)', '@cacheControl(scope: PUBLIC)', '@specifiedBy(url: "x")', '@defer', '@stream(initialCount: 1)', '@oneOf', '@nope(a: 1)',
-  '@skip(if: 1)', '@include(if: [true])',
+  '@skip(if: true)',
+  '@skip(if: false)',
+  '@include(if: true)',
+  '@include(if: $v)',
+  '@skip(if: $v)',
+  '@skip(if: "yes")',
+  '@skip',
+  '@include(if: null)',
+  '@include(if: $missing)',
+  '@skip(if: true, if: false)',
+  '@deprecated',
+  '@deprecated(reason: "x")',
+  '@cost(weight: 1)',
+  '@listSize(assumedSize: 1)',
+  '@cacheControl(maxAge: 0)',
+  '@cacheControl(scope: PUBLIC)',
+  '@specifiedBy(url: "x")',
+  '@defer',
+  '@stream(initialCount: 1)',
+  '@oneOf',
+  '@nope(a: 1)',
+  '@skip(if: 1)',
+  '@include(if: [true])',
 ];
 const TYPES = ['Query', 'Mutation', 'Instrument', 'Portfolio', 'User', 'Price', 'Position', 'Forecast', 'String', 'Nope', 'InstrumentConnection'];
-const VARIABLE_TYPES = ['Int', 'Int!', 'String', 'String!', 'Boolean', 'Boolean!', 'ID', 'Float', '[Int]', '[[String!]!]', 'Decimal', 'Date', 'DateTime', 'TradeSide', 'RecordTradeInput', 'Instrument', 'Nope', 'Int = "x"', 'Boolean = true'];
+const VARIABLE_TYPES = [
+  'Int',
+  'Int!',
+  'String',
+  'String!',
+  'Boolean',
+  'Boolean!',
+  'ID',
+  'Float',
+  '[Int]',
+  '[[String!]!]',
+  'Decimal',
+  'Date',
+  'DateTime',
+  'TradeSide',
+  'RecordTradeInput',
+  'Instrument',
+  'Nope',
+  'Int = "x"',
+  'Boolean = true',
+];
 
 function generator(random: () => number, f: Fixtures) {
   const int = (n: number) => Math.floor(random() * n);
@@ -110,7 +256,23 @@ function generator(random: () => number, f: Fixtures) {
       () => f.symbol,
       () => f.symbol.toLowerCase(),
       () => ` ${f.symbol} `,
-      () => pick(['-1', '+5', '.5', '5.', '1e3', 'NaN', 'Infinity', '0', '-0', '0.000000001', '99999999999999999999.12345678', '999999999999999999999', '1,5', '١٢٣']),
+      () =>
+        pick([
+          '-1',
+          '+5',
+          '.5',
+          '5.',
+          '1e3',
+          'NaN',
+          'Infinity',
+          '0',
+          '-0',
+          '0.000000001',
+          '99999999999999999999.12345678',
+          '999999999999999999999',
+          '1,5',
+          '١٢٣',
+        ]),
       () => pick(['2024-01-01', '2024-02-30', '0000-00-00', '9999-12-31', '2024-01-01T00:00:00Z', '2024-13-01T25:61:00Z', 'yesterday', '1e10']),
       () => pick(['BUY', 'SELL', 'buy', 'HOLD', 'BUY ']),
       () => b64(pick<unknown>([['instruments', 'A'], ['portfolios', 1], ['trades', { at: 'x', id: 1 }], { id: -1 }, 'garbage', [null], 'x'.repeat(500)])),
@@ -119,7 +281,29 @@ function generator(random: () => number, f: Fixtures) {
     ])();
 
   const randomNumber = (): number =>
-    pick([0, -0, 1, -1, 2, 5, 100, 101, 1000, 1001, 1.5, -2.5, 2 ** 31 - 1, 2 ** 31, -(2 ** 31) - 1, 2 ** 53 + 1, 1e21, 1e308, -1e308, 5e-324, Number.MAX_SAFE_INTEGER]);
+    pick([
+      0,
+      -0,
+      1,
+      -1,
+      2,
+      5,
+      100,
+      101,
+      1000,
+      1001,
+      1.5,
+      -2.5,
+      2 ** 31 - 1,
+      2 ** 31,
+      -(2 ** 31) - 1,
+      2 ** 53 + 1,
+      1e21,
+      1e308,
+      -1e308,
+      5e-324,
+      Number.MAX_SAFE_INTEGER,
+    ]);
 
   const deepJson = (n: number): unknown => {
     let v: unknown = pick<unknown>([1, 'x', null, []]);
@@ -133,7 +317,13 @@ function generator(random: () => number, f: Fixtures) {
     if (k === 1) return randomNumber();
     if (k <= 3) return randomString();
     if (k === 4) return Array.from({ length: int(5) }, () => randomJson(depth + 1));
-    if (k === 5) return Object.fromEntries(Array.from({ length: int(5) }, () => [chance(0.5) ? pick(['first', 'after', 'id', 'symbol', 'input', 'name', 'quantity', 'v']) : randomName(), randomJson(depth + 1)]));
+    if (k === 5)
+      return Object.fromEntries(
+        Array.from({ length: int(5) }, () => [
+          chance(0.5) ? pick(['first', 'after', 'id', 'symbol', 'input', 'name', 'quantity', 'v']) : randomName(),
+          randomJson(depth + 1),
+        ]),
+      );
     return deepJson(1 + int(1000));
   };
   const sometimes = <T>(good: T) => (chance(0.5) ? good : randomJson());
@@ -141,27 +331,39 @@ function generator(random: () => number, f: Fixtures) {
   // valid documents, each with variables that are sometimes right and often not
   const documents: { query: string; variables: () => unknown; operationName?: string }[] = [
     {
-      query: 'query Instruments($first: Int, $after: String, $search: String) { instruments(first: $first, after: $after, search: $search) { totalCount edges { cursor node { id symbol name latestPrice { date close } } } pageInfo { hasNextPage endCursor } } }',
+      query:
+        'query Instruments($first: Int, $after: String, $search: String) { instruments(first: $first, after: $after, search: $search) { totalCount edges { cursor node { id symbol name latestPrice { date close } } } pageInfo { hasNextPage endCursor } } }',
       variables: () => ({ first: sometimes(1 + int(5)), after: chance(0.5) ? randomString() : undefined, search: chance(0.5) ? sometimes('T') : undefined }),
     },
     {
-      query: 'query Instrument($symbol: String!, $from: Date, $to: Date, $h: Int) { instrument(symbol: $symbol) { symbol assetClass currency prices(from: $from, to: $to, first: 5) { date close } latestForecast(horizonDays: $h) { expectedReturn lower upper model { name version } } forecasts(first: 3) { horizonDays } } }',
-      variables: () => ({ symbol: sometimes(f.symbol), from: chance(0.5) ? sometimes('2024-01-01') : undefined, to: chance(0.3) ? randomJson() : undefined, h: chance(0.4) ? randomJson() : undefined }),
+      query:
+        'query Instrument($symbol: String!, $from: Date, $to: Date, $h: Int) { instrument(symbol: $symbol) { symbol assetClass currency prices(from: $from, to: $to, first: 5) { date close } latestForecast(horizonDays: $h) { expectedReturn lower upper model { name version } } forecasts(first: 3) { horizonDays } } }',
+      variables: () => ({
+        symbol: sometimes(f.symbol),
+        from: chance(0.5) ? sometimes('2024-01-01') : undefined,
+        to: chance(0.3) ? randomJson() : undefined,
+        h: chance(0.4) ? randomJson() : undefined,
+      }),
     },
     {
-      query: 'query Portfolio($id: ID!, $first: Int) { portfolio(id: $id) { id name baseCurrency valuation { marketValue costBasis unrealizedPnl asOf } positions(first: $first) { totalCount nodes { id quantity averageCost marketValue unrealizedPnl instrument { symbol } } } trades(first: 5) { edges { cursor node { id side quantity price executedAt } } pageInfo { hasNextPage endCursor } } } }',
+      query:
+        'query Portfolio($id: ID!, $first: Int) { portfolio(id: $id) { id name baseCurrency valuation { marketValue costBasis unrealizedPnl asOf } positions(first: $first) { totalCount nodes { id quantity averageCost marketValue unrealizedPnl instrument { symbol } } } trades(first: 5) { edges { cursor node { id side quantity price executedAt } } pageInfo { hasNextPage endCursor } } } }',
       variables: () => ({ id: sometimes(pick([f.portfolioId, f.foreignPortfolioId])), first: chance(0.5) ? sometimes(3) : undefined }),
     },
     {
-      query: 'query Viewer($first: Int, $after: String) { viewer { id email name portfolios(first: $first, after: $after) { totalCount nodes { id name } pageInfo { endCursor } } } }',
+      query:
+        'query Viewer($first: Int, $after: String) { viewer { id email name portfolios(first: $first, after: $after) { totalCount nodes { id name } pageInfo { endCursor } } } }',
       variables: () => ({ first: sometimes(2), after: chance(0.3) ? randomString() : undefined }),
     },
     {
       query: 'mutation Create($input: CreatePortfolioInput!) { createPortfolio(input: $input) { portfolio { id name baseCurrency } } }',
-      variables: () => ({ input: chance(0.8) ? { name: sometimes(`Fuzz ${int(1e6)}`), baseCurrency: chance(0.5) ? sometimes('EUR') : undefined } : randomJson() }),
+      variables: () => ({
+        input: chance(0.8) ? { name: sometimes(`Fuzz ${int(1e6)}`), baseCurrency: chance(0.5) ? sometimes('EUR') : undefined } : randomJson(),
+      }),
     },
     {
-      query: 'mutation Trade($input: RecordTradeInput!) { recordTrade(input: $input) { trade { id side quantity price executedAt instrument { symbol } } position { quantity averageCost } } }',
+      query:
+        'mutation Trade($input: RecordTradeInput!) { recordTrade(input: $input) { trade { id side quantity price executedAt instrument { symbol } } position { quantity averageCost } } }',
       variables: () => ({
         input: chance(0.85)
           ? {
@@ -170,7 +372,20 @@ function generator(random: () => number, f: Fixtures) {
               side: sometimes(pick(['BUY', 'SELL'])),
               quantity: sometimes(pick(['1', '0.5', '0.00000001', '99999999999999999999', '99999999999999999999.99999999', '-1', '0'])),
               price: sometimes(pick(['10', '101.25', '0.00000001', '99999999999999999999.99999999', '0'])),
-              ...(chance(0.3) ? { executedAt: sometimes(pick(['2024-01-15T10:00:00Z', '0001-01-01T00:00:00Z', '9999-12-31T23:59:59.999Z', '+275760-09-13T00:00:00Z', '2024-01-15T10:00:00+14:00', '2024-01-15'])) } : {}),
+              ...(chance(0.3)
+                ? {
+                    executedAt: sometimes(
+                      pick([
+                        '2024-01-15T10:00:00Z',
+                        '0001-01-01T00:00:00Z',
+                        '9999-12-31T23:59:59.999Z',
+                        '+275760-09-13T00:00:00Z',
+                        '2024-01-15T10:00:00+14:00',
+                        '2024-01-15',
+                      ]),
+                    ),
+                  }
+                : {}),
               ...(chance(0.3) ? { idempotencyKey: sometimes(pick([`k${int(20)}`, 'k'.repeat(200), 'k'.repeat(201), '', ' '])) } : {}),
               ...(chance(0.1) ? { [randomName()]: randomJson() } : {}),
             }
@@ -178,11 +393,13 @@ function generator(random: () => number, f: Fixtures) {
       }),
     },
     {
-      query: 'query Fragments { instruments(first: 3) { nodes { ...InstrumentFields } } } fragment InstrumentFields on Instrument { symbol latestPrice { ...PriceFields } } fragment PriceFields on Price { date close }',
+      query:
+        'query Fragments { instruments(first: 3) { nodes { ...InstrumentFields } } } fragment InstrumentFields on Instrument { symbol latestPrice { ...PriceFields } } fragment PriceFields on Price { date close }',
       variables: () => (chance(0.7) ? undefined : randomJson()),
     },
     {
-      query: 'query A { viewer { id } } query B { instruments(first: 1) { totalCount } } mutation C { createPortfolio(input: { name: "fuzz" }) { portfolio { id } } }',
+      query:
+        'query A { viewer { id } } query B { instruments(first: 1) { totalCount } } mutation C { createPortfolio(input: { name: "fuzz" }) { portfolio { id } } }',
       variables: () => undefined,
       operationName: 'B',
     },
@@ -194,13 +411,28 @@ function generator(random: () => number, f: Fixtures) {
     for (let n = 1 + int(4); n > 0 && tokens.length; n--) {
       const at = int(tokens.length);
       switch (int(7)) {
-        case 0: tokens.splice(at, 1 + int(3)); break; // drop
-        case 1: tokens.splice(at, 0, ...tokens.slice(at, at + 1 + int(5))); break; // duplicate
-        case 2: { const other = int(tokens.length); [tokens[at], tokens[other]] = [tokens[other], tokens[at]]; break; } // swap
-        case 3: tokens[at] = randomName(); break; // a random field (or other) name
-        case 4: tokens.splice(at, 0, pick(['{', '}', '(', ')', '[', ']']).repeat(1 + int(3))); break; // unbalance
-        case 5: tokens.splice(at, 0, pick(PUNCTUATION)); break;
-        default: tokens.length = at; // truncate
+        case 0:
+          tokens.splice(at, 1 + int(3));
+          break; // drop
+        case 1:
+          tokens.splice(at, 0, ...tokens.slice(at, at + 1 + int(5)));
+          break; // duplicate
+        case 2: {
+          const other = int(tokens.length);
+          [tokens[at], tokens[other]] = [tokens[other], tokens[at]];
+          break;
+        } // swap
+        case 3:
+          tokens[at] = randomName();
+          break; // a random field (or other) name
+        case 4:
+          tokens.splice(at, 0, pick(['{', '}', '(', ')', '[', ']']).repeat(1 + int(3)));
+          break; // unbalance
+        case 5:
+          tokens.splice(at, 0, pick(PUNCTUATION));
+          break;
+        default:
+          tokens.length = at; // truncate
       }
     }
     return tokens.join(chance(0.9) ? ' ' : '');
@@ -208,50 +440,77 @@ function generator(random: () => number, f: Fixtures) {
 
   const literal = () =>
     pick([
-      '1e400', '99999999999999999999', '-1', '0', '1.5', '"10"', 'null', '[1]', '{a: 1}', '$undefined', '0x10', '１', 'true', 'BUY', '""',
-      `"${'9'.repeat(1 + int(500))}"`, '"\\u0000"', '"\\uD800"', '"""block\nstring"""', `"${pick(UNICODE).replace(/["\\]/g, '')}"`, '-0', '2147483648',
+      '1e400',
+      '99999999999999999999',
+      '-1',
+      '0',
+      '1.5',
+      '"10"',
+      'null',
+      '[1]',
+      '{a: 1}',
+      '$undefined',
+      '0x10',
+      '１',
+      'true',
+      'BUY',
+      '""',
+      `"${'9'.repeat(1 + int(500))}"`,
+      '"\\u0000"',
+      '"\\uD800"',
+      '"""block\nstring"""',
+      `"${pick(UNICODE).replace(/["\\]/g, '')}"`,
+      '-0',
+      '2147483648',
     ]);
 
   const structure = (): { query: string; variables?: unknown; operationName?: unknown } => {
     switch (int(11)) {
-      case 0: { // deep nesting, of made-up fields or of real ones
+      case 0: {
+        // deep nesting, of made-up fields or of real ones
         const n = 5 + int(400);
         const name = chance(0.5) ? 'a' : randomName();
         const close = chance(0.8) ? n : int(n);
         return { query: `query Deep { ${`${name} { `.repeat(n)} __typename ${'} '.repeat(close)}}` };
       }
-      case 1: { // deep nesting of values in arguments
+      case 1: {
+        // deep nesting of values in arguments
         const n = 5 + int(2000);
         const value = chance(0.5) ? `${'['.repeat(n)}1${']'.repeat(n)}` : `${'{a: '.repeat(n)}1${'}'.repeat(n)}`;
         return { query: `{ instruments(search: ${value}) { totalCount } }` };
       }
-      case 2: { // many aliases
+      case 2: {
+        // many aliases
         const n = 1 + int(800);
         const field = pick(['__typename', `instrument(symbol: "${f.symbol}") { symbol }`, 'instruments(first: 1) { totalCount }', 'viewer { id }']);
         return { query: `query Aliases { ${Array.from({ length: n }, (_, i) => `a${i}: ${field}`).join(' ')} }` };
       }
-      case 3: { // random fragments, cycles included
+      case 3: {
+        // random fragments, cycles included
         const k = 1 + int(6);
         const selection = (depth: number): string =>
           Array.from({ length: 1 + int(4) }, () => {
             const r = int(6);
             if (r <= 1) return `...F${int(k + 1)}`; // F<k> does not exist
             if (r === 2) return `... on ${pick(TYPES)} { ${depth < 2 ? selection(depth + 1) : '__typename'} }`;
-            if (r === 3 && depth < 2) return `${pick(['instruments(first: 2)', 'viewer', 'instrument(symbol: "X")', randomName()])} { ${selection(depth + 1)} }`;
+            if (r === 3 && depth < 2)
+              return `${pick(['instruments(first: 2)', 'viewer', 'instrument(symbol: "X")', randomName()])} { ${selection(depth + 1)} }`;
             return pick(['__typename', 'symbol', 'id', 'name', 'totalCount', randomName()]);
           }).join(' ');
         const fragments = Array.from({ length: k }, (_, i) => `fragment F${i} on ${pick(TYPES)} ${chance(0.2) ? pick(DIRECTIVES) : ''} { ${selection(0)} }`);
         if (chance(0.3)) fragments.push(`fragment F0 on Query { ...F0 }`); // a duplicate, spreading itself
         return { query: `query Frag { ...F0 instruments(first: 2) { nodes { ...F${int(k)} } } } ${fragments.join(' ')}` };
       }
-      case 4: { // directives, many and wrong
+      case 4: {
+        // directives, many and wrong
         const dirs = () => Array.from({ length: int(chance(0.2) ? 80 : 4) }, () => pick(DIRECTIVES)).join(' ');
         return {
           query: `query D($v: ${pick(VARIABLE_TYPES)} ${chance(0.2) ? pick(DIRECTIVES) : ''}) ${chance(0.2) ? dirs() : ''} { instruments(first: 2) ${dirs()} { nodes { symbol ${dirs()} ...on Instrument ${dirs()} { name } } } }`,
           variables: chance(0.5) ? { v: randomJson() } : randomJson(),
         };
       }
-      case 5: { // literal arguments of the wrong kind
+      case 5: {
+        // literal arguments of the wrong kind
         return {
           query: pick([
             `{ instruments(first: ${literal()}, after: ${literal()}) { totalCount } }`,
@@ -262,19 +521,48 @@ function generator(random: () => number, f: Fixtures) {
           ]),
         };
       }
-      case 6: { // a choice of operations and a (often wrong) operationName
+      case 6: {
+        // a choice of operations and a (often wrong) operationName
         const query = 'query A { viewer { id } } query B { instruments(first: 1) { totalCount } } subscription S { viewer { id } } { __typename }';
-        return { query: chance(0.5) ? query : 'query A { viewer { id } } query B { __typename }', operationName: pick<unknown>(['A', 'B', 'S', 'C', '', null, 42, {}, ['A'], 'A'.repeat(1000), undefined, 'a', ' A']) };
+        return {
+          query: chance(0.5) ? query : 'query A { viewer { id } } query B { __typename }',
+          operationName: pick<unknown>(['A', 'B', 'S', 'C', '', null, 42, {}, ['A'], 'A'.repeat(1000), undefined, 'a', ' A']),
+        };
       }
       case 7: // introspection, which production refuses
-        return { query: pick(['{ __schema { types { name fields { name } } } }', '{ __type(name: "Query") { fields { name args { name } } } }', 'query { a: __schema { queryType { name } } }']) };
-      case 8: { // long strings and odd characters in the document
-        const s = pick([() => 'x'.repeat(1 + int(50_000)), () => pick(UNICODE).repeat(1 + int(300)), () => '\\u0000', () => '\\uD83D', () => `${'\\"'.repeat(100)}`, () => '\u0000'])();
+        return {
+          query: pick([
+            '{ __schema { types { name fields { name } } } }',
+            '{ __type(name: "Query") { fields { name args { name } } } }',
+            'query { a: __schema { queryType { name } } }',
+          ]),
+        };
+      case 8: {
+        // long strings and odd characters in the document
+        const s = pick([
+          () => 'x'.repeat(1 + int(50_000)),
+          () => pick(UNICODE).repeat(1 + int(300)),
+          () => '\\u0000',
+          () => '\\uD83D',
+          () => `${'\\"'.repeat(100)}`,
+          () => '\u0000',
+        ])();
         return { query: `{ instruments(search: "${s}") { totalCount } }` };
       }
       case 9: // subscriptions and other operation kinds
-        return { query: pick(['subscription { viewer { id } }', 'mutation { __typename }', 'mutation M { viewer { id } }', 'query Q { instruments { totalCount } } query Q { viewer { id } }', 'extend type Query { x: Int }', 'type T { a: Int }', 'schema { query: Query }']) };
-      default: { // huge numbers
+        return {
+          query: pick([
+            'subscription { viewer { id } }',
+            'mutation { __typename }',
+            'mutation M { viewer { id } }',
+            'query Q { instruments { totalCount } } query Q { viewer { id } }',
+            'extend type Query { x: Int }',
+            'type T { a: Int }',
+            'schema { query: Query }',
+          ]),
+        };
+      default: {
+        // huge numbers
         const n = pick(['1' + '0'.repeat(int(400)), '-' + '9'.repeat(1 + int(50)), '1e308', '1e309', '0.' + '0'.repeat(300) + '1']);
         return { query: `{ instruments(first: ${n}) { totalCount } instrument(symbol: "${f.symbol}") { latestForecast(horizonDays: ${n}) { horizonDays } } }` };
       }
@@ -290,18 +578,45 @@ function generator(random: () => number, f: Fixtures) {
     }
     if (k < 10) {
       const doc = pick(documents);
-      return { kind: 'mutated', payload: { query: mutate(doc.query), variables: chance(0.7) ? doc.variables() : randomJson(), operationName: chance(0.8) ? doc.operationName : randomJson() } };
+      return {
+        kind: 'mutated',
+        payload: {
+          query: mutate(doc.query),
+          variables: chance(0.7) ? doc.variables() : randomJson(),
+          operationName: chance(0.8) ? doc.operationName : randomJson(),
+        },
+      };
     }
     if (k < 17) return { kind: 'structure', payload: structure() };
     if (k === 17) {
       const doc = pick(documents);
-      return { kind: 'variables', payload: { query: doc.query, variables: pick<unknown>([randomJson(), JSON.stringify(doc.variables()), [doc.variables()], deepJson(int(1000)), 'x'.repeat(1000), 1e308]) } };
+      return {
+        kind: 'variables',
+        payload: {
+          query: doc.query,
+          variables: pick<unknown>([randomJson(), JSON.stringify(doc.variables()), [doc.variables()], deepJson(int(1000)), 'x'.repeat(1000), 1e308]),
+        },
+      };
     }
     if (k === 18) {
       // automatic persisted queries: unknown hashes, wrong hashes, versions, and the real thing
       const doc = pick(documents);
-      const hash = pick([createHash('sha256').update(doc.query).digest('hex'), '0'.repeat(64), 'abc', createHash('sha256').update(String(int(1e9))).digest('hex')]);
-      const persistedQuery = pick<unknown>([{ version: 1, sha256Hash: hash }, { version: 2, sha256Hash: hash }, { version: 'x' }, { sha256Hash: 5 }, null, 'x']);
+      const hash = pick([
+        createHash('sha256').update(doc.query).digest('hex'),
+        '0'.repeat(64),
+        'abc',
+        createHash('sha256')
+          .update(String(int(1e9)))
+          .digest('hex'),
+      ]);
+      const persistedQuery = pick<unknown>([
+        { version: 1, sha256Hash: hash },
+        { version: 2, sha256Hash: hash },
+        { version: 'x' },
+        { sha256Hash: 5 },
+        null,
+        'x',
+      ]);
       return { kind: 'apq', payload: { ...(chance(0.5) ? { query: doc.query } : {}), variables: doc.variables(), extensions: { persistedQuery } } };
     }
     return {
@@ -336,7 +651,8 @@ function generator(random: () => number, f: Fixtures) {
       () => `{query: "{ __typename }"}`,
       () => `{'query': '{ __typename }'}`,
       // variables nested deeper than JSON.stringify can follow
-      () => `{"query": ${JSON.stringify(pick(documents).query)}, "variables": {"${pick(['first', 'input', 'id', 'v'])}": ${'{"a":'.repeat(5000 + int(10_000))}1${'}'.repeat(chance(0.9) ? 15_000 : 0)}}}`,
+      () =>
+        `{"query": ${JSON.stringify(pick(documents).query)}, "variables": {"${pick(['first', 'input', 'id', 'v'])}": ${'{"a":'.repeat(5000 + int(10_000))}1${'}'.repeat(chance(0.9) ? 15_000 : 0)}}}`,
       () => `{"query": ${JSON.stringify(pick(documents).query)}, "variables": {"input": ${'['.repeat(5000 + int(20_000))}${']'.repeat(25_000)}}}`,
       () => `{"query": "{ __typename }", "query": ${JSON.stringify(pick(documents).query)}}`,
       () => `{"query": "{ __typename }", "variables": ${pick(['NaN', 'undefined', '{,}', '01', '"\\ud800"', '{"a": 1e999}'])}}`,
@@ -370,7 +686,18 @@ function generator(random: () => number, f: Fixtures) {
     };
   };
 
-  const CONTENT_TYPES = ['application/json; charset=utf-8', 'application/graphql-response+json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/graphql', 'APPLICATION/JSON', 'application/jsonx', 'application/json; charset=latin1', ''];
+  const CONTENT_TYPES = [
+    'application/json; charset=utf-8',
+    'application/graphql-response+json',
+    'text/plain',
+    'application/x-www-form-urlencoded',
+    'multipart/form-data; boundary=x',
+    'application/graphql',
+    'APPLICATION/JSON',
+    'application/jsonx',
+    'application/json; charset=latin1',
+    '',
+  ];
 
   return (): FuzzRequest => {
     const headers: Record<string, string> = { accept: 'application/graphql-response+json, application/json', ...authorization() };
@@ -393,7 +720,15 @@ function generator(random: () => number, f: Fixtures) {
       // Node refuses request lines past its header size limit before any of our code runs
       return { kind: `get-${kind}`, method: 'GET', path, search: search.length > 6000 ? '?query=%7B__typename%7D' : search, headers };
     }
-    if (m < 10) return { kind: 'method', method: pick(['PUT', 'DELETE', 'PATCH', 'OPTIONS']), path, search: '', headers: { ...headers, 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' };
+    if (m < 10)
+      return {
+        kind: 'method',
+        method: pick(['PUT', 'DELETE', 'PATCH', 'OPTIONS']),
+        path,
+        search: '',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: '{"query":"{ __typename }"}',
+      };
 
     let kind: string;
     let body: string | Uint8Array;
@@ -510,7 +845,8 @@ describe('fuzz', () => {
           if (!ALLOWED_CODES.has(code)) problem(`code ${code} is not in the contract: ${answer}`);
           if (code === 'INTERNAL_SERVER_ERROR') problem(`a malformed request caused an internal error: ${answer}`);
           if (e?.extensions && 'stacktrace' in e.extensions) problem(`a stack trace in production: ${answer}`);
-          for (const leak of MESSAGE_LEAKS) if (typeof e?.message === 'string' && leak.test(e.message)) problem(`the message leaks a stack (${leak}): ${answer}`);
+          for (const leak of MESSAGE_LEAKS)
+            if (typeof e?.message === 'string' && leak.test(e.message)) problem(`the message leaks a stack (${leak}): ${answer}`);
         }
       } else if (status === 200 && body.data) answeredWithData++;
     }
@@ -550,7 +886,11 @@ describe('fuzz', () => {
     expect(valid.status, JSON.stringify(valid.body)).toBe(200);
     expect(valid.body.errors).toBeUndefined();
     expect(valid.body.data).toEqual({
-      instrument: { symbol: fixtures.symbol, latestPrice: { date: '2024-01-31', close: '102' }, prices: [{ close: '100' }, { close: '101' }, { close: '102' }] },
+      instrument: {
+        symbol: fixtures.symbol,
+        latestPrice: { date: '2024-01-31', close: '102' },
+        prices: [{ close: '100' }, { close: '101' }, { close: '102' }],
+      },
       viewer: { id: String(userId) },
     });
   });

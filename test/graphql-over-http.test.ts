@@ -36,7 +36,11 @@ describe('GraphQL over HTTP audit', () => {
     for (const query of documents) {
       const body = JSON.stringify({ query, variables: { n: 'many' } });
       const legacy = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body });
-      const modern = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' }, body });
+      const modern = await fetch(server.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
+        body,
+      });
       expect([legacy.status, modern.status], query).toEqual([200, 400]);
       const answer = (await legacy.json()) as any;
       expect(answer.data, query).toBeUndefined();
@@ -44,7 +48,11 @@ describe('GraphQL over HTTP audit', () => {
     }
     // deeper than MAX_DEPTH=6: the contract's 400, whatever the client accepts
     const query = '{ viewer { portfolios { nodes { positions { nodes { instrument { latestForecast { model { name } } } } } } } } }';
-    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify({ query }) });
+    const res = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ query }),
+    });
     const answer = (await res.json()) as any;
     expect([res.status, answer.errors[0].extensions.code]).toEqual([400, 'QUERY_TOO_DEEP']);
   });

@@ -1,6 +1,15 @@
 import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
-import { getNamedType, isInputObjectType, isLeafType, isObjectType, type GraphQLArgument, type GraphQLField, type GraphQLInputType, type GraphQLNamedType } from 'graphql';
+import {
+  getNamedType,
+  isInputObjectType,
+  isLeafType,
+  isObjectType,
+  type GraphQLArgument,
+  type GraphQLField,
+  type GraphQLInputType,
+  type GraphQLNamedType,
+} from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../src/db/client.js';
 import { ErrorCode } from '../src/errors.js';
@@ -37,22 +46,94 @@ function literal(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (Array.isArray(value)) return `[${value.map(literal).join(', ')}]`;
-  return `{ ${Object.entries(value as object).map(([k, v]) => `${k}: ${literal(v)}`).join(', ')} }`;
+  return `{ ${Object.entries(value as object)
+    .map(([k, v]) => `${k}: ${literal(v)}`)
+    .join(', ')} }`;
 }
 
 const nest = (depth: number, inner: unknown): unknown => (depth === 0 ? inner : nest(depth - 1, depth % 2 ? [inner] : { a: inner }));
 const cursor = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
 const scalar = fc.oneof(
-  fc.constantFrom<unknown>(null, true, false, 0, -0, -1, 1, 1.5, -2.5, 0.1, 2 ** 31 - 1, 2 ** 31, -(2 ** 31) - 1, 2 ** 53 + 1, 1e21, 1e308, -1e308, 5e-324, Number.MAX_SAFE_INTEGER),
+  fc.constantFrom<unknown>(
+    null,
+    true,
+    false,
+    0,
+    -0,
+    -1,
+    1,
+    1.5,
+    -2.5,
+    0.1,
+    2 ** 31 - 1,
+    2 ** 31,
+    -(2 ** 31) - 1,
+    2 ** 53 + 1,
+    1e21,
+    1e308,
+    -1e308,
+    5e-324,
+    Number.MAX_SAFE_INTEGER,
+  ),
   fc.integer(),
   fc.double(), // NaN and ±Infinity become null in JSON and bare names in a literal
   fc.constantFrom<unknown>(
-    '', ' ', 'NaN', 'Infinity', '-Infinity', '-0', '1e999', '0x10', '+5', '.5', '5.', '1,5', '١٢٣', '00001', '1e3', '99999999999999999999.123456789',
-    'null', 'true', 'BUY', 'SELL', 'buy', 'HOLD', 'BUY ', 'USD', 'usd', 'EURO', 'ewma', '1', '0', '-1', '2147483648', '99999999999999999999',
-    '2024-01-31', '2024-02-30', '0000-01-01', '0001-01-01', '9999-12-31', '10000-01-01', '2024-01-01T24:00:00Z', '2024-01-01T00:00:00.000Z', '2024-01-01T00:00:00+14:00',
-    '+275760-09-13T00:00:00.000Z', 'yesterday', 'a\u0000b', '\u0000', '\ud800', '\udfff\ud800', '\u202egnp', '\uFEFF', '%_%', "'; drop table trades; --", '\\',
-    'x'.repeat(5000), 'y'.repeat(95_000), 'z'.repeat(200_000),
+    '',
+    ' ',
+    'NaN',
+    'Infinity',
+    '-Infinity',
+    '-0',
+    '1e999',
+    '0x10',
+    '+5',
+    '.5',
+    '5.',
+    '1,5',
+    '١٢٣',
+    '00001',
+    '1e3',
+    '99999999999999999999.123456789',
+    'null',
+    'true',
+    'BUY',
+    'SELL',
+    'buy',
+    'HOLD',
+    'BUY ',
+    'USD',
+    'usd',
+    'EURO',
+    'ewma',
+    '1',
+    '0',
+    '-1',
+    '2147483648',
+    '99999999999999999999',
+    '2024-01-31',
+    '2024-02-30',
+    '0000-01-01',
+    '0001-01-01',
+    '9999-12-31',
+    '10000-01-01',
+    '2024-01-01T24:00:00Z',
+    '2024-01-01T00:00:00.000Z',
+    '2024-01-01T00:00:00+14:00',
+    '+275760-09-13T00:00:00.000Z',
+    'yesterday',
+    'a\u0000b',
+    '\u0000',
+    '\ud800',
+    '\udfff\ud800',
+    '\u202egnp',
+    '\uFEFF',
+    '%_%',
+    "'; drop table trades; --",
+    '\\',
+    'x'.repeat(5000),
+    'y'.repeat(95_000),
+    'z'.repeat(200_000),
   ),
   fc.string({ maxLength: 30 }),
   fc.string({ unit: 'binary', maxLength: 30 }),
@@ -65,7 +146,10 @@ const scalar = fc.oneof(
         fc.string({ maxLength: 20 }),
         fc.integer(),
         fc.double(),
-        fc.record({ at: fc.oneof(fc.string(), fc.constantFrom('2024-02-30T00:00:00.000Z', '0000-01-01T00:00:00.000Z', 'x\u0000')), id: fc.oneof(fc.integer(), fc.double()) }),
+        fc.record({
+          at: fc.oneof(fc.string(), fc.constantFrom('2024-02-30T00:00:00.000Z', '0000-01-01T00:00:00.000Z', 'x\u0000')),
+          id: fc.oneof(fc.integer(), fc.double()),
+        }),
         fc.constantFrom('A\u0000', '\ud800', null, [], {}),
       ),
     )
@@ -85,7 +169,13 @@ const forgedCursor = fc
           // Date.parse takes them all; PostgreSQL takes none
           {
             weight: 3,
-            arbitrary: fc.constantFrom('2024-02-30T00:00:00.000Z', '2023-02-29T12:00:00.000Z', '2024-04-31T00:00:00.000Z', '0000-01-01T00:00:00.000Z', '2024-01-01T00:00:00.000Z\u0000'),
+            arbitrary: fc.constantFrom(
+              '2024-02-30T00:00:00.000Z',
+              '2023-02-29T12:00:00.000Z',
+              '2024-04-31T00:00:00.000Z',
+              '0000-01-01T00:00:00.000Z',
+              '2024-01-01T00:00:00.000Z\u0000',
+            ),
           },
         ),
         id: fc.oneof(fc.integer({ min: 1 }), fc.constantFrom(0, -1, 2 ** 53, 1.5)),
@@ -205,7 +295,8 @@ describe('hostile values for every argument of the schema', () => {
     const user = await s.user();
     const instrument = await s.instrument(['100', '101', '102', '103']);
     const portfolio = await s.portfolio(user);
-    for (const quantity of ['10', '5']) await s.trade(user.viewer, { portfolioId: portfolio.id, symbol: instrument.symbol, side: 'BUY', quantity, price: '100' });
+    for (const quantity of ['10', '5'])
+      await s.trade(user.viewer, { portfolioId: portfolio.id, symbol: instrument.symbol, side: 'BUY', quantity, price: '100' });
     Object.assign(fixtures, {
       'Query.instrument.symbol': instrument.symbol,
       'Query.portfolio.id': String(portfolio.id),
@@ -233,7 +324,14 @@ describe('hostile values for every argument of the schema', () => {
 
   it('finds every argument and input field of the schema', () => {
     const names = all.map((t) => t.name);
-    for (const name of ['Query.instruments(after)', 'Instrument.prices(from)', 'Portfolio.trades(after)', 'User.portfolios(first)', 'Mutation.recordTrade(input.executedAt)', 'Mutation.createPortfolio(input.name)']) {
+    for (const name of [
+      'Query.instruments(after)',
+      'Instrument.prices(from)',
+      'Portfolio.trades(after)',
+      'User.portfolios(first)',
+      'Mutation.recordTrade(input.executedAt)',
+      'Mutation.createPortfolio(input.name)',
+    ]) {
       expect(names).toContain(name);
     }
   });

@@ -127,23 +127,27 @@ describe('GraphQL over HTTP', () => {
     it('runs a query with the apollo-require-preflight header', async () => {
       const res = await get(server, { query: `{ instrument(symbol: "${symbol}") { symbol } }` }, { 'apollo-require-preflight': 'true' });
       expect(res.status).toBe(200);
-      expect((json(res.text)).data).toEqual({ instrument: { symbol } });
+      expect(json(res.text).data).toEqual({ instrument: { symbol } });
     });
 
     it('runs a query with content-type application/json', async () => {
       const res = await get(server, { query: `{ instrument(symbol: "${symbol}") { symbol } }` }, { 'content-type': 'application/json' });
       expect(res.status).toBe(200);
-      expect((json(res.text)).data).toEqual({ instrument: { symbol } });
+      expect(json(res.text).data).toEqual({ instrument: { symbol } });
     });
 
     it('passes variables and operationName from the search string', async () => {
       const res = await get(
         server,
-        { query: 'query A($s: String!) { instrument(symbol: $s) { symbol } } query B { __typename }', operationName: 'A', variables: JSON.stringify({ s: symbol }) },
+        {
+          query: 'query A($s: String!) { instrument(symbol: $s) { symbol } } query B { __typename }',
+          operationName: 'A',
+          variables: JSON.stringify({ s: symbol }),
+        },
         { 'apollo-require-preflight': 'true' },
       );
       expect(res.status).toBe(200);
-      expect((json(res.text)).data).toEqual({ instrument: { symbol } });
+      expect(json(res.text).data).toEqual({ instrument: { symbol } });
     });
 
     it('refuses a GET without a preflight header (CSRF prevention) and runs nothing', async () => {
@@ -167,7 +171,7 @@ describe('GraphQL over HTTP', () => {
       const res = await get(server, { query: '{ __typename }' }, { 'apollo-require-preflight': 'true', accept: 'application/graphql-response+json' });
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/^application\/graphql-response\+json/);
-      expect((json(res.text)).data).toEqual({ __typename: 'Query' });
+      expect(json(res.text).data).toEqual({ __typename: 'Query' });
     });
 
     it('refuses a mutation over GET and changes nothing', async () => {
@@ -183,7 +187,7 @@ describe('GraphQL over HTTP', () => {
       if (res.status === 405) expect(res.headers.get('allow')).toMatch(/POST/);
 
       const check = await server.post({ query: '{ portfolios { totalCount } }' }, { authorization: `Bearer ${token}` });
-      expect((check.body).data).toEqual({ portfolios: { totalCount: 0 } });
+      expect(check.body.data).toEqual({ portfolios: { totalCount: 0 } });
     });
   });
 
@@ -210,7 +214,11 @@ describe('GraphQL over HTTP', () => {
 
     it('answers /graphql/ and /GRAPHQL (not the endpoint) with 404', async () => {
       for (const path of ['/graphql/', '/GRAPHQL', '/graphqlx']) {
-        const res = await fetch(new URL(path, server.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{__typename}"}' });
+        const res = await fetch(new URL(path, server.url), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"query":"{__typename}"}',
+        });
         expect(res.status, path).toBe(404);
       }
     });
@@ -219,7 +227,10 @@ describe('GraphQL over HTTP', () => {
       for (const target of ['//:99999', '//[', '//a:b:c', 'http://[/graphql']) {
         const answer = await exchange(server, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
         expect(answer, target).toMatch(/^HTTP\/1\.1 400 /);
-        expect(json(answer.slice(answer.indexOf('\r\n\r\n') + 4)).errors?.[0].extensions, target).toMatchObject({ code: 'BAD_USER_INPUT', reason: 'BAD_REQUEST' });
+        expect(json(answer.slice(answer.indexOf('\r\n\r\n') + 4)).errors?.[0].extensions, target).toMatchObject({
+          code: 'BAD_USER_INPUT',
+          reason: 'BAD_REQUEST',
+        });
       }
       expect((await fetch(new URL('/healthz', server.url))).status).toBe(200);
     });
@@ -377,7 +388,7 @@ describe('GraphQL over HTTP', () => {
     it('answers introspection in development', async () => {
       const res = await dev.post({ query: '{ __schema { queryType { name } } }' });
       expect(res.status).toBe(200);
-      expect((res.body).data).toEqual({ __schema: { queryType: { name: 'Query' } } });
+      expect(res.body.data).toEqual({ __schema: { queryType: { name: 'Query' } } });
     });
 
     it('refuses introspection in production', async () => {
@@ -391,13 +402,13 @@ describe('GraphQL over HTTP', () => {
       }
       // __typename is not introspection of the schema
       const ok = await prod.post({ query: '{ __typename }' });
-      expect((ok.body).data).toEqual({ __typename: 'Query' });
+      expect(ok.body.data).toEqual({ __typename: 'Query' });
     });
 
     it('answers introspection in production when ALLOW_INTROSPECTION=true', async () => {
       const res = await prodIntrospection.post({ query: '{ __schema { queryType { name } } }' });
       expect(res.status).toBe(200);
-      expect((res.body).data).toEqual({ __schema: { queryType: { name: 'Query' } } });
+      expect(res.body.data).toEqual({ __schema: { queryType: { name: 'Query' } } });
     });
 
     it('sends no stack traces in production', async () => {
@@ -412,7 +423,10 @@ describe('GraphQL over HTTP', () => {
       // A valid token for a user id that has no row made the insert fail on its foreign key (the
       // contract wants UNAUTHENTICATED there; test/auth.test.ts asserts it). Whatever it answers, nothing leaks.
       const ghost = await prod.token(2_000_000_000);
-      const res = await prod.post({ query: 'mutation { createPortfolio(input: { name: "ghost" }) { portfolio { id } } }' }, { authorization: `Bearer ${ghost}` });
+      const res = await prod.post(
+        { query: 'mutation { createPortfolio(input: { name: "ghost" }) { portfolio { id } } }' },
+        { authorization: `Bearer ${ghost}` },
+      );
       expect(res.body.data ?? null).toBeNull();
       const [error] = res.body.errors;
       expect(['UNAUTHENTICATED', 'INTERNAL_SERVER_ERROR']).toContain(error.extensions.code);
@@ -425,7 +439,7 @@ describe('GraphQL over HTTP', () => {
     it('serves queries in production like anywhere else', async () => {
       const res = await prod.post({ query: `{ instrument(symbol: "${symbol}") { symbol latestPrice { date close } } }` });
       expect(res.status).toBe(200);
-      expect((res.body).data).toEqual({ instrument: { symbol, latestPrice: { date: '2024-01-31', close: '11.5' } } });
+      expect(res.body.data).toEqual({ instrument: { symbol, latestPrice: { date: '2024-01-31', close: '11.5' } } });
     });
   });
 });
@@ -496,7 +510,11 @@ describe('HTTP timeouts and the connection cap', () => {
       c.socket.destroy();
       await c.closed;
     }
-    const healthz = () => fetch(new URL('/healthz', capped.url)).then((r) => r.status, () => 0);
+    const healthz = () =>
+      fetch(new URL('/healthz', capped.url)).then(
+        (r) => r.status,
+        () => 0,
+      );
     expect(await until(healthz, (status) => status === 200)).toBe(200);
   }, 20_000);
 });

@@ -100,7 +100,8 @@ describe('limits', () => {
     });
 
     it('refuses depth hidden in fragments the same way', async () => {
-      const query = 'query { viewer { ...U } } fragment U on User { portfolios { nodes { positions { nodes { instrument { latestForecast { model { name } } } } } } } }';
+      const query =
+        'query { viewer { ...U } } fragment U on User { portfolios { nodes { positions { nodes { instrument { latestForecast { model { name } } } } } } } }';
       const { res, statements } = await counted(server, { query });
       expectRefused(res, 400, 'QUERY_TOO_DEEP', { limit: 6 });
       expect(statements).toBe(0);
@@ -156,7 +157,10 @@ describe('limits', () => {
 
   describe('list caps', () => {
     const literal = (n: number) => ({ query: `{ instrument(symbol: "${symbol}") { prices(first: ${n}) { close } } }` });
-    const variable = (n: number) => ({ query: 'query P($s: String!, $n: Int!) { instrument(symbol: $s) { prices(first: $n) { close } } }', variables: { s: symbol, n } });
+    const variable = (n: number) => ({
+      query: 'query P($s: String!, $n: Int!) { instrument(symbol: $s) { prices(first: $n) { close } } }',
+      variables: { s: symbol, n },
+    });
 
     it('refuses a literal first over the cap with 400 BAD_USER_INPUT naming the cap, running no SQL', async () => {
       const { res, statements } = await counted(server, literal(5000));

@@ -35,12 +35,18 @@ const SHAPES = {
   // the document of the issue: nothing but spreads on the root
   doubling: (n: number, leaf = '__typename') => chainOf(n, 'query Doubling { ...F0 }', (next) => `on Query { ...${next} ...${next} }`, `on Query { ${leaf} }`),
   // the same through inline fragments, with and without a type condition
-  inline: (n: number) => chainOf(n, 'query Inline { ...F0 }', (next) => `on Query { ... on Query { ...${next} } ... { ...${next} } }`, 'on Query { __typename }'),
+  inline: (n: number) =>
+    chainOf(n, 'query Inline { ...F0 }', (next) => `on Query { ... on Query { ...${next} } ... { ...${next} } }`, 'on Query { __typename }'),
   // fields between the spreads, on an object type below the root
   between: (n: number) => chainOf(n, 'query Between { viewer { ...F0 } }', (next) => `on User { id ...${next} email ...${next} }`, 'on User { name }'),
   // fragments on an object type nested under two lists
   lists: (n: number) =>
-    chainOf(n, 'query Lists { viewer { portfolios(first: 2) { nodes { ...F0 } } } }', (next) => `on Portfolio { name positions(first: 2) { nodes { quantity } } ...${next} ...${next} }`, 'on Portfolio { id }'),
+    chainOf(
+      n,
+      'query Lists { viewer { portfolios(first: 2) { nodes { ...F0 } } } }',
+      (next) => `on Portfolio { name positions(first: 2) { nodes { quantity } } ...${next} ...${next} }`,
+      'on Portfolio { id }',
+    ),
 };
 const FAN_OUTS = Object.keys(SHAPES) as (keyof typeof SHAPES)[];
 // a deep chain: each fragment spreads the next once (linear however long; 500 levels is ~3,500 tokens)
@@ -134,7 +140,10 @@ describe('walkers that follow fragments', () => {
     expect(validate(schema, parse(operations(98, 100)), [selectionLimitRule(10_000)])).toEqual([]);
     const errors = validate(schema, parse(operations(99, 100)), [selectionLimitRule(10_000)]);
     expect(errors.map((e) => ({ message: e.message, extensions: e.extensions }))).toEqual([
-      { message: 'the document asks for more than 10000 selections once its fragment spreads are written out', extensions: { code: 'BAD_USER_INPUT', limit: 10_000 } },
+      {
+        message: 'the document asks for more than 10000 selections once its fragment spreads are written out',
+        extensions: { code: 'BAD_USER_INPUT', limit: 10_000 },
+      },
     ]);
     // reported where the total passes the bound: at the last operation
     expect(errors[0].nodes?.map((n) => n.kind === Kind.OPERATION_DEFINITION && n.name?.value)).toEqual(['Q98']);
@@ -192,7 +201,9 @@ describe('fan-out documents through the real server', () => {
     const query = `{ viewer { ${'portfolios { nodes { id } } '.repeat(700)}} }`;
     const { result: res, statements } = await server.countSql(() => server.post({ query }));
     expect(res.status, JSON.stringify(res.body).slice(0, 500)).toBe(400);
-    expect(res.body.errors).toEqual([expect.objectContaining({ message: 'Validation aborted.', extensions: expect.objectContaining({ code: 'BAD_USER_INPUT' }) })]);
+    expect(res.body.errors).toEqual([
+      expect.objectContaining({ message: 'Validation aborted.', extensions: expect.objectContaining({ code: 'BAD_USER_INPUT' }) }),
+    ]);
     expect(statements).toBe(0);
   });
 
@@ -233,7 +244,10 @@ describe('fan-out documents through the real server', () => {
     const deep = await unbounded.countSql(() => unbounded.post({ query: SHAPES.doubling(LEVELS, leaf) }));
     expect(deep.result.status).toBe(400);
     expect(deep.result.body.errors).toHaveLength(1);
-    expect(deep.result.body.errors[0]).toMatchObject({ message: "operation 'Doubling' exceeds maximum operation depth of 6", extensions: { code: 'QUERY_TOO_DEEP', limit: 6 } });
+    expect(deep.result.body.errors[0]).toMatchObject({
+      message: "operation 'Doubling' exceeds maximum operation depth of 6",
+      extensions: { code: 'QUERY_TOO_DEEP', limit: 6 },
+    });
     expect(deep.statements).toBe(0);
   });
 });
@@ -271,7 +285,11 @@ describe('fan-out documents in pq:publish', () => {
       const file = join(dir, 'manifest.json');
       await writeFile(file, JSON.stringify(manifestOf(SHAPES.doubling(LEVELS))));
       const env = { ...process.env, DATABASE_URL: '', PGLITE_DATA_DIR: 'memory://', NODE_ENV: 'test', LOG_LEVEL: 'silent' };
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/tools/cli/pq.ts', 'publish', file], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/tools/cli/pq.ts', 'publish', file], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 60_000,
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk) => (stdout += chunk));

@@ -69,7 +69,20 @@ describe('load scenarios', () => {
     expect(alone.filter((r) => r.kind === 'dashboard').some((r) => r.headers.authorization === 'Bearer t0')).toBe(false);
     const attack = Array.from({ length: 4000 }, () => hostile.next(targets, random, pick, 1));
     const kinds = new Set(attack.map((r) => r.kind));
-    for (const kind of ['fragment_bomb', 'deep_variables', 'nul_cursor', 'bad_target', 'bad_token', 'invented_name', 'apq_spam', 'oversized_page', 'too_costly', 'one_caller', 'quote', 'dashboard']) {
+    for (const kind of [
+      'fragment_bomb',
+      'deep_variables',
+      'nul_cursor',
+      'bad_target',
+      'bad_token',
+      'invented_name',
+      'apq_spam',
+      'oversized_page',
+      'too_costly',
+      'one_caller',
+      'quote',
+      'dashboard',
+    ]) {
       expect(kinds).toContain(kind);
     }
     const normal = attack.filter((r) => hostile.normalKinds!.includes(r.kind)).length / attack.length;
@@ -89,7 +102,10 @@ describe('load scenarios', () => {
 describe('npm run load options', () => {
   // a port where nothing listens: a run that starts anyway fails to find targets there
   const load = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/tools/cli/load.ts', ...args, '--url', 'http://127.0.0.1:9/graphql'], { encoding: 'utf8', timeout: 60_000 });
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/tools/cli/load.ts', ...args, '--url', 'http://127.0.0.1:9/graphql'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
 
   it('prints its usage for --help (and -h) and exits 0, starting no run', () => {
     for (const flag of ['--help', '-h']) {
@@ -121,7 +137,10 @@ describe('npm run load against a server', () => {
     const owner = await s.user();
     const portfolio = await s.portfolio(owner);
     positionOf = async () => {
-      const [p] = await rows<{ q: string }>(database.db, sql`select coalesce(sum(quantity), 0)::text as q from positions where portfolio_id = ${portfolio.id} and instrument_id = ${instrument.id}`);
+      const [p] = await rows<{ q: string }>(
+        database.db,
+        sql`select coalesce(sum(quantity), 0)::text as q from positions where portfolio_id = ${portfolio.id} and instrument_id = ${instrument.id}`,
+      );
       return p.q;
     };
     server = await startTestServer(database, { RATE_LIMIT_COST_PER_MINUTE: '1000000000' });
@@ -166,11 +185,21 @@ describe('npm run load against a server', () => {
     expect(attack.statuses.error ?? 0).toBe(0);
     expect(attack.statuses['500'] ?? 0).toBe(0);
     expect(Object.keys(attack.codes).filter((k) => k.endsWith('INTERNAL_SERVER_ERROR'))).toEqual([]);
-    for (const [kind, refusal] of [['fragment_bomb', 'BAD_USER_INPUT'], ['nul_cursor', 'BAD_USER_INPUT'], ['bad_token', 'UNAUTHENTICATED'], ['oversized_page', 'BAD_USER_INPUT']]) {
+    for (const [kind, refusal] of [
+      ['fragment_bomb', 'BAD_USER_INPUT'],
+      ['nul_cursor', 'BAD_USER_INPUT'],
+      ['bad_token', 'UNAUTHENTICATED'],
+      ['oversized_page', 'BAD_USER_INPUT'],
+    ]) {
       if (attack.kinds[kind]) expect(attack.codes[`${kind}:${refusal}`]).toBeGreaterThan(0);
     }
     expect(attack.succeeded.quote).toBeGreaterThan(0);
-    expect(attack.latencyByKind.quote.count).toBe(attack.succeeded.quote + Object.entries(attack.codes).filter(([k]) => k.startsWith('quote:')).reduce((n, [, c]) => n + c, 0));
+    expect(attack.latencyByKind.quote.count).toBe(
+      attack.succeeded.quote +
+        Object.entries(attack.codes)
+          .filter(([k]) => k.startsWith('quote:'))
+          .reduce((n, [, c]) => n + c, 0),
+    );
     expect(formatReport(report)).toMatch(/normal traffic \(quote, dashboard\) in "under attack" against "normal alone": p50 [\d.]+ ms against [\d.]+ ms, p99/);
     expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
   });

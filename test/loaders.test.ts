@@ -72,16 +72,65 @@ describe('loaders', () => {
     p3 = await s.portfolio(other, 'Not yours');
     empty = await s.portfolio(owner, 'Empty');
     ordered = await s.portfolio(owner, 'Ordered');
-    await s.trade(owner.viewer, { portfolioId: p1.id, symbol: a.symbol, side: 'BUY', quantity: '10', price: '12', executedAt: new Date('2024-01-10T10:00:00Z') });
-    await s.trade(owner.viewer, { portfolioId: p1.id, symbol: b.symbol, side: 'BUY', quantity: '5', price: '50', executedAt: new Date('2024-01-11T10:00:00Z') });
-    await s.trade(owner.viewer, { portfolioId: p1.id, symbol: a.symbol, side: 'SELL', quantity: '10', price: '15', executedAt: new Date('2024-01-12T10:00:00Z') });
-    await s.trade(owner.viewer, { portfolioId: p2.id, symbol: b.symbol, side: 'BUY', quantity: '3', price: '51', executedAt: new Date('2024-01-13T10:00:00Z') });
-    await s.trade(owner.viewer, { portfolioId: p2.id, symbol: a.symbol, side: 'BUY', quantity: '2.5', price: '11', executedAt: new Date('2024-01-14T10:00:00Z') });
-    await s.trade(other.viewer, { portfolioId: p3.id, symbol: a.symbol, side: 'BUY', quantity: '1', price: '10', executedAt: new Date('2024-01-15T10:00:00Z') });
+    await s.trade(owner.viewer, {
+      portfolioId: p1.id,
+      symbol: a.symbol,
+      side: 'BUY',
+      quantity: '10',
+      price: '12',
+      executedAt: new Date('2024-01-10T10:00:00Z'),
+    });
+    await s.trade(owner.viewer, {
+      portfolioId: p1.id,
+      symbol: b.symbol,
+      side: 'BUY',
+      quantity: '5',
+      price: '50',
+      executedAt: new Date('2024-01-11T10:00:00Z'),
+    });
+    await s.trade(owner.viewer, {
+      portfolioId: p1.id,
+      symbol: a.symbol,
+      side: 'SELL',
+      quantity: '10',
+      price: '15',
+      executedAt: new Date('2024-01-12T10:00:00Z'),
+    });
+    await s.trade(owner.viewer, {
+      portfolioId: p2.id,
+      symbol: b.symbol,
+      side: 'BUY',
+      quantity: '3',
+      price: '51',
+      executedAt: new Date('2024-01-13T10:00:00Z'),
+    });
+    await s.trade(owner.viewer, {
+      portfolioId: p2.id,
+      symbol: a.symbol,
+      side: 'BUY',
+      quantity: '2.5',
+      price: '11',
+      executedAt: new Date('2024-01-14T10:00:00Z'),
+    });
+    await s.trade(other.viewer, {
+      portfolioId: p3.id,
+      symbol: a.symbol,
+      side: 'BUY',
+      quantity: '1',
+      price: '10',
+      executedAt: new Date('2024-01-15T10:00:00Z'),
+    });
 
     orderedTrades = [];
     for (const at of ['2024-01-01T10:00:00Z', '2024-01-02T10:00:00Z', '2024-01-02T10:00:00Z', '2024-01-03T10:00:00Z', '2024-01-01T09:00:00Z']) {
-      const { trade } = await s.trade(owner.viewer, { portfolioId: ordered.id, symbol: a.symbol, side: 'BUY', quantity: '1', price: '10', executedAt: new Date(at) });
+      const { trade } = await s.trade(owner.viewer, {
+        portfolioId: ordered.id,
+        symbol: a.symbol,
+        side: 'BUY',
+        quantity: '1',
+        price: '10',
+        executedAt: new Date(at),
+      });
       orderedTrades.push(trade);
     }
 
@@ -211,7 +260,12 @@ describe('loaders', () => {
     it('latestForecast follows whichever model the loaders are made for', async () => {
       const l = createLoaders(database.db, ANONYMOUS, { defaultModel: 'other-model' });
       const { result, statements } = await counted(() =>
-        Promise.all([{ instrumentId: a.id, horizonDays: 21 }, { instrumentId: b.id, horizonDays: 1 }].map((k) => l.latestForecast.load(k))),
+        Promise.all(
+          [
+            { instrumentId: a.id, horizonDays: 21 },
+            { instrumentId: b.id, horizonDays: 1 },
+          ].map((k) => l.latestForecast.load(k)),
+        ),
       );
       expect(statements).toBe(1);
       expect(result.map((f) => f && [f.model.name, f.asOf, f.expectedReturn])).toEqual([
@@ -253,7 +307,12 @@ describe('loaders', () => {
         ['house-model@2 2024-01-31 h63'],
         [],
       ]);
-      expect(result.slice(0, 9).flat().every((f) => f.model.active && f.instrumentId === a.id)).toBe(true);
+      expect(
+        result
+          .slice(0, 9)
+          .flat()
+          .every((f) => f.model.active && f.instrumentId === a.id),
+      ).toBe(true);
       expect(result[9].every((f) => !f.model.active)).toBe(true);
     });
   });
@@ -514,18 +573,27 @@ describe('loaders', () => {
         ]),
         users: await usersById(db, v)([owner.id, owner.id, other.id]),
         portfolios: await portfoliosById(db, v)([p1.id, p3.id, p1.id]),
-        pages: await portfolioPagesByOwner(db, v)([
+        pages: await portfolioPagesByOwner(
+          db,
+          v,
+        )([
           { parent: owner.id, first: 1, after: null },
           { parent: owner.id, first: 1, after: null },
         ]),
         counts: await portfolioCountsByOwner(db, v)([owner.id, owner.id]),
         positions: await openPositionsByPortfolio(db, v, DEFAULT_MODEL, new Set())([p1.id, p1.id, p3.id]),
-        tradePages: await tradePagesByPortfolio(db, v)([
+        tradePages: await tradePagesByPortfolio(
+          db,
+          v,
+        )([
           { parent: p2.id, first: 1, after: null },
           { parent: p2.id, first: 1, after: null },
         ]),
         tradeCounts: await tradeCountsByPortfolio(db, v)([p2.id, p2.id]),
-        latestForecast: await latestForecasts(db, DEFAULT_MODEL)([
+        latestForecast: await latestForecasts(
+          db,
+          DEFAULT_MODEL,
+        )([
           { instrumentId: a.id, horizonDays: 63 },
           { instrumentId: a.id, horizonDays: 63 },
         ]),
@@ -555,7 +623,11 @@ describe('loaders', () => {
 describe('groupByOrdinal and trimPage (the skeleton of the paged loaders)', () => {
   it('groups rows under the key at their 1-based ordinal, whether the driver gives it as text or number', () => {
     const keys = ['a', 'b', 'c'];
-    const found = [{ ord: '1', v: 1 }, { ord: 3, v: 2 }, { ord: '1', v: 3 }];
+    const found = [
+      { ord: '1', v: 1 },
+      { ord: 3, v: 2 },
+      { ord: '1', v: 3 },
+    ];
     expect(groupByOrdinal(keys, found, (r) => r.v)).toEqual([[1, 3], [], [2]]);
   });
 

@@ -70,7 +70,7 @@ describe('logs of database errors', () => {
     expect(JSON.parse(text()).err.message).toMatch(/invalid input syntax for type integer: "\[redacted\]"/);
   });
 
-  it.skipIf(!onPostgres)("carry no postgres.js parameters, which its debug mode makes enumerable", async () => {
+  it.skipIf(!onPostgres)('carry no postgres.js parameters, which its debug mode makes enumerable', async () => {
     const client = postgres(database.url!, { max: 1, debug: () => {}, onnotice: () => {} });
     try {
       const e = await client`select ${SECRET}::text as s, 1 / ${0}::int as boom`.then(

@@ -80,7 +80,10 @@ function selectedMetrics(expr: string): Map<string, Set<string>> {
     // selectors with matchers: record the labels, keep the name
     .replace(/([a-zA-Z_:][\w:]*)?\s*\{([^}]*)\}/g, (_, metric: string | undefined, matchers: string) => {
       if (!metric) return ' ';
-      add(metric, [...matchers.matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)/g)].map((m) => m[1]));
+      add(
+        metric,
+        [...matchers.matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)/g)].map((m) => m[1]),
+      );
       return ` ${metric} `;
     })
     .replace(/\[[^\]]*\]/g, ' ') // ranges and subqueries, with Grafana's $__rate_interval
@@ -167,7 +170,9 @@ describe('metrics catalog', () => {
     expect(panels.length).toBeGreaterThan(0);
     for (const expr of [...expressions, ...panels]) expect(selectedMetrics(expr).size, expr).toBeGreaterThan(0);
     // the reader of expressions knows functions, keywords, label lists and Grafana's variables
-    expect([...selectedMetrics('sum by (job, le) (rate(a_bucket{x="y", z=~"$v"}[$__rate_interval])) / ignoring (z) group_left b offset 1h > bool 1e3 # c').entries()]).toEqual([
+    expect([
+      ...selectedMetrics('sum by (job, le) (rate(a_bucket{x="y", z=~"$v"}[$__rate_interval])) / ignoring (z) group_left b offset 1h > bool 1e3 # c').entries(),
+    ]).toEqual([
       ['a_bucket', new Set(['x', 'z'])],
       ['b', new Set()],
     ]);
@@ -209,9 +214,7 @@ describe('metrics catalog', () => {
     const names = Array.from({ length: 600 }, () => randomBytes(6).toString('hex'));
     for (let i = 0; i < names.length; i += 20) {
       const answers = await Promise.all(
-        names.slice(i, i + 20).map((name) =>
-          server.post({ query: `query Op_${name} { __typename }` }, { 'apollographql-client-name': `client-${name}` }),
-        ),
+        names.slice(i, i + 20).map((name) => server.post({ query: `query Op_${name} { __typename }` }, { 'apollographql-client-name': `client-${name}` })),
       );
       for (const answer of answers) expect(answer.body.data).toEqual({ __typename: 'Query' });
     }

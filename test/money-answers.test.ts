@@ -44,7 +44,13 @@ describe('a valuation whose prices cannot be loaded', () => {
 
     const healed = await ask();
     expect(healed.body.errors).toBeUndefined();
-    expect(healed.body.data.portfolio.valuation).toEqual({ marketValue: '100', costBasis: '80', unrealizedPnl: '20', asOf: '2024-01-31', unpricedPositions: 0 });
+    expect(healed.body.data.portfolio.valuation).toEqual({
+      marketValue: '100',
+      costBasis: '80',
+      unrealizedPnl: '20',
+      asOf: '2024-01-31',
+      unpricedPositions: 0,
+    });
     expect(healed.body.extensions.responseCache).toMatchObject({ hit: false });
   });
 });

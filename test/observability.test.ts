@@ -68,7 +68,10 @@ describe('observability', () => {
     const before = await metrics();
     await server.post({ query: '{ instruments(first: -1) { totalCount } }' });
     const after = await metrics();
-    expect(metricSum(after, 'foliograph_graphql_errors_total', { code: 'BAD_USER_INPUT' }) - metricSum(before, 'foliograph_graphql_errors_total', { code: 'BAD_USER_INPUT' })).toBe(1);
+    expect(
+      metricSum(after, 'foliograph_graphql_errors_total', { code: 'BAD_USER_INPUT' }) -
+        metricSum(before, 'foliograph_graphql_errors_total', { code: 'BAD_USER_INPUT' }),
+    ).toBe(1);
   });
 
   it('logs one line per operation, and slow operations and SQL with their loaders, without variables', async () => {
@@ -111,7 +114,15 @@ describe('observability', () => {
       },
     });
     // every batch is slow and every slow batch is explained here
-    const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, SLOW_SQL_MS: '0', SLOW_SQL_PLAN_MS: '0', SLOW_SQL_PLAN_SAMPLE: '1', RESPONSE_CACHE: 'off', HOT_CACHE_TTL_MS: '0' });
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      JWT_SECRET: TEST_SECRET,
+      SLOW_SQL_MS: '0',
+      SLOW_SQL_PLAN_MS: '0',
+      SLOW_SQL_PLAN_SAMPLE: '1',
+      RESPONSE_CACHE: 'off',
+      HOT_CACHE_TTL_MS: '0',
+    });
     const app = createApp({ config, database, logger: pino({ level: 'info' }, sink) });
     const url = await app.listen(0, '127.0.0.1');
     try {
@@ -146,7 +157,11 @@ describe('observability', () => {
       await new Promise((r) => setImmediate(r));
       expect(pool.waiting).toBe(1);
       const statementsBefore = metricSum(await app.metrics.registry.metrics(), 'foliograph_sql_statements_total');
-      const shed = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ instruments { totalCount } }' }) });
+      const shed = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ instruments { totalCount } }' }),
+      });
       expect(shed.status).toBe(503);
       expect(shed.headers.get('retry-after')).toBe('1');
       expect(((await shed.json()) as { errors: { extensions: unknown }[] }).errors[0].extensions).toMatchObject({ code: 'OVERLOADED', reason: 'db_queue' });
@@ -156,7 +171,11 @@ describe('observability', () => {
       expect(metricSum(text, 'foliograph_sql_statements_total')).toBe(statementsBefore);
       release();
       await Promise.all(holders);
-      const served = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ instruments { totalCount } }' }) });
+      const served = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ instruments { totalCount } }' }),
+      });
       expect(served.status).toBe(200);
     } finally {
       release();

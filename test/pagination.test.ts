@@ -134,10 +134,25 @@ describe('pagination', () => {
     expect(bySymbol.size).toBe(11);
 
     // busy: recorded out of time order, with ties on executedAt (ties go by id, newest first)
-    const times = ['2024-02-03T10:00:00Z', '2024-02-01T10:00:00Z', '2024-02-03T10:00:00Z', '2024-02-05T10:00:00Z', '2024-02-01T10:00:00Z', '2024-02-02T10:00:00Z', '2024-02-04T10:00:00Z'];
+    const times = [
+      '2024-02-03T10:00:00Z',
+      '2024-02-01T10:00:00Z',
+      '2024-02-03T10:00:00Z',
+      '2024-02-05T10:00:00Z',
+      '2024-02-01T10:00:00Z',
+      '2024-02-02T10:00:00Z',
+      '2024-02-04T10:00:00Z',
+    ];
     const recorded: { at: string; id: number }[] = [];
     for (const [n, t] of times.entries()) {
-      const { trade } = await s.trade(owner.viewer, { portfolioId: busy.id, symbol: 'PGGGG', side: 'BUY', quantity: String(n + 1), price: '10', executedAt: new Date(t) });
+      const { trade } = await s.trade(owner.viewer, {
+        portfolioId: busy.id,
+        symbol: 'PGGGG',
+        side: 'BUY',
+        quantity: String(n + 1),
+        price: '10',
+        executedAt: new Date(t),
+      });
       recorded.push({ at: trade.executedAt.toISOString(), id: trade.id });
     }
     expectedTrades = [...recorded].sort((x, y) => (x.at === y.at ? y.id - x.id : y.at.localeCompare(x.at)));
@@ -169,7 +184,11 @@ describe('pagination', () => {
     });
 
     it('a portfolio’s positions: each open position once, in the order opened', async () => {
-      const w = await walk(server, 2, async (after) => (await ownerClient.request<any>(POSITIONS, { id: String(held.id), first: 2, after })).portfolio.positions);
+      const w = await walk(
+        server,
+        2,
+        async (after) => (await ownerClient.request<any>(POSITIONS, { id: String(held.id), first: 2, after })).portfolio.positions,
+      );
       expect(w.items.map((p) => p.instrument.symbol)).toEqual(openSymbols);
       expect(w.items.map((p) => p.quantity)).toEqual(['3', '2', '3', '3', '3', '3']);
       expect(new Set(w.items.map((p) => p.id)).size).toBe(6);
@@ -289,7 +308,11 @@ describe('pagination', () => {
         price: '10',
         executedAt: first.trade.executedAt,
       });
-      const w = await walk(server, 1, async (after) => (await ownerClient.request<any>(TRADES, { id: String(portfolio.id), first: 1, after })).portfolio.trades);
+      const w = await walk(
+        server,
+        1,
+        async (after) => (await ownerClient.request<any>(TRADES, { id: String(portfolio.id), first: 1, after })).portfolio.trades,
+      );
       expect(w.totalCounts[0]).toBe(2);
       expect(w.items.map((t) => Number(t.id)).sort((x, y) => x - y)).toEqual([first.trade.id, second.trade.id]);
     });

@@ -16,7 +16,18 @@ import { apiKeys, partnerGrants, partners, portfolios } from '../src/db/schema.j
 import { buildSchema } from '../src/graphql/schema.js';
 import { checkManifest, publishOperations, sha256, type DocumentChecks } from '../src/admission/trusted-documents.js';
 import { mintDelegatedToken } from '../src/admission/delegation.js';
-import { createPartner, grantPartner, hashKey, listGrants, listKeys, partnerForKey, PartnerError, revokeGrant, revokeKeys, rotateKey } from '../src/admission/partners.js';
+import {
+  createPartner,
+  grantPartner,
+  hashKey,
+  listGrants,
+  listKeys,
+  partnerForKey,
+  PartnerError,
+  revokeGrant,
+  revokeKeys,
+  rotateKey,
+} from '../src/admission/partners.js';
 import { createApp, type App } from '../src/app.js';
 import { CostEstimator } from '../src/limits/cost-estimate.js';
 import { limitRules } from '../src/limits/rules.js';
@@ -108,10 +119,16 @@ describe('partner keys', () => {
     expect(stored.revokedAt).toBeNull();
 
     // no row of any table holds the key (only its digest and a short prefix)
-    const tables = await rows<{ name: string }>(database.db, sql`select table_name as name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`);
+    const tables = await rows<{ name: string }>(
+      database.db,
+      sql`select table_name as name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`,
+    );
     expect(tables.map((t) => t.name)).toContain('api_keys');
     for (const { name: table } of tables) {
-      const found = await rows<{ n: number }>(database.db, sql`select count(*)::int as n from ${sql.identifier(table)} t where row_to_json(t)::text like ${`%${key.slice(4)}%`}`);
+      const found = await rows<{ n: number }>(
+        database.db,
+        sql`select count(*)::int as n from ${sql.identifier(table)} t where row_to_json(t)::text like ${`%${key.slice(4)}%`}`,
+      );
       expect(found[0].n, `a row of ${table} holds the key`).toBe(0);
     }
     expect(await partnerForKey(database.db, key)).toEqual({ id: partner.id, name, scopes: ['instruments:read'] });
@@ -212,7 +229,12 @@ describe('minting delegated tokens', () => {
     expect(claims.exp - claims.iat).toBe(3600);
     expect(minted).toMatchObject({ grantId, expiresAt: new Date(claims.exp * 1000) });
 
-    const narrow = await mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: user.email, scopes: ['portfolios:read'], expires: '15m' });
+    const narrow = await mintDelegatedToken(database.db, TEST_SECRET, {
+      partner: partner.name,
+      email: user.email,
+      scopes: ['portfolios:read'],
+      expires: '15m',
+    });
     expect(claimsOf(narrow.token)).toMatchObject({ scope: 'portfolios:read' });
     expect(claimsOf(narrow.token).exp - claimsOf(narrow.token).iat).toBe(900);
     const day = await mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: user.email, expires: '1d' });
@@ -366,7 +388,11 @@ describe('partners over HTTP', () => {
       return { ...made, grantId, token, auth: { authorization: `Bearer ${token}` } };
     }
     /** A refusal before anything ran: the code and status, no data, and only these lookups sent. */
-    async function expectRefused(body: unknown, headers: Record<string, string>, expected: { status: number; code: string; message: RegExp; statements: number }) {
+    async function expectRefused(
+      body: unknown,
+      headers: Record<string, string>,
+      expected: { status: number; code: string; message: RegExp; statements: number },
+    ) {
       const before = await countAlice();
       const { result: res, statements } = await server.countSql(() => server.post(body, headers));
       expect(res.status, JSON.stringify(res.body)).toBe(expected.status);
@@ -415,7 +441,10 @@ describe('partners over HTTP', () => {
       const res = await server.post(persisted(CREATE_PORTFOLIO, input), withKey(key, auth));
       expect(res.status).toBe(200);
       expect(res.body.errors).toBeUndefined();
-      const [created] = await database.db.select().from(portfolios).where(eq(portfolios.id, Number(res.body.data.createPortfolio.portfolio.id)));
+      const [created] = await database.db
+        .select()
+        .from(portfolios)
+        .where(eq(portfolios.id, Number(res.body.data.createPortfolio.portfolio.id)));
       expect(created).toMatchObject({ ownerId: alice.id, name: input.input.name });
       expect(await countAlice()).toBe(before + 1);
 
@@ -430,7 +459,12 @@ describe('partners over HTTP', () => {
       const message = /delegated to a partner.*X-Api-Key/;
       // free-form, with every document and mutation an ordinary user may run: none of it
       await expectRefused({ query: MY_PORTFOLIOS }, auth, { status: 401, code: 'UNAUTHENTICATED', message, statements: 0 });
-      await expectRefused({ query: CREATE_PORTFOLIO, variables: { input: { name: 'no key' } } }, auth, { status: 401, code: 'UNAUTHENTICATED', message, statements: 0 });
+      await expectRefused({ query: CREATE_PORTFOLIO, variables: { input: { name: 'no key' } } }, auth, {
+        status: 401,
+        code: 'UNAUTHENTICATED',
+        message,
+        statements: 0,
+      });
       await expectRefused(persisted(MY_PORTFOLIOS), auth, { status: 401, code: 'UNAUTHENTICATED', message, statements: 0 });
     });
 
@@ -439,7 +473,12 @@ describe('partners over HTTP', () => {
       const mine = await delegatedPartner(['portfolios:read', 'trades:write']);
       const message = new RegExp(`delegated to another partner, not to ${mine.partner.name}`);
       await expectRefused(persisted(MY_PORTFOLIOS), withKey(mine.key, theirs.auth), { status: 401, code: 'UNAUTHENTICATED', message, statements: 2 });
-      await expectRefused(persisted(CREATE_PORTFOLIO, { input: { name: 'wrong partner' } }), withKey(mine.key, theirs.auth), { status: 401, code: 'UNAUTHENTICATED', message, statements: 2 });
+      await expectRefused(persisted(CREATE_PORTFOLIO, { input: { name: 'wrong partner' } }), withKey(mine.key, theirs.auth), {
+        status: 401,
+        code: 'UNAUTHENTICATED',
+        message,
+        statements: 2,
+      });
       // the same token beside its own partner's key works
       expect((await server.post(persisted(MY_PORTFOLIOS), withKey(theirs.key, theirs.auth))).body.data.viewer).toEqual({ email: alice.email });
     });
@@ -449,7 +488,12 @@ describe('partners over HTTP', () => {
       const own = await bearer(alice.id);
       const message = new RegExp(`cannot use a user's own token.*npm run token -- EMAIL --partner ${partner.name}`);
       await expectRefused(persisted(MY_PORTFOLIOS), withKey(key, own), { status: 401, code: 'UNAUTHENTICATED', message, statements: 2 });
-      await expectRefused(persisted(CREATE_PORTFOLIO, { input: { name: 'own token' } }), withKey(key, own), { status: 401, code: 'UNAUTHENTICATED', message, statements: 2 });
+      await expectRefused(persisted(CREATE_PORTFOLIO, { input: { name: 'own token' } }), withKey(key, own), {
+        status: 401,
+        code: 'UNAUTHENTICATED',
+        message,
+        statements: 2,
+      });
       // a partner with public scopes only is refused the same way, and reads public data without the token
       const { key: publicKey } = await createPartner(database.db, `public-only-${unique()}`);
       await expectRefused(persisted(QUOTE, { symbol }), withKey(publicKey, own), { status: 401, code: 'UNAUTHENTICATED', message: /own token/, statements: 2 });
@@ -462,18 +506,38 @@ describe('partners over HTTP', () => {
     it("acts within the token's scopes and the partner's: portfolios:read to read, trades:write to write (403 otherwise)", async () => {
       const write = { input: { name: `Scoped ${unique()}` } };
       const readOnly = await delegatedPartner(['portfolios:read', 'trades:write'], ['portfolios:read']);
-      await expectRefused(persisted(CREATE_PORTFOLIO, write), withKey(readOnly.key, readOnly.auth), { status: 403, code: 'FORBIDDEN', message: /token does not carry the trades:write scope/, statements: 2 });
+      await expectRefused(persisted(CREATE_PORTFOLIO, write), withKey(readOnly.key, readOnly.auth), {
+        status: 403,
+        code: 'FORBIDDEN',
+        message: /token does not carry the trades:write scope/,
+        statements: 2,
+      });
       expect((await server.post(persisted(MY_PORTFOLIOS), withKey(readOnly.key, readOnly.auth))).body.data.viewer).toEqual({ email: alice.email });
 
       const writeOnly = await delegatedPartner(['portfolios:read', 'trades:write'], ['trades:write']);
-      await expectRefused(persisted(MY_PORTFOLIOS), withKey(writeOnly.key, writeOnly.auth), { status: 403, code: 'FORBIDDEN', message: /token does not carry the portfolios:read scope/, statements: 2 });
+      await expectRefused(persisted(MY_PORTFOLIOS), withKey(writeOnly.key, writeOnly.auth), {
+        status: 403,
+        code: 'FORBIDDEN',
+        message: /token does not carry the portfolios:read scope/,
+        statements: 2,
+      });
       const written = await server.post(persisted(CREATE_PORTFOLIO, write), withKey(writeOnly.key, writeOnly.auth));
       expect(written.body.data.createPortfolio.portfolio.name).toBe(write.input.name);
 
       // a token that claims more than its partner holds (signed by hand: minting refuses it) gets no more
       const reader = await delegatedPartner(['portfolios:read']);
-      const overreach = await signDelegatedToken(TEST_SECRET, { userId: alice.id, partnerId: reader.partner.id, scopes: ['portfolios:read', 'trades:write'], grantId: reader.grantId });
-      await expectRefused(persisted(CREATE_PORTFOLIO, write), withKey(reader.key, { authorization: `Bearer ${overreach}` }), { status: 403, code: 'FORBIDDEN', message: /partner has no trades:write scope/, statements: 2 });
+      const overreach = await signDelegatedToken(TEST_SECRET, {
+        userId: alice.id,
+        partnerId: reader.partner.id,
+        scopes: ['portfolios:read', 'trades:write'],
+        grantId: reader.grantId,
+      });
+      await expectRefused(persisted(CREATE_PORTFOLIO, write), withKey(reader.key, { authorization: `Bearer ${overreach}` }), {
+        status: 403,
+        code: 'FORBIDDEN',
+        message: /partner has no trades:write scope/,
+        statements: 2,
+      });
     });
 
     it('stops every token of a revoked grant at once (PARTNER_CACHE_TTL_MS=0), cached answers too; a renewed grant revives none', async () => {
@@ -483,7 +547,12 @@ describe('partners over HTTP', () => {
       expect(await revokeGrant(database.db, partner.name, alice.email)).toBe(1);
       const message = /grant this token rests on was revoked/;
       await expectRefused(persisted(MY_PORTFOLIOS), withKey(key, auth), { status: 401, code: 'UNAUTHENTICATED', message, statements: 3 });
-      await expectRefused(persisted(CREATE_PORTFOLIO, { input: { name: 'revoked' } }), withKey(key, auth), { status: 401, code: 'UNAUTHENTICATED', message, statements: 3 });
+      await expectRefused(persisted(CREATE_PORTFOLIO, { input: { name: 'revoked' } }), withKey(key, auth), {
+        status: 401,
+        code: 'UNAUTHENTICATED',
+        message,
+        statements: 3,
+      });
       await expect(mintDelegatedToken(database.db, TEST_SECRET, { partner: partner.name, email: alice.email })).rejects.toThrow(/has not granted/);
 
       // consent given again is a new grant: the old token stays dead, a token minted now works
@@ -720,7 +789,10 @@ describe('operation log', () => {
     const { token: delegated } = await mintDelegatedToken(database.db, TEST_SECRET, { partner: name, email: alice.email });
     const secretName = `Secret portfolio ${unique()}`;
     const post = (body: unknown, headers: Record<string, string>) =>
-      fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+      fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) }).then(async (r) => ({
+        status: r.status,
+        body: (await r.json()) as any,
+      }));
 
     const quoted = await post(persisted(QUOTE, { symbol }), { 'x-api-key': key, 'apollographql-client-name': 'partner-app' });
     expect(quoted.status).toBe(200);
@@ -733,7 +805,13 @@ describe('operation log', () => {
 
     const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     const operations = entries.filter((e) => e.msg === 'operation');
-    expect(operations.find((e) => e.operation === 'Quote')).toMatchObject({ partner: name, caller: 'partner', type: 'query', client: 'partner-app', outcome: 'ok' });
+    expect(operations.find((e) => e.operation === 'Quote')).toMatchObject({
+      partner: name,
+      caller: 'partner',
+      type: 'query',
+      client: 'partner-app',
+      outcome: 'ok',
+    });
     expect(operations.filter((e) => e.operation === 'CreatePortfolio')).toEqual([
       expect.objectContaining({ partner: name, caller: 'partner', type: 'mutation', outcome: 'ok' }),
       expect.objectContaining({ partner: null, caller: 'user', type: 'mutation', outcome: 'ok' }),

@@ -80,11 +80,17 @@ async function publishManifest(db: Db, manifest: unknown, partnerId: number | nu
 }
 
 async function rowsOf(db: Db, hash: string): Promise<{ partner_id: number | null; retired: boolean; cost: number }[]> {
-  return rows(db, sql`select partner_id, retired_at is not null as retired, cost from persisted_documents where sha256 = ${hash} order by partner_id nulls first`);
+  return rows(
+    db,
+    sql`select partner_id, retired_at is not null as retired, cost from persisted_documents where sha256 = ${hash} order by partner_id nulls first`,
+  );
 }
 
 const codeOf = (body: any) => body?.errors?.[0]?.extensions?.code;
-const hashOnly = (query: string, variables: Record<string, unknown> = {}) => ({ variables, extensions: { persistedQuery: { version: 1, sha256Hash: sha256(query) } } });
+const hashOnly = (query: string, variables: Record<string, unknown> = {}) => ({
+  variables,
+  extensions: { persistedQuery: { version: 1, sha256Hash: sha256(query) } },
+});
 
 describe('publishing manifests', () => {
   let database: TestDatabase;
@@ -129,9 +135,7 @@ describe('publishing manifests', () => {
       `query TooDeep { viewer { portfolios(first: 1) { edges { node { trades(first: 1) { edges { node { instrument { latestForecast { model { name } } } } } } } } } } }`,
       `query Two { instruments { totalCount } } query Other { viewer { id } }`,
     ];
-    const manifest = manifestOf(
-      broken.map((body) => ({ id: sha256(body), name: /query (\w+)/.exec(body)![1], type: 'query' as const, body })),
-    );
+    const manifest = manifestOf(broken.map((body) => ({ id: sha256(body), name: /query (\w+)/.exec(body)![1], type: 'query' as const, body })));
     // depth as the request-time rule counts it, with a limit low enough for this schema's longest paths
     const { operations, problems } = checkManifest(manifest, checksFor(loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, MAX_DEPTH: '8' })));
     expect(operations).toEqual([]);
@@ -154,7 +158,10 @@ describe('publishing manifests', () => {
   });
 
   it('refuses a body whose type differs from the declared one', () => {
-    const lying = [{ ...operationOf(QUOTE), type: 'mutation' as const }, { ...operationOf(CREATE_PORTFOLIO), type: 'query' as const }];
+    const lying = [
+      { ...operationOf(QUOTE), type: 'mutation' as const },
+      { ...operationOf(CREATE_PORTFOLIO), type: 'query' as const },
+    ];
     const { operations, problems } = checkManifest(manifestOf(lying), checks);
     expect(operations).toEqual([]);
     expect(problems).toEqual([
@@ -204,7 +211,9 @@ describe('publishing manifests', () => {
 
   it('leaves exactly one row per operation when the same manifest is published ten times at once', async () => {
     const { partner } = await createPartner(database.db, `concurrent-${unique()}`);
-    const bodies = [0, 1, 2].map((i) => `query Concurrent${i}($symbol: String!) { instrument(symbol: $symbol) { symbol${i ? ' name' : ''}${i > 1 ? ' currency' : ''} } }`);
+    const bodies = [0, 1, 2].map(
+      (i) => `query Concurrent${i}($symbol: String!) { instrument(symbol: $symbol) { symbol${i ? ' name' : ''}${i > 1 ? ' currency' : ''} } }`,
+    );
     const { operations, problems } = checkManifest(manifestOf(bodies.map(operationOf)), checks);
     expect(problems).toEqual([]);
     for (const partnerId of [null, partner.id]) {
@@ -320,7 +329,7 @@ describe('trusted documents over HTTP', () => {
     expect((await client.request<any>(differentlyWritten, { symbol })).instrument.latestPrice.close).toBe('52.25');
   });
 
-  it("refuses a partner the hash of a document published only for another partner", async () => {
+  it('refuses a partner the hash of a document published only for another partner', async () => {
     const refused = await refusal(partnerClient(a.key).request(B_ONLY, { symbol }));
     expect(refused).toMatchObject({ status: 200, code: 'PERSISTED_QUERY_NOT_FOUND' });
     expect(refused.data).toBeFalsy();
@@ -418,7 +427,10 @@ describe('trusted documents over HTTP', () => {
     const dir = await mkdtemp(join(tmpdir(), 'foliograph-pq-'));
     try {
       await writeFile(join(dir, 'fields.graphql'), 'fragment QuoteFields on Instrument {\n  symbol\n  latestPrice { date close }\n}\n');
-      await writeFile(join(dir, 'dashboard.graphql'), 'query Dashboard($symbol: String!) {\n  instrument(symbol: $symbol) { ...QuoteFields name }\n  instruments(first: 5) { totalCount }\n}\n');
+      await writeFile(
+        join(dir, 'dashboard.graphql'),
+        'query Dashboard($symbol: String!) {\n  instrument(symbol: $symbol) { ...QuoteFields name }\n  instruments(first: 5) { totalCount }\n}\n',
+      );
       const manifest = await generatePersistedQueryManifest({ documents: [join(dir, '*.graphql')] }, undefined);
       expect(manifest.operations).toHaveLength(1);
       const [op] = manifest.operations;
@@ -498,7 +510,8 @@ describe('automatic persisted queries for ordinary clients', () => {
     });
   }
 
-  const hashOf = (s: Seen) => s.body?.extensions?.persistedQuery?.sha256Hash ?? JSON.parse(s.url.searchParams.get('extensions') ?? '{}').persistedQuery?.sha256Hash;
+  const hashOf = (s: Seen) =>
+    s.body?.extensions?.persistedQuery?.sha256Hash ?? JSON.parse(s.url.searchParams.get('extensions') ?? '{}').persistedQuery?.sha256Hash;
   const queryOf = (s: Seen) => s.body?.query ?? s.url.searchParams.get('query') ?? undefined;
 
   beforeAll(async () => {
@@ -514,7 +527,16 @@ describe('automatic persisted queries for ordinary clients', () => {
   it('misses, registers, then sends the hash alone (POST)', async () => {
     const seen: Seen[] = [];
     const client = apolloClient(seen);
-    const query = gql`query ApqPost($symbol: String!) { instrument(symbol: $symbol) { symbol latestPrice { close } } }`;
+    const query = gql`
+      query ApqPost($symbol: String!) {
+        instrument(symbol: $symbol) {
+          symbol
+          latestPrice {
+            close
+          }
+        }
+      }
+    `;
 
     const first = await client.query({ query, variables: { symbol }, fetchPolicy: 'network-only' });
     expect(first.data).toMatchObject({ instrument: { symbol, latestPrice: { close: '7.5' } } });
@@ -547,7 +569,13 @@ describe('automatic persisted queries for ordinary clients', () => {
   it('misses, registers, then sends the hash alone by GET with useGETForHashedQueries', async () => {
     const seen: Seen[] = [];
     const client = apolloClient(seen, { useGETForHashedQueries: true });
-    const query = gql`query ApqGet($symbol: String!) { instrument(symbol: $symbol) { name } }`;
+    const query = gql`
+      query ApqGet($symbol: String!) {
+        instrument(symbol: $symbol) {
+          name
+        }
+      }
+    `;
 
     const first = await client.query({ query, variables: { symbol }, fetchPolicy: 'network-only' });
     expect(first.data).toMatchObject({ instrument: { name: `Test ${symbol}` } });
@@ -572,7 +600,9 @@ describe('automatic persisted queries for ordinary clients', () => {
   it('answers 400 PERSISTED_QUERY_HASH_MISMATCH to a hash that is not its query’s, registering nothing', async () => {
     const text = `query Mismatch($symbol: String!) { instrument(symbol: $symbol) { currency } }`;
     const wrong = sha256('{ __typename }');
-    const post = await server.countSql(() => server.post({ query: text, variables: { symbol }, extensions: { persistedQuery: { version: 1, sha256Hash: wrong } } }));
+    const post = await server.countSql(() =>
+      server.post({ query: text, variables: { symbol }, extensions: { persistedQuery: { version: 1, sha256Hash: wrong } } }),
+    );
     expect(post.result.status).toBe(400);
     expect(codeOf(post.result.body)).toBe('PERSISTED_QUERY_HASH_MISMATCH');
     expect(post.result.body.data).toBeUndefined();

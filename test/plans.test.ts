@@ -48,7 +48,10 @@ describe.skipIf(!onPostgres)('db:plans', () => {
         expect(lines.at(-1)).toBe(`Execution Time: ${s.executionMs!.toFixed(3)} ms`);
         expect(lines).toContain(`Planning Time: ${s.planningMs!.toFixed(3)} ms`);
         // the root node's buffers (its children's included): its detail line indented by two, in the tree above "Planning"
-        const tree = lines.slice(1, lines.findIndex((l) => l.startsWith('Planning')));
+        const tree = lines.slice(
+          1,
+          lines.findIndex((l) => l.startsWith('Planning')),
+        );
         const buffers = tree.find((l) => l.startsWith('  Buffers: '));
         const counts = [s.sharedHit && `hit=${s.sharedHit}`, s.sharedRead && `read=${s.sharedRead}`].filter(Boolean).join(' ');
         if (s.sharedHit + s.sharedRead > 0) expect(buffers).toMatch(new RegExp(`^  Buffers: shared ${counts}( |,|$)`));
@@ -66,20 +69,28 @@ describe.skipIf(!onPostgres)('db:plans', () => {
     });
   });
 
-  it('fails a sequential scan of a table over --large-rows, naming the table', async () => {
-    const [{ n: users }] = await rows<{ n: number }>(db.db, sql`select reltuples::int as n from pg_class where relname = 'users'`);
-    const report = await runPlans(db.db, url, { maxMs: 60_000, largeRows: Number(users) - 1, defaultModel: DEFAULT_MODEL, only: 'userById (the viewer)' });
-    expect(report.failed).toBe(true);
-    expect(report.probes.map((p) => p.problems)).toEqual([[`Seq Scan on users (~${users} rows, over ${Number(users) - 1})`]]);
-    expect(report.probes[0].statements[0].plan).toMatch(/^Seq Scan on users /);
-    expect(formatSummary(report)).toMatch(/db:plans FAILED: 1 of 1 probes/);
-  }, SEEDING);
+  it(
+    'fails a sequential scan of a table over --large-rows, naming the table',
+    async () => {
+      const [{ n: users }] = await rows<{ n: number }>(db.db, sql`select reltuples::int as n from pg_class where relname = 'users'`);
+      const report = await runPlans(db.db, url, { maxMs: 60_000, largeRows: Number(users) - 1, defaultModel: DEFAULT_MODEL, only: 'userById (the viewer)' });
+      expect(report.failed).toBe(true);
+      expect(report.probes.map((p) => p.problems)).toEqual([[`Seq Scan on users (~${users} rows, over ${Number(users) - 1})`]]);
+      expect(report.probes[0].statements[0].plan).toMatch(/^Seq Scan on users /);
+      expect(formatSummary(report)).toMatch(/db:plans FAILED: 1 of 1 probes/);
+    },
+    SEEDING,
+  );
 
-  it('fails a statement over --max-ms with the Execution Time PostgreSQL reported', async () => {
-    const report = await runPlans(db.db, url, { maxMs: 0.000_001, largeRows: 1_000_000_000, defaultModel: DEFAULT_MODEL, only: 'tradePage' });
-    expect(report.failed).toBe(true);
-    const statements = report.probes.flatMap((p) => p.statements);
-    expect(statements.length).toBe(2);
-    for (const s of statements) expect(s.problems).toEqual([`Execution Time ${s.executionMs!.toFixed(3)} ms over 0.000001 ms`]);
-  }, SEEDING);
+  it(
+    'fails a statement over --max-ms with the Execution Time PostgreSQL reported',
+    async () => {
+      const report = await runPlans(db.db, url, { maxMs: 0.000_001, largeRows: 1_000_000_000, defaultModel: DEFAULT_MODEL, only: 'tradePage' });
+      expect(report.failed).toBe(true);
+      const statements = report.probes.flatMap((p) => p.statements);
+      expect(statements.length).toBe(2);
+      for (const s of statements) expect(s.problems).toEqual([`Execution Time ${s.executionMs!.toFixed(3)} ms over 0.000001 ms`]);
+    },
+    SEEDING,
+  );
 });

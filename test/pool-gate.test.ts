@@ -80,16 +80,18 @@ describe('the pool gate', () => {
   });
 
   it('names a statement by its first keyword, with a bounded set of kinds', () => {
-    expect(['select 1', '  WITH x as (select 1) select * from x', 'insert into t values (1)', 'UPDATE t set a = 1', 'delete from t', '(select 1)', 'explain select 1', 'vacuum'].map(statementKind)).toEqual([
-      'select',
-      'select',
-      'insert',
-      'update',
-      'delete',
-      'select',
-      'other',
-      'other',
-    ]);
+    expect(
+      [
+        'select 1',
+        '  WITH x as (select 1) select * from x',
+        'insert into t values (1)',
+        'UPDATE t set a = 1',
+        'delete from t',
+        '(select 1)',
+        'explain select 1',
+        'vacuum',
+      ].map(statementKind),
+    ).toEqual(['select', 'select', 'insert', 'update', 'delete', 'select', 'other', 'other']);
   });
 
   it('times statements by kind and transactions as a whole in the SQL duration histogram', async () => {
@@ -161,7 +163,9 @@ describe('the pool gate', () => {
     expect(ran).toBe(false);
     expect([gate.active, gate.waiting]).toEqual([0, 0]);
     // and a request whose deadline has already passed does not queue at all
-    await expect(withSqlStats({ statements: 0, deadline }, () => gate.run(async () => 1))).rejects.toMatchObject({ extensions: { code: ErrorCode.DEADLINE_EXCEEDED } });
+    await expect(withSqlStats({ statements: 0, deadline }, () => gate.run(async () => 1))).rejects.toMatchObject({
+      extensions: { code: ErrorCode.DEADLINE_EXCEEDED },
+    });
   });
 
   it('turns a lost connection into DATABASE_UNAVAILABLE, checks the database, and while it is down refuses at once, the line included', async () => {
@@ -210,7 +214,8 @@ describe('the pool gate', () => {
 
   it('tells connection failures (socket errors, postgres.js codes, shutdown SQLSTATEs, wrapped by Drizzle) from other errors', () => {
     const coded = (code: string) => Object.assign(new Error(code), { code });
-    for (const code of ['ECONNREFUSED', 'ECONNRESET', 'CONNECTION_CLOSED', 'CONNECT_TIMEOUT', '57P01', '57P03', '08006', '53300']) expect(isConnectionError(coded(code))).toBe(true);
+    for (const code of ['ECONNREFUSED', 'ECONNRESET', 'CONNECTION_CLOSED', 'CONNECT_TIMEOUT', '57P01', '57P03', '08006', '53300'])
+      expect(isConnectionError(coded(code))).toBe(true);
     expect(isConnectionError(new Error('wrapped', { cause: coded('ECONNRESET') }))).toBe(true);
     for (const code of ['23505', '40001', '57014', '22P02']) expect(isConnectionError(coded(code))).toBe(false);
     expect(isConnectionError(new Error('plain'))).toBe(false);

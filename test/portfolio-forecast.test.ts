@@ -250,10 +250,12 @@ describe.skipIf(!REDIS_URL)('Portfolio.forecast cached across instances (Redis)'
     owner = await s.user();
     const [A, B] = [await s.instrument([]), await s.instrument([])];
     symbol = B.symbol;
-    await database.db.insert(prices).values([
-      ...monthly(A.id, [100, 200, 100, 200, 100, 200, 100, 200, 100, 200, 100, 200, 100]),
-      ...monthly(B.id, [1, 4, 4, 16, 16, 64, 64, 256, 1024, 1024, 1024, 4096, 4096]),
-    ]);
+    await database.db
+      .insert(prices)
+      .values([
+        ...monthly(A.id, [100, 200, 100, 200, 100, 200, 100, 200, 100, 200, 100, 200, 100]),
+        ...monthly(B.id, [1, 4, 4, 16, 16, 64, 64, 256, 1024, 1024, 1024, 4096, 4096]),
+      ]);
     portfolioId = String((await s.portfolio(owner)).id);
     await s.trade(owner.viewer, { portfolioId, symbol: A.symbol, side: 'BUY', quantity: '122.88', price: '100' });
     await s.trade(owner.viewer, { portfolioId, symbol: B.symbol, side: 'BUY', quantity: '1', price: '100' });

@@ -138,7 +138,10 @@ describe('portfolio risk (portfolio-covariance)', () => {
 
   it('aligns a daily series to month-end closes, by calendar month, when another holding is monthly', () => {
     // M: monthly closes on the 1st, 2021-01 to 2024-01 (37 closes, 36 returns)
-    const M = monthly(Array.from({ length: 37 }, (_, i) => 100 + 7 * Math.sin(i) + i), '2024-01');
+    const M = monthly(
+      Array.from({ length: 37 }, (_, i) => 100 + 7 * Math.sin(i) + i),
+      '2024-01',
+    );
     // D: every weekday from 2020-12 to the end of 2024-01; its last weekday of each month closes at
     // that month's `monthEnd`, every other day at something else entirely
     const monthEnd = (month: string) => 50 + (Number(month.slice(0, 4)) - 2020) * 3 + Number(month.slice(5, 7)) * (Number(month.slice(5, 7)) % 3);
@@ -152,7 +155,10 @@ describe('portfolio risk (portfolio-covariance)', () => {
     const mixed = forecastPortfolioRisk([holding(1, '10', M), holding(2, '20', D)], 21)!;
 
     // the same portfolio with D given as its month-end closes dated the 1st of each month
-    const DMonthly = monthly(Array.from({ length: 37 }, (_, i) => monthEnd(M[i].date.slice(0, 7))), '2024-01');
+    const DMonthly = monthly(
+      Array.from({ length: 37 }, (_, i) => monthEnd(M[i].date.slice(0, 7))),
+      '2024-01',
+    );
     const equivalent = forecastPortfolioRisk([holding(1, '10', M), { instrumentId: 2, quantity: '20', latest: D.at(-1)!, history: DMonthly }], 21)!;
 
     expect(mixed.asOf).toBe('2024-01-01'); // the older of the two latest prices
@@ -171,7 +177,17 @@ describe('portfolio risk (portfolio-covariance)', () => {
     expect(r.window.to).toBe('2024-01-31');
     expect(r.window.from).toBe(X[1000 - 757].date);
     // a day missing from one series is dropped from the grid (the window reaches one day further back)
-    const gap = forecastPortfolioRisk([holding(1, '1', X), holding(2, '1', Y.filter((_, i) => i !== 900))], 5)!;
+    const gap = forecastPortfolioRisk(
+      [
+        holding(1, '1', X),
+        holding(
+          2,
+          '1',
+          Y.filter((_, i) => i !== 900),
+        ),
+      ],
+      5,
+    )!;
     expect(gap.window.returns).toBe(756);
     expect(gap.window.from).toBe(X[1000 - 758].date);
   });

@@ -80,7 +80,10 @@ describe('the server process on the embedded database', () => {
     const exited = new Promise<number | null>((resolve) => server.child.once('exit', resolve));
     server.child.kill('SIGUSR2');
     expect(await exited).toBe(1);
-    const fatal = server.log().split('\n').find((line) => line.includes('"msg":"uncaught exception'));
+    const fatal = server
+      .log()
+      .split('\n')
+      .find((line) => line.includes('"msg":"uncaught exception'));
     expect(fatal).toBeDefined();
     expect(JSON.parse(fatal!)).toMatchObject({ level: 60, err: { message: 'planted uncaught exception' } });
   }, 120_000);

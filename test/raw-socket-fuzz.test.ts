@@ -45,22 +45,75 @@ function generator(random: () => number) {
   const deep = (n: number) => `${'['.repeat(n)}1${']'.repeat(n)}`;
   const cursor = (text: string) => Buffer.from(text).toString('base64url');
 
-  const METHODS = ['GET', 'POST', 'OPTIONS', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'CONNECT', 'TRACE', 'get', 'post', 'XYZZY', 'PRI', 'M'.repeat(300), 'GE T', 'POST\u0000', ''];
+  const METHODS = [
+    'GET',
+    'POST',
+    'OPTIONS',
+    'HEAD',
+    'PUT',
+    'DELETE',
+    'PATCH',
+    'CONNECT',
+    'TRACE',
+    'get',
+    'post',
+    'XYZZY',
+    'PRI',
+    'M'.repeat(300),
+    'GE T',
+    'POST\u0000',
+    '',
+  ];
   const TARGETS = [
-    '//:99999', '//[', '//a:b:c', '//:0', '//[::1', '//user@:1/graphql', '//%zz/graphql', 'http://[/graphql', 'http://evil.example/graphql', '//evil.example/graphql',
-    '*', '/%', '/%00', '/%E0%A4%A', '/graphql?%', '/graphql?query=%zz', '/graphql#x', '/graphql/../graphql', '/' + 'a'.repeat(20_000), '?', '', ' ', '/\t/',
-    '/healthz', '/readyz', '/metrics', '/nope', '/graphql', '/graphql?query=' + encodeURIComponent('{ __typename }'),
+    '//:99999',
+    '//[',
+    '//a:b:c',
+    '//:0',
+    '//[::1',
+    '//user@:1/graphql',
+    '//%zz/graphql',
+    'http://[/graphql',
+    'http://evil.example/graphql',
+    '//evil.example/graphql',
+    '*',
+    '/%',
+    '/%00',
+    '/%E0%A4%A',
+    '/graphql?%',
+    '/graphql?query=%zz',
+    '/graphql#x',
+    '/graphql/../graphql',
+    '/' + 'a'.repeat(20_000),
+    '?',
+    '',
+    ' ',
+    '/\t/',
+    '/healthz',
+    '/readyz',
+    '/metrics',
+    '/nope',
+    '/graphql',
+    '/graphql?query=' + encodeURIComponent('{ __typename }'),
     '/graphql?query=' + encodeURIComponent('query($v: Int) { __typename }') + '&variables=' + encodeURIComponent(`{"v":${deep(3000)}}`),
     '/graphql?query=' + encodeURIComponent('{ __typename }') + '&extensions=' + encodeURIComponent(deep(3000)),
   ];
   const BODIES = [
     '{"query":"{ __typename }"}',
     '{"query":"{ instrument(symbol: \\"AAPL\\") { symbol latestPrice { close } } }"}',
-    JSON.stringify({ query: 'query($f: Int, $a: String) { instruments(first: $f, after: $a) { totalCount } }', variables: { f: 2, a: cursor('["instruments","A\\u0000"]') } }),
+    JSON.stringify({
+      query: 'query($f: Int, $a: String) { instruments(first: $f, after: $a) { totalCount } }',
+      variables: { f: 2, a: cursor('["instruments","A\\u0000"]') },
+    }),
     JSON.stringify({ query: '{ instruments(first: 1) { totalCount } }', variables: { junk: 1 } }).replace('1}', `${deep(20_000)}}`),
     JSON.stringify({ query: '{ __typename }', extensions: { persistedQuery: { version: 1, sha256Hash: 'x'.repeat(64) } } }),
     JSON.stringify({ query: 'mutation { createPortfolio(input: { name: "raw" }) { portfolio { id } } }' }),
-    '{"query":', '[{"query":"{ __typename }"}]', 'null', '"x"', '{"query":"{ __typename }"}garbage', '\u0000\u0001\u0002', '{'.repeat(50_000),
+    '{"query":',
+    '[{"query":"{ __typename }"}]',
+    'null',
+    '"x"',
+    '{"query":"{ __typename }"}garbage',
+    '\u0000\u0001\u0002',
+    '{'.repeat(50_000),
   ];
 
   const header = (): [string, string] =>
@@ -101,7 +154,13 @@ function generator(random: () => number) {
     const body = method === 'GET' || chance(0.1) ? (chance(0.8) ? '' : pick(BODIES)) : pick(BODIES);
     const headers: [string, string][] = [];
     if (chance(0.95)) headers.push(['host', chance(0.9) ? '127.0.0.1' : pick(['', 'a b', 'x'.repeat(300)])]);
-    if (chance(0.9)) headers.push(['content-type', chance(0.8) ? 'application/json' : pick(['text/plain', 'application/graphql-response+json', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', '\u00ff'])]);
+    if (chance(0.9))
+      headers.push([
+        'content-type',
+        chance(0.8)
+          ? 'application/json'
+          : pick(['text/plain', 'application/graphql-response+json', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', '\u00ff']),
+      ]);
     if (method === 'GET' && chance(0.7)) headers.push(['apollo-require-preflight', 'true']);
     for (let n = int(3); n > 0; n--) headers.push(header());
     if (chance(0.05)) for (let n = 0; n < 150; n++) headers.push([`x-many-${n}`, 'v']);
@@ -231,7 +290,12 @@ describe('raw sockets against the server process', () => {
     const canary = (async () => {
       const answers: string[] = [];
       while (!done) {
-        answers.push(await quote().then(({ status, body }) => `${status} ${body.data?.instrument?.symbol}`, (e: Error) => e.message));
+        answers.push(
+          await quote().then(
+            ({ status, body }) => `${status} ${body.data?.instrument?.symbol}`,
+            (e: Error) => e.message,
+          ),
+        );
         await new Promise((r) => setTimeout(r, 100));
       }
       return answers;
@@ -255,7 +319,10 @@ describe('raw sockets against the server process', () => {
     const statuses = new Set(outcomes.flatMap((o) => o.statuses));
     for (const s of [200, 400, 404, 408]) expect(statuses, `no ${s} among ${[...statuses]}`).toContain(s);
     // nothing was logged as an error (a handler failure, an unhandled rejection)
-    const errors = server.log().split('\n').filter((line) => /"level":(50|60)/.test(line));
+    const errors = server
+      .log()
+      .split('\n')
+      .filter((line) => /"level":(50|60)/.test(line));
     expect(errors).toEqual([]);
 
     expect((await fetch(`${server.base}/healthz`)).status).toBe(200);
@@ -269,7 +336,10 @@ describe('raw sockets against the server process', () => {
     let line: string | undefined;
     for (let i = 0; i < 50 && !line; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      line = server.log().split('\n').find((l) => l.includes('unhandled promise rejection'));
+      line = server
+        .log()
+        .split('\n')
+        .find((l) => l.includes('unhandled promise rejection'));
     }
     expect(JSON.parse(line!)).toMatchObject({ level: 50, err: { message: 'planted unhandled rejection' } });
     expect(server.child.exitCode).toBeNull();

@@ -105,7 +105,8 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     return url.toString();
   };
   const quote = async () =>
-    (await server.post({ query: 'query($s: String!) { instrument(symbol: $s) { id latestPrice { date close } } }', variables: { s: symbol } })).body.data.instrument;
+    (await server.post({ query: 'query($s: String!) { instrument(symbol: $s) { id latestPrice { date close } } }', variables: { s: symbol } })).body.data
+      .instrument;
   const mine = async (userId: number) =>
     server.post({ query: '{ viewer { portfolios { totalCount } } }' }, { authorization: `Bearer ${await server.token(userId)}` });
 

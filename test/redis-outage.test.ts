@@ -52,7 +52,12 @@ describe.skipIf(!hasRedisServer)('Redis down, hung and back, under load on two i
     const writer = async (trader: Trader, i: number) => {
       for (let n = i; running; n++) {
         const key = `outage-${randomBytes(6).toString('hex')}`;
-        const res = record(await post(n % 2 ? a : b, trader, { query: TRADE, variables: { input: { portfolioId: trader.portfolioId, symbol, side: 'BUY', quantity: '1', price: '10', idempotencyKey: key } } }));
+        const res = record(
+          await post(n % 2 ? a : b, trader, {
+            query: TRADE,
+            variables: { input: { portfolioId: trader.portfolioId, symbol, side: 'BUY', quantity: '1', price: '10', idempotencyKey: key } },
+          }),
+        );
         (res.status === 200 && !res.body.errors ? trader.acknowledged : trader.failed).push(key);
       }
     };
@@ -82,7 +87,10 @@ describe.skipIf(!hasRedisServer)('Redis down, hung and back, under load on two i
   /** Waits (bounded) until both instances report Redis `state` in /readyz, which stays 200 either way. */
   async function bothSee(state: 'up' | 'down') {
     for (const server of [a, b]) {
-      const seen = await until(() => ready(server), (r) => r.body.redis === state);
+      const seen = await until(
+        () => ready(server),
+        (r) => r.body.redis === state,
+      );
       expect(seen).toEqual({ status: 200, body: { status: 'ready', redis: state } });
       expect(await redisUp(server)).toBe(state === 'up' ? '1' : '0');
     }

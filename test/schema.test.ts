@@ -30,7 +30,7 @@ describe('schema', () => {
     expect(undocumented(schema)).toEqual([]);
   });
 
-  it('has the contract\'s entry points and money as Decimal', () => {
+  it("has the contract's entry points and money as Decimal", () => {
     const query = schema.getQueryType()!.getFields();
     expect(Object.keys(query)).toEqual(expect.arrayContaining(['viewer', 'portfolio', 'portfolios', 'instrument', 'instruments']));
     expect(Object.keys(schema.getMutationType()!.getFields())).toEqual(expect.arrayContaining(['createPortfolio', 'recordTrade']));

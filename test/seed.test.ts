@@ -79,7 +79,6 @@ function replay(list: TradeSqlRow[]): Map<string, Holding | Error> {
   return holdings;
 }
 
-
 describe('seeding', () => {
   let database: TestDatabase;
   let db: Db;
@@ -155,7 +154,8 @@ describe('seeding', () => {
       const expected = replay(traded);
       const held = await positionSnapshot(db);
       expect(held).toHaveLength(expected.size);
-      for (const p of held) expect(differences(p, expected.get(`${p.portfolioId}/${p.instrumentId}`)), `position ${p.portfolioId}/${p.instrumentId}`).toEqual([]);
+      for (const p of held)
+        expect(differences(p, expected.get(`${p.portfolioId}/${p.instrumentId}`)), `position ${p.portfolioId}/${p.instrumentId}`).toEqual([]);
     });
 
     it('forecasts every instrument at horizons 1, 5, 21 and 63 from the active default model, as of its last price', async () => {
@@ -266,7 +266,8 @@ describe('seeding', () => {
       const held = (await positionSnapshot(db)).filter((p) => loadPortfolios.has(p.portfolioId));
       expect(held).toHaveLength(2000);
       expect(expected.size).toBe(2000);
-      for (const p of held) expect(differences(p, expected.get(`${p.portfolioId}/${p.instrumentId}`)), `position ${p.portfolioId}/${p.instrumentId}`).toEqual([]);
+      for (const p of held)
+        expect(differences(p, expected.get(`${p.portfolioId}/${p.instrumentId}`)), `position ${p.portfolioId}/${p.instrumentId}`).toEqual([]);
     });
 
     it('dates each position’s trades so that, in time order, they imply the same position (no sale before the buys)', async () => {

@@ -16,8 +16,26 @@ import { startTestServer, type TestServer } from './helpers/server.js';
 const RECORD = /* GraphQL */ `
   mutation Record($input: RecordTradeInput!) {
     recordTrade(input: $input) {
-      trade { id side quantity price executedAt idempotencyKey instrument { symbol } }
-      position { id quantity averageCost realizedPnl instrument { symbol } }
+      trade {
+        id
+        side
+        quantity
+        price
+        executedAt
+        idempotencyKey
+        instrument {
+          symbol
+        }
+      }
+      position {
+        id
+        quantity
+        averageCost
+        realizedPnl
+        instrument {
+          symbol
+        }
+      }
     }
   }
 `;
@@ -25,8 +43,30 @@ const RECORD = /* GraphQL */ `
 const PORTFOLIO = /* GraphQL */ `
   query Portfolio($id: ID!) {
     portfolio(id: $id) {
-      positions { totalCount nodes { quantity averageCost realizedPnl instrument { symbol } } }
-      trades { totalCount nodes { id side quantity price idempotencyKey instrument { symbol } } }
+      positions {
+        totalCount
+        nodes {
+          quantity
+          averageCost
+          realizedPnl
+          instrument {
+            symbol
+          }
+        }
+      }
+      trades {
+        totalCount
+        nodes {
+          id
+          side
+          quantity
+          price
+          idempotencyKey
+          instrument {
+            symbol
+          }
+        }
+      }
     }
   }
 `;
@@ -135,7 +175,13 @@ describe('recording trades', () => {
       const first = await record(f.owner.id, f.input({ quantity: '10', price: '100' }));
       expect(first.body.errors).toBeUndefined();
       // sent without a key, the trade is recorded under one of the server's (see "outcome unknown")
-      expect(first.body.data.recordTrade.trade).toMatchObject({ side: 'BUY', quantity: '10', price: '100', idempotencyKey: expect.stringMatching(/^srv-[0-9a-f-]{36}$/), instrument: { symbol: f.symbol } });
+      expect(first.body.data.recordTrade.trade).toMatchObject({
+        side: 'BUY',
+        quantity: '10',
+        price: '100',
+        idempotencyKey: expect.stringMatching(/^srv-[0-9a-f-]{36}$/),
+        instrument: { symbol: f.symbol },
+      });
       expect(first.body.data.recordTrade.position).toMatchObject({ quantity: '10', averageCost: '100', realizedPnl: '0' });
 
       const second = await record(f.owner.id, f.input({ quantity: '30', price: '200' }));
@@ -189,7 +235,14 @@ describe('recording trades', () => {
       expect(view.body.data.portfolio.trades).toEqual({
         totalCount: 2,
         nodes: [
-          { id: newer.body.data.recordTrade.trade.id, side: 'SELL', quantity: '0.5', price: '60.25', idempotencyKey: expect.stringMatching(/^srv-/), instrument: { symbol: f.symbol } },
+          {
+            id: newer.body.data.recordTrade.trade.id,
+            side: 'SELL',
+            quantity: '0.5',
+            price: '60.25',
+            idempotencyKey: expect.stringMatching(/^srv-/),
+            instrument: { symbol: f.symbol },
+          },
           { id: older.body.data.recordTrade.trade.id, side: 'BUY', quantity: '2', price: '50', idempotencyKey: 'first', instrument: { symbol: f.symbol } },
         ],
       });
@@ -289,7 +342,9 @@ describe('recording trades', () => {
       const first = await record(f.owner.id, f.input({ quantity: '1', price: '100', idempotencyKey: 'order-1' }));
       expect(first.body.errors).toBeUndefined();
       for (const different of [{ quantity: '2' }, { price: '101' }, { side: 'SELL' }, { executedAt: '2024-01-02T00:00:00.000Z' }]) {
-        await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () => record(f.owner.id, f.input({ quantity: '1', price: '100', idempotencyKey: 'order-1', ...different })));
+        await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () =>
+          record(f.owner.id, f.input({ quantity: '1', price: '100', idempotencyKey: 'order-1', ...different })),
+        );
       }
       const other = await f.s.instrument(['5']);
       await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () => record(f.owner.id, f.input({ symbol: other.symbol, idempotencyKey: 'order-1' })));
@@ -307,9 +362,13 @@ describe('recording trades', () => {
     it('a sell dated before the buy it would sell is BAD_USER_INPUT (executedAt), and changes nothing', async () => {
       const f = await fixture();
       expect(codes(await record(f.owner.id, f.input({ quantity: '10', executedAt: '2024-03-01T10:00:00.000Z' })))).toEqual([]);
-      const res = await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () => record(f.owner.id, f.input({ side: 'SELL', quantity: '4', executedAt: '2024-02-01T10:00:00.000Z' })));
+      const res = await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () =>
+        record(f.owner.id, f.input({ side: 'SELL', quantity: '4', executedAt: '2024-02-01T10:00:00.000Z' })),
+      );
       expect(res.body.errors[0].extensions.argument).toBe('executedAt');
-      expect(res.body.errors[0].message).toMatch(/^executedAt: a sell of 4 \S+ dated 2024-02-01 needs units held from then on; the portfolio's trades hold as little as 0 from that date$/);
+      expect(res.body.errors[0].message).toMatch(
+        /^executedAt: a sell of 4 \S+ dated 2024-02-01 needs units held from then on; the portfolio's trades hold as little as 0 from that date$/,
+      );
     });
 
     it('a sell dated between trades must leave every later trade covered', async () => {
@@ -321,7 +380,9 @@ describe('recording trades', () => {
         expect(codes(await record(f.owner.id, f.input(t)))).toEqual([]);
       }
       // on 2024-02-01 ten were held, but the March sell needs five of them: at most five may go
-      await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () => record(f.owner.id, f.input({ side: 'SELL', quantity: '6', executedAt: '2024-02-01T10:00:00.000Z' })));
+      await expectRefused(f.portfolio.id, 'BAD_USER_INPUT', () =>
+        record(f.owner.id, f.input({ side: 'SELL', quantity: '6', executedAt: '2024-02-01T10:00:00.000Z' })),
+      );
       const ok = await record(f.owner.id, f.input({ side: 'SELL', quantity: '5', executedAt: '2024-02-01T10:00:00.000Z' }));
       expect(codes(ok)).toEqual([]);
       expect(ok.body.data.recordTrade.position).toBeNull();
@@ -482,7 +543,9 @@ describe('recording trades', () => {
 
     it('interleaved concurrent buys and sells never oversell and keep the position equal to its trades', async () => {
       const f = await fixture({ quantity: '10', price: '10' });
-      const ops = Array.from({ length: 100 }, (_, i) => (i % 5 < 2 ? { side: 'BUY' as const, quantity: '1', price: '20' } : { side: 'SELL' as const, quantity: '1', price: '15' }));
+      const ops = Array.from({ length: 100 }, (_, i) =>
+        i % 5 < 2 ? { side: 'BUY' as const, quantity: '1', price: '20' } : { side: 'SELL' as const, quantity: '1', price: '15' },
+      );
       const outcomes = await Promise.all(ops.map((op) => codeOf(f.trade(op))));
 
       const buys = ops.filter((op, i) => op.side === 'BUY' && outcomes[i] === 'NO ERROR').length;

@@ -82,8 +82,15 @@ describe.skipIf(!onPostgres)('trades behind a held lock, on a pool of one connec
     const instrument = await s.instrument(['10']);
     const headers = { authorization: `Bearer ${await server.token(owner.id)}` };
     const trade = (key: string) =>
-      server.post({ query: RECORD, variables: { input: { portfolioId: String(portfolio.id), symbol: instrument.symbol, side: 'BUY', quantity: '1', price: '10', idempotencyKey: key } } }, headers);
-    const storedKeys = async () => (await database.db.select({ key: trades.idempotencyKey }).from(trades).where(eq(trades.portfolioId, portfolio.id))).map((r) => r.key);
+      server.post(
+        {
+          query: RECORD,
+          variables: { input: { portfolioId: String(portfolio.id), symbol: instrument.symbol, side: 'BUY', quantity: '1', price: '10', idempotencyKey: key } },
+        },
+        headers,
+      );
+    const storedKeys = async () =>
+      (await database.db.select({ key: trades.idempotencyKey }).from(trades).where(eq(trades.portfolioId, portfolio.id))).map((r) => r.key);
     /** Holds the portfolio row's lock for `ms` from a connection of its own. */
     const hold = (ms: number) =>
       locker.begin(async (tx) => {

@@ -5,4 +5,9 @@
 import { dashboardSource, serveDashboards } from './dashboard-source.js';
 
 const source = dashboardSource(process.env);
-serveDashboards('floor', Number(process.env.PORT ?? 4700), (req) => source.answer(req), () => source.close());
+serveDashboards(
+  'floor',
+  Number(process.env.PORT ?? 4700),
+  (req) => source.answer(req),
+  () => source.close(),
+);

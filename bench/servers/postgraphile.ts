@@ -39,9 +39,10 @@ const pgl = postgraphile({
 const server = createServer();
 await pgl.createServ(grafserv).addTo(server, false);
 server.listen(port, '127.0.0.1', () => process.stderr.write(`postgraphile listening on ${port}\n`));
-const stop = () => server.close(async () => {
-  await pgl.release();
-  process.exit(0);
-});
+const stop = () =>
+  server.close(async () => {
+    await pgl.release();
+    process.exit(0);
+  });
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -69,11 +69,20 @@ export function createPartnerAdmission({ db, cacheTtlMs = 10_000 }: PartnerAdmis
       }
       if (!partner) return { request, partner: null };
       if (hash === undefined) {
-        throw refuse(ErrorCode.PERSISTED_QUERY_REQUIRED, 'partners may run trusted documents only: send extensions.persistedQuery.sha256Hash of a published operation', 403);
+        throw refuse(
+          ErrorCode.PERSISTED_QUERY_REQUIRED,
+          'partners may run trusted documents only: send extensions.persistedQuery.sha256Hash of a published operation',
+          403,
+        );
       }
       const document = /^[a-f0-9]{64}$/i.test(hash) ? await documentFor(partner, hash.toLowerCase()) : null;
       if (!document) {
-        if (typeof params.query === 'string') throw refuse(ErrorCode.PERSISTED_QUERY_REQUIRED, 'this operation is not a trusted document of this partner: publish it first (npm run pq:publish)', 403);
+        if (typeof params.query === 'string')
+          throw refuse(
+            ErrorCode.PERSISTED_QUERY_REQUIRED,
+            'this operation is not a trusted document of this partner: publish it first (npm run pq:publish)',
+            403,
+          );
         // Apollo's persisted-query code, so that clients see the protocol they know; sending the
         // query along will not register it.
         throw refuse(ErrorCode.PERSISTED_QUERY_NOT_FOUND, 'PersistedQueryNotFound', 200);

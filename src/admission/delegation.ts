@@ -1,13 +1,6 @@
 import { decodeJwt } from 'jose';
 import { LRUCache } from 'lru-cache';
-import {
-  ANONYMOUS,
-  DELEGATED_TOKEN_DEFAULT_SECONDS,
-  DELEGATED_TOKEN_MAX_SECONDS,
-  signDelegatedToken,
-  type Credential,
-  type Viewer,
-} from './tokens.js';
+import { ANONYMOUS, DELEGATED_TOKEN_DEFAULT_SECONDS, DELEGATED_TOKEN_MAX_SECONDS, signDelegatedToken, type Credential, type Viewer } from './tokens.js';
 import type { Db } from '../db/client.js';
 import { CodedError, ErrorCode } from '../errors.js';
 import { liveGrant, liveGrantOf, partnerNamed, PartnerError, userWithEmail, type AuthenticatedPartner } from './partners.js';
@@ -50,7 +43,8 @@ export interface MintedToken {
  */
 export async function mintDelegatedToken(db: Db, secret: string, options: MintOptions): Promise<MintedToken> {
   const seconds = parseLifetime(options.expires ?? `${DELEGATED_TOKEN_DEFAULT_SECONDS}s`);
-  if (seconds > DELEGATED_TOKEN_MAX_SECONDS) throw new PartnerError(`a delegated token lives at most ${DELEGATED_TOKEN_MAX_SECONDS / 3600} h: mint a new one when it expires`);
+  if (seconds > DELEGATED_TOKEN_MAX_SECONDS)
+    throw new PartnerError(`a delegated token lives at most ${DELEGATED_TOKEN_MAX_SECONDS / 3600} h: mint a new one when it expires`);
   const partner = await partnerNamed(db, options.partner);
   const user = await userWithEmail(db, options.email);
   const held = DELEGATED_SCOPES.filter((s) => partner.scopes.includes(s));
@@ -104,7 +98,9 @@ export function createDelegation({ db, cacheTtlMs = 10_000 }: DelegationOptions)
       }
       if (credential.kind === 'anonymous') return ANONYMOUS;
       if (credential.kind === 'user') {
-        throw unauthenticated(`a partner cannot use a user's own token: act for a user with a token delegated to ${partner.name} (npm run token -- EMAIL --partner ${partner.name})`);
+        throw unauthenticated(
+          `a partner cannot use a user's own token: act for a user with a token delegated to ${partner.name} (npm run token -- EMAIL --partner ${partner.name})`,
+        );
       }
       if (credential.partnerId !== partner.id) throw unauthenticated(`this token was delegated to another partner, not to ${partner.name}`);
       const scope = scopeFor(operationType);

@@ -64,7 +64,11 @@ export async function listKeys(db: Db): Promise<KeyListing[]> {
 export async function rotateKey(db: Db, name: string, revokeOthers = false): Promise<string> {
   const partner = await partnerNamed(db, name);
   return db.transaction(async (tx) => {
-    if (revokeOthers) await tx.update(apiKeys).set({ revokedAt: sql`now()` }).where(and(eq(apiKeys.partnerId, partner.id), isNull(apiKeys.revokedAt)));
+    if (revokeOthers)
+      await tx
+        .update(apiKeys)
+        .set({ revokedAt: sql`now()` })
+        .where(and(eq(apiKeys.partnerId, partner.id), isNull(apiKeys.revokedAt)));
     return issueKey(tx as unknown as Db, partner.id);
   });
 }

@@ -64,7 +64,10 @@ return held
  * count and per document, so that registrations (any client may make them) cannot grow Redis without
  * end. A Redis that does not answer is a miss (the client then sends the text), never a failed request.
  */
-export function createRedisApqStore(link: RedisLink, { namespace, maxBytes, maxEntries, maxEntryBytes, ttlSeconds, now = Date.now }: RedisApqOptions): KeyValueCache<string> {
+export function createRedisApqStore(
+  link: RedisLink,
+  { namespace, maxBytes, maxEntries, maxEntryBytes, ttlSeconds, now = Date.now }: RedisApqOptions,
+): KeyValueCache<string> {
   const keys = ['documents', 'used', 'bytes'].map((k) => `foliograph:${namespace}:apq:${k}`);
   const ttlMs = (options?: KeyValueCacheSetOptions) => 1000 * (options?.ttl || ttlSeconds);
   return {

@@ -2,7 +2,18 @@ import type { GatewayInterface } from '@apollo/server-gateway-interface';
 import { envelop, useEngine, useSchema } from '@envelop/core';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { useResponseCache } from '@envelop/response-cache';
-import { GraphQLError, execute, getVariableValues, parse, printSchema, specifiedRules, subscribe, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import {
+  GraphQLError,
+  execute,
+  getVariableValues,
+  parse,
+  printSchema,
+  specifiedRules,
+  subscribe,
+  validate,
+  type ExecutionResult,
+  type GraphQLSchema,
+} from 'graphql';
 import { createScopeAnalyzer } from './policy.js';
 import { createCompilePolicy } from './compiled.js';
 import type { DocumentProfiles } from './hits.js';
@@ -108,7 +119,11 @@ export function createEnvelopGateway({ schema, store, profiles, metrics, onWrite
             // Apollo leaves operation resolution to the executor when a gateway runs operations
             const name = request.operationName;
             const message = name ? `Unknown operation named "${name}".` : 'Must provide operation name if query contains multiple operations.';
-            return { errors: [new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, reason: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } } })] };
+            return {
+              errors: [
+                new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, reason: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } } }),
+              ],
+            };
           }
           const mutation = request.operation.operation === 'mutation';
           const { viewer } = requestContext;
@@ -118,7 +133,9 @@ export function createEnvelopGateway({ schema, store, profiles, metrics, onWrite
           if (store && !mutation && session && viewer.kind === 'user') await store.sync(session);
           const ctx: Context = requestContext.forOperation({
             mutation,
-            cache: store ? { session, mutation, documentKey: request.queryHash, store: store.forRequest(session, () => requestContext.cost.estimated) } : undefined,
+            cache: store
+              ? { session, mutation, documentKey: request.queryHash, store: store.forRequest(session, () => requestContext.cost.estimated) }
+              : undefined,
           });
           // both keys (single flight below, the response cache's own) are built from these alone
           const variableValues = declaredVariables(request.operation, request.request.variables);
@@ -128,7 +145,9 @@ export function createEnvelopGateway({ schema, store, profiles, metrics, onWrite
           if (coercion.errors) return { errors: coercion.errors };
           const run = async () => {
             const { execute: run } = getEnveloped(ctx);
-            return withGraphQLErrors((await run({ schema, document, contextValue: ctx, variableValues, operationName: request.operationName })) as ExecutionResult);
+            return withGraphQLErrors(
+              (await run({ schema, document, contextValue: ctx, variableValues, operationName: request.operationName })) as ExecutionResult,
+            );
           };
           if (mutation) {
             // whatever the outcome: one field of the operation may have written before another failed

@@ -41,7 +41,12 @@ function rank(accept: string, type: string): [q: number, specificity: number, or
   let best: [number, number, number] = [-1, -1, 0];
   accept.split(',').forEach((part, order) => {
     const [range, ...parameters] = part.trim().toLowerCase().split(';');
-    const q = Number(parameters.map((p) => p.trim()).find((p) => p.startsWith('q='))?.slice(2) ?? '1');
+    const q = Number(
+      parameters
+        .map((p) => p.trim())
+        .find((p) => p.startsWith('q='))
+        ?.slice(2) ?? '1',
+    );
     const specificity = range === type ? 2 : range === `${type.split('/')[0]}/*` ? 1 : range === '*/*' ? 0 : -1;
     if (specificity > best[1] && Number.isFinite(q)) best = [q, specificity, order];
   });
@@ -101,7 +106,12 @@ export function createHitPath({ store, profiles, budget, maxCost, record, metric
     const contentType = answerType(req.headers);
     if (!contentType) return false;
     const persisted = params.extensions?.persistedQuery?.sha256Hash;
-    const hash = typeof params.query === 'string' ? documentHash(params.query) : typeof persisted === 'string' && /^[0-9a-f]{64}$/i.test(persisted) ? persisted.toLowerCase() : null;
+    const hash =
+      typeof params.query === 'string'
+        ? documentHash(params.query)
+        : typeof persisted === 'string' && /^[0-9a-f]{64}$/i.test(persisted)
+          ? persisted.toLowerCase()
+          : null;
     if (hash === null) return false;
     const operationName = typeof params.operationName === 'string' ? params.operationName : null;
     const profile = profiles.get(hash, operationName);
@@ -117,7 +127,12 @@ export function createHitPath({ store, profiles, budget, maxCost, record, metric
     // refused: Apollo's path answers the refusal as it always does (the refused spend cost nothing)
     if (!decision.allowed) return false;
 
-    const cost = { estimated: hit.cost, limit: maxCost, actual: { sqlStatements: 0, loaderBatches: 0, loaderKeys: 0, rows: 0 }, budget: { limit: decision.limit, remaining: decision.remaining } };
+    const cost = {
+      estimated: hit.cost,
+      limit: maxCost,
+      actual: { sqlStatements: 0, loaderBatches: 0, loaderKeys: 0, rows: 0 },
+      budget: { limit: decision.limit, remaining: decision.remaining },
+    };
     // the stored bytes as they are but their closing brace, then the extensions: nothing re-encoded
     const tail = `,"extensions":{"responseCache":{"hit":true},"cost":${JSON.stringify(cost)}}}`;
     const head = hit.body.subarray(0, hit.body.length - 1);

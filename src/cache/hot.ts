@@ -60,9 +60,30 @@ export function createHotCache({ ttlMs, max = 50_000 }: HotCacheOptions) {
   }
 
   return {
-    instrumentsById: (batch: Batch<number, InstrumentRow | null>) => through(byId, batch, (row) => ({ row }), (e) => e.row, (id) => id),
-    instrumentsBySymbol: (batch: Batch<string, InstrumentRow | null>) => through(bySymbol, batch, (row) => ({ row }), (e) => e.row, (_, row) => row?.id),
-    latestPrices: (batch: Batch<number, PriceRecord | null>) => through(prices, batch, (price) => ({ price }), (e) => e.price, (id) => id),
+    instrumentsById: (batch: Batch<number, InstrumentRow | null>) =>
+      through(
+        byId,
+        batch,
+        (row) => ({ row }),
+        (e) => e.row,
+        (id) => id,
+      ),
+    instrumentsBySymbol: (batch: Batch<string, InstrumentRow | null>) =>
+      through(
+        bySymbol,
+        batch,
+        (row) => ({ row }),
+        (e) => e.row,
+        (_, row) => row?.id,
+      ),
+    latestPrices: (batch: Batch<number, PriceRecord | null>) =>
+      through(
+        prices,
+        batch,
+        (price) => ({ price }),
+        (e) => e.price,
+        (id) => id,
+      ),
     /** Drops what invalidation tags name: one instrument, or every instrument for `Instrument`/`Price`. */
     invalidate(tags: string[]) {
       for (const tag of tags) {

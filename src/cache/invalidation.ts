@@ -97,11 +97,15 @@ export function createInvalidationListener({ database, store, hot, onTags, logge
   return {
     async start() {
       stop = await database
-        .listen(INVALIDATION_CHANNEL, (payload) => drop(parseInvalidation(payload)), () => {
-          logger.warn('listening for invalidations again after a lost connection: dropping every cached answer, which may have missed one');
-          store?.forgetLocal();
-          hot?.invalidate([ALL_INSTRUMENTS]);
-        })
+        .listen(
+          INVALIDATION_CHANNEL,
+          (payload) => drop(parseInvalidation(payload)),
+          () => {
+            logger.warn('listening for invalidations again after a lost connection: dropping every cached answer, which may have missed one');
+            store?.forgetLocal();
+            hot?.invalidate([ALL_INSTRUMENTS]);
+          },
+        )
         .catch((e) => {
           logger.warn({ err: e }, 'cannot LISTEN for invalidations: cached public data refreshes at its TTL');
           return undefined;

@@ -123,7 +123,10 @@ export function createRedisLink({ url, commandTimeoutMs, probeIntervalMs = 250, 
     remindedAt = downSince;
     skipped = 0;
     // the message only: a command's arguments (tags, callers, documents) stay out of the log
-    logger.warn({ reason: (reason as Error)?.message ?? String(reason) }, 'redis is failing: skipping it (answers come from PostgreSQL, budgets are open) until it answers again');
+    logger.warn(
+      { reason: (reason as Error)?.message ?? String(reason) },
+      'redis is failing: skipping it (answers come from PostgreSQL, budgets are open) until it answers again',
+    );
     onState?.(false);
     for (const listener of downListeners) listener();
   }
@@ -179,7 +182,10 @@ export function createRedisLink({ url, commandTimeoutMs, probeIntervalMs = 250, 
     if (state === 'down') {
       if (performance.now() - remindedAt > REMIND_MS) {
         remindedAt = performance.now();
-        logger.warn({ downMs: Math.round(remindedAt - downSince), skipped }, started ? 'redis is still failing: still skipped' : 'redis does not answer yet: running without it');
+        logger.warn(
+          { downMs: Math.round(remindedAt - downSince), skipped },
+          started ? 'redis is still failing: still skipped' : 'redis does not answer yet: running without it',
+        );
       }
       void probe();
     } else if (state === 'up' && performance.now() - lastUsed > 2 * probeIntervalMs) {

@@ -85,7 +85,13 @@ const MIGRATION_LOCK = 0x466f6c69;
  */
 export function openGatedPostgres(
   url: string,
-  options: { max: number; applicationName: string; statementTimeoutMs?: number; connectTimeoutMs?: number; onAvailability?: (state: AvailabilityState, previous: AvailabilityState, cause?: unknown) => void },
+  options: {
+    max: number;
+    applicationName: string;
+    statementTimeoutMs?: number;
+    connectTimeoutMs?: number;
+    onAvailability?: (state: AvailabilityState, previous: AvailabilityState, cause?: unknown) => void;
+  },
 ) {
   const connectTimeout = (options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) / 1000;
   const client = postgres(url, {
@@ -103,7 +109,14 @@ export function openGatedPostgres(
   let prober: postgres.Sql | undefined;
   const availability = createAvailability({
     async probe() {
-      prober ??= postgres(url, { max: 1, idle_timeout: 5, connect_timeout: connectTimeout, backoff: reconnectBackoff, onnotice: () => {}, connection: { application_name: `${options.applicationName}:probe`.slice(-63), statement_timeout: 2000 } });
+      prober ??= postgres(url, {
+        max: 1,
+        idle_timeout: 5,
+        connect_timeout: connectTimeout,
+        backoff: reconnectBackoff,
+        onnotice: () => {},
+        connection: { application_name: `${options.applicationName}:probe`.slice(-63), statement_timeout: 2000 },
+      });
       await prober`select 1`;
     },
     onChange: options.onAvailability,
@@ -145,11 +158,19 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       // over the probe's own connection: a ping must not wait behind the requests in the pool
       ping: () => availability.check(),
       async explain(query, params) {
-        const plan = await pool.run(async () => await client.unsafe<{ 'QUERY PLAN': string }[]>(`explain ${query}`, params as postgres.ParameterOrJSON<never>[]));
+        const plan = await pool.run(
+          async () => await client.unsafe<{ 'QUERY PLAN': string }[]>(`explain ${query}`, params as postgres.ParameterOrJSON<never>[]),
+        );
         return plan.map((r) => r['QUERY PLAN']);
       },
       async idleConnections() {
-        stats ??= postgres(options.databaseUrl!, { max: 1, idle_timeout: 60, connect_timeout: 5, onnotice: () => {}, connection: { application_name: `${applicationName}:stats`.slice(-63), statement_timeout: 2000 } });
+        stats ??= postgres(options.databaseUrl!, {
+          max: 1,
+          idle_timeout: 60,
+          connect_timeout: 5,
+          onnotice: () => {},
+          connection: { application_name: `${applicationName}:stats`.slice(-63), statement_timeout: 2000 },
+        });
         const [row] = await stats`select count(*)::int as idle from pg_stat_activity where application_name = ${applicationName} and state = 'idle'`;
         return Number(row.idle);
       },
@@ -164,7 +185,12 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       async exclusive(fn) {
         // the lock lives on a connection of its own: taken from the pool, it could leave none for
         // the work it guards (with DB_POOL_MAX=1, none at all)
-        const lock = postgres(options.databaseUrl!, { max: 1, connect_timeout: 10, onnotice: () => {}, connection: { application_name: `${applicationName}:lock`.slice(-63) } });
+        const lock = postgres(options.databaseUrl!, {
+          max: 1,
+          connect_timeout: 10,
+          onnotice: () => {},
+          connection: { application_name: `${applicationName}:lock`.slice(-63) },
+        });
         try {
           await lock`select pg_advisory_lock(${MIGRATION_LOCK})`;
           return await fn();

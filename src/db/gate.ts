@@ -197,7 +197,9 @@ export function gatePgliteClient<C extends object>(client: C, gate: PoolGate): C
       if (property === 'query' || property === 'transaction') {
         const method = Reflect.get(target, property, receiver) as (...a: unknown[]) => Promise<unknown>;
         return (...args: unknown[]) =>
-          property === 'transaction' ? gate.run(() => method.apply(target, args), 'transaction') : traced(gate, String(args[0]), () => method.apply(target, args));
+          property === 'transaction'
+            ? gate.run(() => method.apply(target, args), 'transaction')
+            : traced(gate, String(args[0]), () => method.apply(target, args));
       }
       return Reflect.get(target, property, receiver) as unknown;
     },

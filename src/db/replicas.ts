@@ -34,7 +34,13 @@ export function createReadReplicas(urls: string[], options: { dbPoolMax: number;
   const dbs = opened.map((o) => o.db);
   // health checks use connections of their own: a replica's full pool must not make it look down
   const checkers = urls.map((url) =>
-    postgres(url, { max: 1, idle_timeout: 60, connect_timeout: 2, onnotice: () => {}, connection: { application_name: `${applicationName}:check`.slice(-63), statement_timeout: 2000 } }),
+    postgres(url, {
+      max: 1,
+      idle_timeout: 60,
+      connect_timeout: 2,
+      onnotice: () => {},
+      connection: { application_name: `${applicationName}:check`.slice(-63), statement_timeout: 2000 },
+    }),
   );
   const health: ReplicaHealth[] = urls.map(() => ({ up: true, lagSeconds: 0 }));
   return {

@@ -32,7 +32,9 @@ export const portfolios = pgTable(
   'portfolios',
   {
     id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
-    ownerId: integer('owner_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+    ownerId: integer('owner_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
     name: text('name').notNull(),
     baseCurrency: text('base_currency').notNull().default('USD'),
     createdAt: createdAt(),
@@ -52,7 +54,9 @@ export const instruments = pgTable('instruments', {
 export const prices = pgTable(
   'prices',
   {
-    instrumentId: integer('instrument_id').notNull().references(() => instruments.id, { onDelete: 'cascade' }),
+    instrumentId: integer('instrument_id')
+      .notNull()
+      .references(() => instruments.id, { onDelete: 'cascade' }),
     date: date('date', { mode: 'string' }).notNull(),
     close: money('close').notNull(),
   },
@@ -66,8 +70,12 @@ export const trades = pgTable(
   'trades',
   {
     id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
-    portfolioId: integer('portfolio_id').notNull().references(() => portfolios.id, { onDelete: 'cascade' }),
-    instrumentId: integer('instrument_id').notNull().references(() => instruments.id),
+    portfolioId: integer('portfolio_id')
+      .notNull()
+      .references(() => portfolios.id, { onDelete: 'cascade' }),
+    instrumentId: integer('instrument_id')
+      .notNull()
+      .references(() => instruments.id),
     side: tradeSide('side').notNull(),
     quantity: money('quantity').notNull(),
     price: money('price').notNull(),
@@ -93,8 +101,12 @@ export const positions = pgTable(
   'positions',
   {
     id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
-    portfolioId: integer('portfolio_id').notNull().references(() => portfolios.id, { onDelete: 'cascade' }),
-    instrumentId: integer('instrument_id').notNull().references(() => instruments.id),
+    portfolioId: integer('portfolio_id')
+      .notNull()
+      .references(() => portfolios.id, { onDelete: 'cascade' }),
+    instrumentId: integer('instrument_id')
+      .notNull()
+      .references(() => instruments.id),
     quantity: money('quantity').notNull(),
     averageCost: money('average_cost').notNull(),
     // exact: no scale, so the average cost is always rounded once from exact sums (see applyTrade)
@@ -122,7 +134,9 @@ export const forecastModels = pgTable(
   (t) => [
     uniqueIndex('forecast_models_name_version_idx').on(t.name, t.version),
     // at most one active version per model
-    uniqueIndex('forecast_models_one_active_idx').on(t.name).where(sql`${t.active}`),
+    uniqueIndex('forecast_models_one_active_idx')
+      .on(t.name)
+      .where(sql`${t.active}`),
   ],
 );
 
@@ -135,7 +149,9 @@ export const forecastModelActivations = pgTable(
   {
     id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
     name: text('name').notNull(),
-    modelId: integer('model_id').notNull().references(() => forecastModels.id, { onDelete: 'cascade' }),
+    modelId: integer('model_id')
+      .notNull()
+      .references(() => forecastModels.id, { onDelete: 'cascade' }),
     previousModelId: integer('previous_model_id').references(() => forecastModels.id, { onDelete: 'set null' }),
     /** 'activate' or 'rollback' ('initial' when a built-in model became active on its own). */
     action: text('action').notNull(),
@@ -148,8 +164,12 @@ export const forecasts = pgTable(
   'forecasts',
   {
     id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
-    modelId: integer('model_id').notNull().references(() => forecastModels.id, { onDelete: 'cascade' }),
-    instrumentId: integer('instrument_id').notNull().references(() => instruments.id, { onDelete: 'cascade' }),
+    modelId: integer('model_id')
+      .notNull()
+      .references(() => forecastModels.id, { onDelete: 'cascade' }),
+    instrumentId: integer('instrument_id')
+      .notNull()
+      .references(() => instruments.id, { onDelete: 'cascade' }),
     asOf: date('as_of', { mode: 'string' }).notNull(),
     horizonDays: integer('horizon_days').notNull(),
     expectedReturn: doublePrecision('expected_return').notNull(),
@@ -205,7 +225,10 @@ export const partners = pgTable('partners', {
   id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
   name: text('name').notNull().unique(),
   /** What the partner may do: see src/admission/scopes.ts. */
-  scopes: text('scopes').array().notNull().default(sql`'{instruments:read}'::text[]`),
+  scopes: text('scopes')
+    .array()
+    .notNull()
+    .default(sql`'{instruments:read}'::text[]`),
   createdAt: createdAt(),
 });
 
@@ -214,7 +237,9 @@ export const apiKeys = pgTable(
   'api_keys',
   {
     id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
-    partnerId: integer('partner_id').notNull().references(() => partners.id, { onDelete: 'cascade' }),
+    partnerId: integer('partner_id')
+      .notNull()
+      .references(() => partners.id, { onDelete: 'cascade' }),
     keyHash: text('key_hash').notNull().unique(),
     /** The first characters of the key, to tell keys apart in listings. */
     prefix: text('prefix').notNull(),
@@ -233,13 +258,21 @@ export const partnerGrants = pgTable(
   'partner_grants',
   {
     id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
-    partnerId: integer('partner_id').notNull().references(() => partners.id, { onDelete: 'cascade' }),
-    userId: integer('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+    partnerId: integer('partner_id')
+      .notNull()
+      .references(() => partners.id, { onDelete: 'cascade' }),
+    userId: integer('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
     createdAt: createdAt(),
     revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
   },
   // at most one live grant per partner and user
-  (t) => [uniqueIndex('partner_grants_live_idx').on(t.partnerId, t.userId).where(sql`${t.revokedAt} is null`)],
+  (t) => [
+    uniqueIndex('partner_grants_live_idx')
+      .on(t.partnerId, t.userId)
+      .where(sql`${t.revokedAt} is null`),
+  ],
 );
 
 /**

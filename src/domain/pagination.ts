@@ -53,7 +53,9 @@ const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udf
 function safeKeyText(key: unknown): boolean {
   if (typeof key === 'string') return !UNSAFE_TEXT.test(key);
   if (key === null || typeof key !== 'object') return true;
-  return Object.entries(key).every(([k, v]) => !UNSAFE_TEXT.test(k) && (typeof v !== 'string' || !UNSAFE_TEXT.test(v)) && (v === null || typeof v !== 'object'));
+  return Object.entries(key).every(
+    ([k, v]) => !UNSAFE_TEXT.test(k) && (typeof v !== 'string' || !UNSAFE_TEXT.test(v)) && (v === null || typeof v !== 'object'),
+  );
 }
 
 /**

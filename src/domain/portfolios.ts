@@ -18,13 +18,16 @@ export async function createPortfolio(db: Db, viewer: Viewer, input: CreatePortf
   if (name.length < 1 || name.length > 100) throw new BadUserInputError('name must be 1 to 100 characters', 'name');
   const baseCurrency = input.baseCurrency ?? 'USD';
   if (!/^[A-Z]{3}$/.test(baseCurrency)) {
-    throw new BadUserInputError(`baseCurrency must be an ISO 4217 code of three capital letters, got ${JSON.stringify(baseCurrency.slice(0, 20))}`, 'baseCurrency');
+    throw new BadUserInputError(
+      `baseCurrency must be an ISO 4217 code of three capital letters, got ${JSON.stringify(baseCurrency.slice(0, 20))}`,
+      'baseCurrency',
+    );
   }
   // Inserted only if the token's user exists (a deleted user's token must not trip the foreign key).
   const [row] = await writeTransaction(db, deadline, (tx) =>
     rows<{ id: number; owner_id: number; name: string; base_currency: string; created_at: string }>(
-    tx,
-    sql`insert into portfolios (owner_id, name, base_currency)
+      tx,
+      sql`insert into portfolios (owner_id, name, base_currency)
         select id, ${name}, ${baseCurrency} from users where id = ${viewer.userId}
         returning id, owner_id, name, base_currency, to_json(created_at) #>> '{}' as created_at`,
     ),

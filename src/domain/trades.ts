@@ -68,7 +68,12 @@ export function applyTrade(current: Holding | null, side: TradeSide, quantity: s
     const next = held.plus(q);
     if (next.gte(LIMIT)) throw new BadUserInputError(`quantity: the position in ${symbol} would exceed 10^30 units`, 'quantity');
     const nextBasis = basis.plus(q.times(price));
-    return { quantity: formatDecimal(next), averageCost: formatDecimal(nextBasis.dividedBy(next)), costBasis: nextBasis.toFixed(), realizedPnl: formatDecimal(realized) };
+    return {
+      quantity: formatDecimal(next),
+      averageCost: formatDecimal(nextBasis.dividedBy(next)),
+      costBasis: nextBasis.toFixed(),
+      realizedPnl: formatDecimal(realized),
+    };
   }
   if (q.gt(held)) {
     throw new BadUserInputError(`quantity: cannot sell ${formatDecimal(q)} ${symbol}, the portfolio holds ${formatDecimal(held)}`, 'quantity');
@@ -140,63 +145,68 @@ export function checkTradeInput(input: RecordTradeInput): CheckedTrade {
 export async function recordTrade(db: Db, viewer: Viewer, input: RecordTradeInput, { deadline }: WriteOptions = {}): Promise<RecordTradeResult> {
   if (viewer.kind !== 'user') throw new UnauthenticatedError();
   const t = checkTradeInput(input);
-  return writeTransaction(db, deadline, async (tx) => {
-    const [portfolio] = await tx
-      .select({ id: portfolios.id })
-      .from(portfolios)
-      .where(and(eq(portfolios.id, t.portfolioId), eq(portfolios.ownerId, viewer.userId)))
-      .for('update');
-    if (!portfolio) throw new NotFoundError('portfolio');
+  return writeTransaction(
+    db,
+    deadline,
+    async (tx) => {
+      const [portfolio] = await tx
+        .select({ id: portfolios.id })
+        .from(portfolios)
+        .where(and(eq(portfolios.id, t.portfolioId), eq(portfolios.ownerId, viewer.userId)))
+        .for('update');
+      if (!portfolio) throw new NotFoundError('portfolio');
 
-    const [instrument] = await tx.select({ id: instruments.id }).from(instruments).where(eq(instruments.symbol, t.symbol));
-    if (!instrument) throw new BadUserInputError(`symbol: unknown symbol ${JSON.stringify(t.symbol)}`, 'symbol');
+      const [instrument] = await tx.select({ id: instruments.id }).from(instruments).where(eq(instruments.symbol, t.symbol));
+      if (!instrument) throw new BadUserInputError(`symbol: unknown symbol ${JSON.stringify(t.symbol)}`, 'symbol');
 
-    {
-      const [first] = await tx
-        .select()
-        .from(trades)
-        .where(and(eq(trades.portfolioId, t.portfolioId), eq(trades.idempotencyKey, t.idempotencyKey)));
-      if (first) {
-        if (first.requestDigest !== t.digest) {
-          throw new BadUserInputError('idempotencyKey was already used for a different trade in this portfolio', 'idempotencyKey');
-        }
-        const [position] = await tx
+      {
+        const [first] = await tx
           .select()
-          .from(positions)
-          .where(and(eq(positions.portfolioId, t.portfolioId), eq(positions.instrumentId, first.instrumentId)));
-        return { trade: first, position: open(position), replayed: true };
+          .from(trades)
+          .where(and(eq(trades.portfolioId, t.portfolioId), eq(trades.idempotencyKey, t.idempotencyKey)));
+        if (first) {
+          if (first.requestDigest !== t.digest) {
+            throw new BadUserInputError('idempotencyKey was already used for a different trade in this portfolio', 'idempotencyKey');
+          }
+          const [position] = await tx
+            .select()
+            .from(positions)
+            .where(and(eq(positions.portfolioId, t.portfolioId), eq(positions.instrumentId, first.instrumentId)));
+          return { trade: first, position: open(position), replayed: true };
+        }
       }
-    }
 
-    const [current] = await tx
-      .select()
-      .from(positions)
-      .where(and(eq(positions.portfolioId, t.portfolioId), eq(positions.instrumentId, instrument.id)));
-    const next = applyTrade(current ?? null, t.side, t.quantity, t.price, t.symbol);
-    if (t.side === 'SELL') await checkSellInTime(tx, t, instrument.id);
-    const [position] = await tx
-      .insert(positions)
-      .values({ portfolioId: t.portfolioId, instrumentId: instrument.id, ...next })
-      .onConflictDoUpdate({
-        target: [positions.portfolioId, positions.instrumentId],
-        set: { ...next, updatedAt: sql`now()` },
-      })
-      .returning();
-    const [trade] = await tx
-      .insert(trades)
-      .values({
-        portfolioId: t.portfolioId,
-        instrumentId: instrument.id,
-        side: t.side,
-        quantity: t.quantity,
-        price: t.price,
-        executedAt: t.executedAt ?? sql`now()`,
-        idempotencyKey: t.idempotencyKey,
-        requestDigest: t.digest,
-      })
-      .returning();
-    return { trade, position: open(position), replayed: false };
-  }, t.idempotencyKey);
+      const [current] = await tx
+        .select()
+        .from(positions)
+        .where(and(eq(positions.portfolioId, t.portfolioId), eq(positions.instrumentId, instrument.id)));
+      const next = applyTrade(current ?? null, t.side, t.quantity, t.price, t.symbol);
+      if (t.side === 'SELL') await checkSellInTime(tx, t, instrument.id);
+      const [position] = await tx
+        .insert(positions)
+        .values({ portfolioId: t.portfolioId, instrumentId: instrument.id, ...next })
+        .onConflictDoUpdate({
+          target: [positions.portfolioId, positions.instrumentId],
+          set: { ...next, updatedAt: sql`now()` },
+        })
+        .returning();
+      const [trade] = await tx
+        .insert(trades)
+        .values({
+          portfolioId: t.portfolioId,
+          instrumentId: instrument.id,
+          side: t.side,
+          quantity: t.quantity,
+          price: t.price,
+          executedAt: t.executedAt ?? sql`now()`,
+          idempotencyKey: t.idempotencyKey,
+          requestDigest: t.digest,
+        })
+        .returning();
+      return { trade, position: open(position), replayed: false };
+    },
+    t.idempotencyKey,
+  );
 }
 
 /**

@@ -32,7 +32,13 @@ export function positionForecastHorizons(info: GraphQLResolveInfo, defaultHorizo
   for (const forecast of under(under(nodes, 'instrument', info), 'latestForecast', info)) {
     const argument = forecast.arguments?.find((a) => a.name.value === 'horizonDays')?.value;
     const value =
-      argument === undefined ? defaultHorizon : argument.kind === Kind.INT ? Number(argument.value) : argument.kind === Kind.VARIABLE ? info.variableValues[argument.name.value] ?? defaultHorizon : null;
+      argument === undefined
+        ? defaultHorizon
+        : argument.kind === Kind.INT
+          ? Number(argument.value)
+          : argument.kind === Kind.VARIABLE
+            ? (info.variableValues[argument.name.value] ?? defaultHorizon)
+            : null;
     if (typeof value === 'number' && Number.isInteger(value)) horizons.add(value);
   }
   return [...horizons];

@@ -5,10 +5,9 @@ import { ErrorCode } from '../errors.js';
 
 function badDecimal(got: unknown): GraphQLError {
   const shown = typeof got === 'string' ? JSON.stringify(got.slice(0, 40)) : String(got).slice(0, 40);
-  return new GraphQLError(
-    `Decimal must be a string such as "1234.56": an optional "-", 1 to 20 digits, and at most 8 decimals after a point; got ${shown}`,
-    { extensions: { code: ErrorCode.BAD_USER_INPUT } },
-  );
+  return new GraphQLError(`Decimal must be a string such as "1234.56": an optional "-", 1 to 20 digits, and at most 8 decimals after a point; got ${shown}`, {
+    extensions: { code: ErrorCode.BAD_USER_INPUT },
+  });
 }
 
 function parseDecimal(value: unknown): string {

@@ -100,10 +100,7 @@ function createInternalErrorLogPlugin(logger: Logger): ApolloServerPlugin<Reques
             const code = error.extensions?.code;
             if (code && code !== 'INTERNAL_SERVER_ERROR') continue;
             if (error.originalError && 'extensions' in error.originalError) continue;
-            logger.error(
-              { requestId: contextValue?.requestId, operationName, err: error.originalError ?? error, path: error.path },
-              'unexpected error',
-            );
+            logger.error({ requestId: contextValue?.requestId, operationName, err: error.originalError ?? error, path: error.path }, 'unexpected error');
           }
         },
       };

@@ -32,7 +32,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     };
     const onEnd = () => done(() => resolve(chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8')));
     const onError = (e: Error) => done(() => reject(e));
-    const onClose = () => done(() => reject(Object.assign(new Error('the client closed the connection before sending its whole body'), { code: 'ECONNRESET' })));
+    const onClose = () =>
+      done(() => reject(Object.assign(new Error('the client closed the connection before sending its whole body'), { code: 'ECONNRESET' })));
     req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
   });
 }

@@ -38,7 +38,8 @@ function tokenRequestOf(text: string): TokenRequest | string {
   if (typeof email !== 'string' || email.length > 320) return 'email is a string';
   if (partner !== undefined && (typeof partner !== 'string' || partner.length > 100)) return 'partner is a string';
   if (expires !== undefined && (typeof expires !== 'string' || expires.length > 20)) return 'expires is a string such as 1h or 30d';
-  if (scopes !== undefined && (!Array.isArray(scopes) || scopes.length > 10 || scopes.some((s) => typeof s !== 'string' || s.length > 50))) return 'scopes is a short list of strings';
+  if (scopes !== undefined && (!Array.isArray(scopes) || scopes.length > 10 || scopes.some((s) => typeof s !== 'string' || s.length > 50)))
+    return 'scopes is a short list of strings';
   return { email, partner, scopes: scopes as string[] | undefined, expires };
 }
 

@@ -22,7 +22,10 @@ import { sendShed } from './shedding.js';
  * Answers a request before it reaches Apollo when it can (a response-cache hit: see src/cache/hits.ts);
  * resolves to true when it did.
  */
-export type EarlyAnswer = (res: ServerResponse, request: { req: IncomingMessage; requestId: string; admitted: Admitted; caller: Caller; arrived: number }) => Promise<boolean>;
+export type EarlyAnswer = (
+  res: ServerResponse,
+  request: { req: IncomingMessage; requestId: string; admitted: Admitted; caller: Caller; arrived: number },
+) => Promise<boolean>;
 
 export interface HttpOptions {
   apollo: ApolloServer<RequestContext>;
@@ -162,70 +165,77 @@ export function createHttpHandler(options: HttpOptions) {
   };
 
   /** A GraphQL request, from its API key to its answer, under its deadline. */
-  async function serve(req: IncomingMessage, res: ServerResponse, url: URL, requestId: string, arrived: number, deadline: Deadline & { cancel(): void }): Promise<void> {
-      let admitted: Admitted;
-      let caller: Caller;
-      try {
-        // an API key is checked before anything else of the request is read
-        const apiKeyHeader = req.headers['x-api-key'];
-        const apiKey = Array.isArray(apiKeyHeader) ? apiKeyHeader[0] : apiKeyHeader;
-        const partner = apiKey === undefined ? null : await admission.authenticate(apiKey);
-        admitted = await admission.admit(await readGraphQLRequest(req, url, options.maxBodyBytes), partner);
-        caller = await admission.callerOf(req, admitted);
-        if (options.registration) admitted = await options.registration(admitted, caller);
-      } catch (e) {
-        if (!(e instanceof CodedError)) throw e;
-        refuse(res, e, requestId);
-        return;
-      }
-      if (options.early && (await options.early(res, { req, requestId, admitted, caller, arrived }))) return;
+  async function serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    requestId: string,
+    arrived: number,
+    deadline: Deadline & { cancel(): void },
+  ): Promise<void> {
+    let admitted: Admitted;
+    let caller: Caller;
+    try {
+      // an API key is checked before anything else of the request is read
+      const apiKeyHeader = req.headers['x-api-key'];
+      const apiKey = Array.isArray(apiKeyHeader) ? apiKeyHeader[0] : apiKeyHeader;
+      const partner = apiKey === undefined ? null : await admission.authenticate(apiKey);
+      admitted = await admission.admit(await readGraphQLRequest(req, url, options.maxBodyBytes), partner);
+      caller = await admission.callerOf(req, admitted);
+      if (options.registration) admitted = await options.registration(admitted, caller);
+    } catch (e) {
+      if (!(e instanceof CodedError)) throw e;
+      refuse(res, e, requestId);
+      return;
+    }
+    if (options.early && (await options.early(res, { req, requestId, admitted, caller, arrived }))) return;
 
-      const { request } = admitted;
-      const headers = new HeaderMap();
-      for (const [key, value] of Object.entries(req.headers)) {
-        if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
-      }
-      // a partner's trusted document goes to Apollo as a plain JSON POST
-      if (admitted.partner) headers.set('content-type', 'application/json');
-      if (deadline.remainingMs() <= 0) {
-        metrics.errors.inc({ code: ErrorCode.DEADLINE_EXCEEDED });
-        sendExpiry(res, 'expired', timeoutMs);
-        return;
-      }
-      // Every statement the request causes, wherever it is sent from, is counted in `sql`, and waits
-      // for a database connection give up at its deadline.
-      const sql: SqlStats = { statements: 0, deadline };
-      const context = options.context({ requestId, caller, sql, deadline });
-      const execution = withSqlStats(sql, () =>
-        // the operation's span: loader spans nest under it; the operation log plugin names it
-        inSpan('graphql', { 'foliograph.request_id': requestId, ...(admitted.partner ? { 'foliograph.partner': admitted.partner.name } : {}) }, () =>
-          options.apollo.executeHTTPGraphQLRequest({
-            httpGraphQLRequest: { method: request.method, headers, search: request.search, body: request.body },
-            context: async () => context,
-          }),
-        ),
-      );
-      running.add(execution);
-      void execution.catch(() => {}).finally(() => running.delete(execution));
-      const response = await answerBy(execution, deadline, writeGraceMs);
-      if (response === 'expired' || response === 'outcome unknown') {
-        // A query goes on only until its next loader batch (which refuses to start) or until
-        // PostgreSQL's statement_timeout stops its current statement; its answer is dropped.
-        metrics.errors.inc({ code: ErrorCode.DEADLINE_EXCEEDED });
-        sendExpiry(res, response, timeoutMs);
-        return;
-      }
-      for (const [key, value] of response.headers) res.setHeader(key, value);
-      // the server's own time for this answer (W3C Server-Timing), so clients can tell it from the network's
-      res.setHeader('server-timing', `app;dur=${(performance.now() - arrived).toFixed(2)}`);
-      res.statusCode = response.status ?? 200;
-      if (response.body.kind === 'complete') {
-        res.statusCode = statusForClient(res.statusCode, response.headers.get('content-type'), response.body.string);
-        res.end(response.body.string);
-      } else {
-        for await (const chunk of response.body.asyncIterator) res.write(chunk);
-        res.end();
-      }
+    const { request } = admitted;
+    const headers = new HeaderMap();
+    for (const [key, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+    }
+    // a partner's trusted document goes to Apollo as a plain JSON POST
+    if (admitted.partner) headers.set('content-type', 'application/json');
+    if (deadline.remainingMs() <= 0) {
+      metrics.errors.inc({ code: ErrorCode.DEADLINE_EXCEEDED });
+      sendExpiry(res, 'expired', timeoutMs);
+      return;
+    }
+    // Every statement the request causes, wherever it is sent from, is counted in `sql`, and waits
+    // for a database connection give up at its deadline.
+    const sql: SqlStats = { statements: 0, deadline };
+    const context = options.context({ requestId, caller, sql, deadline });
+    const execution = withSqlStats(sql, () =>
+      // the operation's span: loader spans nest under it; the operation log plugin names it
+      inSpan('graphql', { 'foliograph.request_id': requestId, ...(admitted.partner ? { 'foliograph.partner': admitted.partner.name } : {}) }, () =>
+        options.apollo.executeHTTPGraphQLRequest({
+          httpGraphQLRequest: { method: request.method, headers, search: request.search, body: request.body },
+          context: async () => context,
+        }),
+      ),
+    );
+    running.add(execution);
+    void execution.catch(() => {}).finally(() => running.delete(execution));
+    const response = await answerBy(execution, deadline, writeGraceMs);
+    if (response === 'expired' || response === 'outcome unknown') {
+      // A query goes on only until its next loader batch (which refuses to start) or until
+      // PostgreSQL's statement_timeout stops its current statement; its answer is dropped.
+      metrics.errors.inc({ code: ErrorCode.DEADLINE_EXCEEDED });
+      sendExpiry(res, response, timeoutMs);
+      return;
+    }
+    for (const [key, value] of response.headers) res.setHeader(key, value);
+    // the server's own time for this answer (W3C Server-Timing), so clients can tell it from the network's
+    res.setHeader('server-timing', `app;dur=${(performance.now() - arrived).toFixed(2)}`);
+    res.statusCode = response.status ?? 200;
+    if (response.body.kind === 'complete') {
+      res.statusCode = statusForClient(res.statusCode, response.headers.get('content-type'), response.body.string);
+      res.end(response.body.string);
+    } else {
+      for await (const chunk of response.body.asyncIterator) res.write(chunk);
+      res.end();
+    }
   }
 
   return Object.assign(handle, {

@@ -64,7 +64,10 @@ export class CostEstimator {
   private readonly listSize: ReturnType<GraphQLSchema['getDirective']>;
   private readonly defaultListSize: number;
 
-  constructor(private readonly schema: GraphQLSchema, options: EstimateOptions = {}) {
+  constructor(
+    private readonly schema: GraphQLSchema,
+    options: EstimateOptions = {},
+  ) {
     this.cost = schema.getDirective('cost');
     this.listSize = schema.getDirective('listSize');
     this.defaultListSize = options.defaultListSize ?? 10;
@@ -94,7 +97,14 @@ export class CostEstimator {
   }
 
   /** `sized`: the sizes a parent connection gave this field and its siblings (`edges`, `nodes`). */
-  private field(walk: Walk, node: FieldNode, def: GraphQLField<unknown, unknown>, parent: FieldsType, sized: Sized, children: (sized: Sized) => number): number {
+  private field(
+    walk: Walk,
+    node: FieldNode,
+    def: GraphQLField<unknown, unknown>,
+    parent: FieldsType,
+    sized: Sized,
+    children: (sized: Sized) => number,
+  ): number {
     const name = node.name.value;
     const named = getNamedType(def.type);
     const coordinate = `${parent.name}.${name}`;

@@ -36,7 +36,12 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
           for (const s of slices) {
             const cap = caps[s.coordinate];
             if (cap !== undefined && (s.value > cap || s.value < 0)) {
-              throw new CodedError(ErrorCode.BAD_USER_INPUT, `${s.argument} of ${s.coordinate} must be between 0 and ${cap}, got ${s.value}`, { argument: s.argument, limit: cap }, 400);
+              throw new CodedError(
+                ErrorCode.BAD_USER_INPUT,
+                `${s.argument} of ${s.coordinate} must be between 0 and ${cap}, got ${s.value}`,
+                { argument: s.argument, limit: cap },
+                400,
+              );
             }
           }
           contextValue.cost.estimated = cost;

@@ -154,16 +154,30 @@ export interface CostReportRow {
 
 /** Means per operation and field, the furthest from their estimate first (by |log(actual/estimated)|). */
 export async function costReport(db: Db, minSamples = 1): Promise<CostReportRow[]> {
-  const found = await rows<{ kind: string; name: string; samples: string | number; estimated_sum: number; actual_sum: number; sql_statements_sum: string | number; sql_ms_sum: number }>(
-    db,
-    sql`select kind, name, samples, estimated_sum, actual_sum, sql_statements_sum, sql_ms_sum from cost_observations where samples >= ${minSamples}`,
-  );
+  const found = await rows<{
+    kind: string;
+    name: string;
+    samples: string | number;
+    estimated_sum: number;
+    actual_sum: number;
+    sql_statements_sum: string | number;
+    sql_ms_sum: number;
+  }>(db, sql`select kind, name, samples, estimated_sum, actual_sum, sql_statements_sum, sql_ms_sum from cost_observations where samples >= ${minSamples}`);
   return found
     .map((r) => {
       const n = Number(r.samples);
       const estimated = r.estimated_sum / n;
       const actual = r.actual_sum / n;
-      return { kind: r.kind, name: r.name, samples: n, estimated, actual, ratio: (actual + 1) / (estimated + 1), sqlStatements: Number(r.sql_statements_sum) / n, sqlMs: r.sql_ms_sum / n };
+      return {
+        kind: r.kind,
+        name: r.name,
+        samples: n,
+        estimated,
+        actual,
+        ratio: (actual + 1) / (estimated + 1),
+        sqlStatements: Number(r.sql_statements_sum) / n,
+        sqlMs: r.sql_ms_sum / n,
+      };
     })
     .sort((a, b) => Math.abs(Math.log(b.ratio)) - Math.abs(Math.log(a.ratio)));
 }

@@ -21,7 +21,8 @@ export function depthLimitRule(maxDepth: number) {
     const fragmentSet = (name: string): SelectionSetNode | undefined => context.getFragment(name)?.selectionSet;
 
     const depthOf = (selection: SelectionNode): number | null => {
-      if (selection.kind === Kind.FIELD) return selection.selectionSet && !selection.name.value.startsWith('__') ? plusOne(depthBelow(selection.selectionSet)) : 0;
+      if (selection.kind === Kind.FIELD)
+        return selection.selectionSet && !selection.name.value.startsWith('__') ? plusOne(depthBelow(selection.selectionSet)) : 0;
       if (selection.kind === Kind.INLINE_FRAGMENT) return depthBelow(selection.selectionSet);
       return fragmentDepth(selection.name.value, (fragment) => depthBelow(fragment.selectionSet));
     };

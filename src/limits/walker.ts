@@ -122,7 +122,7 @@ export function walkSelections<T, C>(schema: GraphQLSchema, document: DocumentNo
     return fold.field(node, definition, parent, context, children);
   };
 
-  const typeNamed = (name: string | undefined, parent: GraphQLNamedType) => (name === undefined ? parent : schema.getType(name) ?? parent);
+  const typeNamed = (name: string | undefined, parent: GraphQLNamedType) => (name === undefined ? parent : (schema.getType(name) ?? parent));
 
   return walk;
 }

@@ -72,8 +72,17 @@ export function latestForecasts(db: Db, defaultModel: string) {
     const found = await rows<ForecastSqlRow>(
       db,
       sql`select k.ord::int as ord, ${columns}
-          from unnest(${array(keys.map((_, i) => i), 'int')}, ${array(keys.map((k) => k.instrumentId), 'int')},
-                      ${array(keys.map((k) => k.horizonDays), 'int')}) as k(ord, instrument_id, horizon)
+          from unnest(${array(
+            keys.map((_, i) => i),
+            'int',
+          )}, ${array(
+            keys.map((k) => k.instrumentId),
+            'int',
+          )},
+                      ${array(
+                        keys.map((k) => k.horizonDays),
+                        'int',
+                      )}) as k(ord, instrument_id, horizon)
           join forecast_models m on m.name = ${defaultModel} and m.active
           cross join lateral (
             select * from forecasts f
@@ -81,7 +90,13 @@ export function latestForecasts(db: Db, defaultModel: string) {
             order by f.as_of desc limit 1
           ) f`,
     );
-    return byKey(keys.map((_, i) => i), found, (r) => Number(r.ord), toForecast, () => null);
+    return byKey(
+      keys.map((_, i) => i),
+      found,
+      (r) => Number(r.ord),
+      toForecast,
+      () => null,
+    );
   };
 }
 
@@ -90,9 +105,24 @@ export function forecastLists(db: Db) {
     const found = await rows<ForecastSqlRow>(
       db,
       sql`select k.ord, ${columns}
-          from unnest(${array(keys.map((k) => k.instrumentId), 'int')}, ${array(keys.map((k) => k.model), 'text')},
-                      ${array(keys.map((k) => k.version), 'text')}, ${array(keys.map((k) => k.horizonDays), 'int')},
-                      ${array(keys.map((k) => k.first), 'int')})
+          from unnest(${array(
+            keys.map((k) => k.instrumentId),
+            'int',
+          )}, ${array(
+            keys.map((k) => k.model),
+            'text',
+          )},
+                      ${array(
+                        keys.map((k) => k.version),
+                        'text',
+                      )}, ${array(
+                        keys.map((k) => k.horizonDays),
+                        'int',
+                      )},
+                      ${array(
+                        keys.map((k) => k.first),
+                        'int',
+                      )})
                with ordinality as k(instrument_id, model, version, horizon, lim, ord)
           cross join lateral (
             select f.*, fm.id as active_model_id from forecasts f join forecast_models fm on fm.id = f.model_id

@@ -31,16 +31,34 @@ export interface PriceRangeKey {
 
 export function instrumentsById(db: Db) {
   return async (ids: readonly number[]): Promise<(InstrumentRow | null)[]> => {
-    const found = await db.select().from(instruments).where(sql`${instruments.id} = any(${array(ids, 'int')})`);
-    return byKey(ids, found, (r) => r.id, (r) => r, () => null);
+    const found = await db
+      .select()
+      .from(instruments)
+      .where(sql`${instruments.id} = any(${array(ids, 'int')})`);
+    return byKey(
+      ids,
+      found,
+      (r) => r.id,
+      (r) => r,
+      () => null,
+    );
   };
 }
 
 /** Symbols are stored in capitals; keys are expected normalised (see normaliseSymbol). */
 export function instrumentsBySymbol(db: Db) {
   return async (symbols: readonly string[]): Promise<(InstrumentRow | null)[]> => {
-    const found = await db.select().from(instruments).where(sql`${instruments.symbol} = any(${array(symbols, 'text')})`);
-    return byKey(symbols, found, (r) => r.symbol, (r) => r, () => null);
+    const found = await db
+      .select()
+      .from(instruments)
+      .where(sql`${instruments.symbol} = any(${array(symbols, 'text')})`);
+    return byKey(
+      symbols,
+      found,
+      (r) => r.symbol,
+      (r) => r,
+      () => null,
+    );
   };
 }
 
@@ -55,7 +73,13 @@ export function latestPricesByInstrument(db: Db) {
           from unnest(${array(ids, 'int')}) as k(id)
           cross join lateral (select date, close from prices where instrument_id = k.id order by date desc limit 1) p`,
     );
-    return byKey(ids, found, (r) => r.instrument_id, toPrice, () => null);
+    return byKey(
+      ids,
+      found,
+      (r) => r.instrument_id,
+      toPrice,
+      () => null,
+    );
   };
 }
 
@@ -70,8 +94,20 @@ export function priceRangesByInstrument(db: Db) {
     const found = await rows<{ ord: string | number; instrument_id: number; date: string; close: string }>(
       db,
       sql`select k.ord, k.id as instrument_id, p.date::text as date, p.close::text as close
-          from unnest(${array(keys.map((k) => k.instrumentId), 'int')}, ${array(keys.map((k) => k.from), 'text')},
-                      ${array(keys.map((k) => k.to), 'text')}, ${array(keys.map((k) => k.first), 'int')})
+          from unnest(${array(
+            keys.map((k) => k.instrumentId),
+            'int',
+          )}, ${array(
+            keys.map((k) => k.from),
+            'text',
+          )},
+                      ${array(
+                        keys.map((k) => k.to),
+                        'text',
+                      )}, ${array(
+                        keys.map((k) => k.first),
+                        'int',
+                      )})
                with ordinality as k(id, from_date, to_date, lim, ord)
           cross join lateral (
             select date, close from prices

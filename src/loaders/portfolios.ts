@@ -33,7 +33,13 @@ export function portfoliosById(db: Db, viewer: Viewer) {
       .select()
       .from(portfolios)
       .where(and(sql`${portfolios.id} = any(${array(ids, 'int')})`, eq(portfolios.ownerId, owner)));
-    return byKey(ids, found, (r) => r.id, (r) => r, () => null);
+    return byKey(
+      ids,
+      found,
+      (r) => r.id,
+      (r) => r,
+      () => null,
+    );
   };
 }
 
@@ -54,19 +60,30 @@ export function portfolioPagesByOwner(db: Db, viewer: Viewer) {
     const found = await rows<PortfolioSqlRow>(
       db,
       sql`select k.ord, p.id, p.owner_id, p.name, p.base_currency, to_json(p.created_at) #>> '{}' as created_at
-          from unnest(${array(keys.map((k) => k.parent), 'int')}, ${array(keys.map((k) => k.after ?? 0), 'int')},
-                      ${array(keys.map((k) => k.first + 1), 'int')}) with ordinality as k(owner_id, after_id, lim, ord)
+          from unnest(${array(
+            keys.map((k) => k.parent),
+            'int',
+          )}, ${array(
+            keys.map((k) => k.after ?? 0),
+            'int',
+          )},
+                      ${array(
+                        keys.map((k) => k.first + 1),
+                        'int',
+                      )}) with ordinality as k(owner_id, after_id, lim, ord)
           cross join lateral (
             select * from portfolios p where p.owner_id = k.owner_id and p.id > k.after_id order by p.id limit k.lim
           ) p
           where k.owner_id = ${owner}
           order by k.ord, p.id`,
     );
-    const pages = groupByOrdinal(
-      keys,
-      found,
-      (r): PortfolioRow => ({ id: r.id, ownerId: r.owner_id, name: r.name, baseCurrency: r.base_currency, createdAt: new Date(r.created_at) }),
-    );
+    const pages = groupByOrdinal(keys, found, (r): PortfolioRow => ({
+      id: r.id,
+      ownerId: r.owner_id,
+      name: r.name,
+      baseCurrency: r.base_currency,
+      createdAt: new Date(r.created_at),
+    }));
     return pages.map((page, i) => trimPage(page, keys[i].first));
   };
 }
@@ -144,7 +161,12 @@ export function openPositionsByPortfolio(db: Db, viewer: Viewer, defaultModel: s
           where p.portfolio_id = any(${array(ids, 'int')}) and p.quantity > 0
           order by p.portfolio_id, p.id`,
     );
-    return groupByKey(ids, found, (r) => r.portfolio_id, (r) => toPositionNode(r, wanted));
+    return groupByKey(
+      ids,
+      found,
+      (r) => r.portfolio_id,
+      (r) => toPositionNode(r, wanted),
+    );
   };
 }
 
@@ -225,8 +247,20 @@ export function tradePagesByPortfolio(db: Db, viewer: Viewer) {
       sql`select k.ord, t.id::text as id, t.portfolio_id, t.instrument_id, t.side, t.quantity::text as quantity,
                  t.price::text as price, to_json(t.executed_at) #>> '{}' as executed_at, t.idempotency_key, t.request_digest,
                  to_json(t.created_at) #>> '{}' as created_at
-          from unnest(${array(keys.map((k) => k.parent), 'int')}, ${array(keys.map((k) => k.after?.at ?? ''), 'text')},
-                      ${array(keys.map((k) => k.after?.id ?? 0), 'int8')}, ${array(keys.map((k) => k.first + 1), 'int')})
+          from unnest(${array(
+            keys.map((k) => k.parent),
+            'int',
+          )}, ${array(
+            keys.map((k) => k.after?.at ?? ''),
+            'text',
+          )},
+                      ${array(
+                        keys.map((k) => k.after?.id ?? 0),
+                        'int8',
+                      )}, ${array(
+                        keys.map((k) => k.first + 1),
+                        'int',
+                      )})
                with ordinality as k(portfolio_id, after_at, after_id, lim, ord)
           join portfolios p on p.id = k.portfolio_id and p.owner_id = ${owner}
           cross join lateral (
@@ -251,6 +285,12 @@ export function tradeCountsByPortfolio(db: Db, viewer: Viewer) {
       sql`select t.portfolio_id, count(*)::int as n from trades t join portfolios p on p.id = t.portfolio_id
           where t.portfolio_id = any(${array(ids, 'int')}) and p.owner_id = ${owner} group by t.portfolio_id`,
     );
-    return byKey(ids, found, (r) => r.portfolio_id, (r) => Number(r.n), () => 0);
+    return byKey(
+      ids,
+      found,
+      (r) => r.portfolio_id,
+      (r) => Number(r.n),
+      () => 0,
+    );
   };
 }

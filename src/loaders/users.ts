@@ -42,8 +42,17 @@ export function usersById(db: Db, viewer: Viewer, page: () => ViewerPortfolioPag
     if (allowed.length === 0) return ids.map(() => null);
     const wanted = page();
     if (!wanted || !loaded) {
-      const found = await db.select().from(users).where(sql`${users.id} = any(${array(allowed, 'int')})`);
-      return byKey(ids, found, (r) => r.id, (r) => r, () => null);
+      const found = await db
+        .select()
+        .from(users)
+        .where(sql`${users.id} = any(${array(allowed, 'int')})`);
+      return byKey(
+        ids,
+        found,
+        (r) => r.id,
+        (r) => r,
+        () => null,
+      );
     }
     const [row] = await rows<JoinedRow>(
       db,
@@ -55,7 +64,13 @@ export function usersById(db: Db, viewer: Viewer, page: () => ViewerPortfolioPag
           from users u where u.id = ${allowed[0]}`,
     );
     if (!row) return ids.map(() => null);
-    const fetched = row.portfolios.map((p): PortfolioRow => ({ id: p.id, ownerId: p.owner_id, name: p.name, baseCurrency: p.base_currency, createdAt: new Date(p.created_at) }));
+    const fetched = row.portfolios.map((p): PortfolioRow => ({
+      id: p.id,
+      ownerId: p.owner_id,
+      name: p.name,
+      baseCurrency: p.base_currency,
+      createdAt: new Date(p.created_at),
+    }));
     loaded({ page: wanted, slice: trimPage(fetched, wanted.first), count: row.portfolio_count === null ? null : Number(row.portfolio_count) });
     const user: UserRow = { id: row.id, email: row.email, name: row.name, createdAt: new Date(row.created_at) };
     return ids.map((id) => (id === user.id ? user : null));

@@ -41,7 +41,10 @@ export function serializeError(err: unknown): unknown {
   });
   const cuts: [string, string][] = [
     ...lists.filter((p) => p.length > 0).map((p): [string, string] => [`\nparams: ${String(p)}`, '\nparams: [redacted]']),
-    ...lists.flat(2).filter((p): p is string => typeof p === 'string' && p.length >= 4).map((p): [string, string] => [p, '[redacted]']),
+    ...lists
+      .flat(2)
+      .filter((p): p is string => typeof p === 'string' && p.length >= 4)
+      .map((p): [string, string] => [p, '[redacted]']),
   ];
   const scrub = (value: unknown, depth: number): unknown => {
     if (typeof value === 'string') return cuts.reduce((s, [text, by]) => s.split(text).join(by), value);

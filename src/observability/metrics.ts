@@ -49,7 +49,7 @@ export function createMetrics(options: MetricsOptions = {}) {
   });
   const cacheInvalidations = new Counter({
     name: 'foliograph_response_cache_invalidations_total',
-    help: 'Invalidations by the type of what changed (Session for a caller\'s private answers, Instrument, ...)',
+    help: "Invalidations by the type of what changed (Session for a caller's private answers, Instrument, ...)",
     labelNames: ['type'] as const,
     registers: [registry],
   });
@@ -60,7 +60,7 @@ export function createMetrics(options: MetricsOptions = {}) {
   });
   const apqRegistrations = new Counter({
     name: 'foliograph_apq_registrations_total',
-    help: 'Automatic persisted query registrations charged to their callers\' budgets, by outcome (registered, or refused: run unregistered)',
+    help: "Automatic persisted query registrations charged to their callers' budgets, by outcome (registered, or refused: run unregistered)",
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
@@ -203,7 +203,30 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
   });
-  return { registry, ready, processErrors, redisUp, shed, readRoutes, replicaUp, replicaLag, poolWait, modelDuration, operationDuration, errors, httpDuration, loaderBatchDuration, loaderBatchSize, operationCost, cacheRequests, cacheEvictions, cacheInvalidations, earlyHits, apqRegistrations, singleFlightJoins };
+  return {
+    registry,
+    ready,
+    processErrors,
+    redisUp,
+    shed,
+    readRoutes,
+    replicaUp,
+    replicaLag,
+    poolWait,
+    modelDuration,
+    operationDuration,
+    errors,
+    httpDuration,
+    loaderBatchDuration,
+    loaderBatchSize,
+    operationCost,
+    cacheRequests,
+    cacheEvictions,
+    cacheInvalidations,
+    earlyHits,
+    apqRegistrations,
+    singleFlightJoins,
+  };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -59,7 +59,8 @@ export function createModelTimingListener({ database, metrics, logger }: { datab
     async start() {
       stop = await database
         .listen(MODEL_TIMING_CHANNEL, (payload) => {
-          for (const t of parseModelTimings(payload)) metrics.modelDuration.observe({ model: modelLabel(t.model), version: versionLabel(t.version), stage: t.stage }, t.seconds);
+          for (const t of parseModelTimings(payload))
+            metrics.modelDuration.observe({ model: modelLabel(t.model), version: versionLabel(t.version), stage: t.stage }, t.seconds);
         })
         .catch((e) => {
           logger.warn({ err: e }, 'cannot LISTEN for model timings: forecasts:generate runs will not show in /metrics');

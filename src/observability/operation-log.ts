@@ -63,7 +63,13 @@ export function createOperationRecorder({ logger, metrics, slowMs = 1000, maxSer
   return function record(op: OperationRecord): void {
     for (const code of op.codes) metrics.errors.inc({ code });
     metrics.operationDuration.observe(
-      labelsOf({ operation: operationLabel(op.operationName), type: op.type ?? 'unknown', client: clientLabel(op.client), partner: partnerLabel(op.partner ?? ''), outcome: op.outcome }),
+      labelsOf({
+        operation: operationLabel(op.operationName),
+        type: op.type ?? 'unknown',
+        client: clientLabel(op.client),
+        partner: partnerLabel(op.partner ?? ''),
+        outcome: op.outcome,
+      }),
       op.seconds,
     );
     if (!logger.isLevelEnabled('info') && op.seconds * 1000 <= slowMs) return;

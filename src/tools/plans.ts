@@ -120,7 +120,8 @@ export const PROBES: Probe[] = [
   {
     name: 'priceRange (latest 100 closes, 10 instruments)',
     covers: 'priceRange',
-    run: (db, c) => c.loaders(db).priceRange.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, from: '', to: '', first: 100 }))),
+    run: (db, c) =>
+      c.loaders(db).priceRange.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, from: '', to: '', first: 100 }))),
   },
   {
     name: 'priceRange (a three-month window, up to 1000)',
@@ -137,13 +138,19 @@ export const PROBES: Probe[] = [
     name: 'forecastList (any model and horizon, 10 instruments)',
     covers: 'forecastList',
     run: (db, c) =>
-      c.loaders(db).forecastList.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, model: '', version: '', horizonDays: 0, first: 20 }))),
+      c
+        .loaders(db)
+        .forecastList.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, model: '', version: '', horizonDays: 0, first: 20 }))),
   },
   {
     name: 'forecastList (the default model, 21 days)',
     covers: 'forecastList',
     run: (db, c) =>
-      c.loaders(db).forecastList.loadMany(c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, model: c.defaultModel, version: '', horizonDays: 21, first: 20 }))),
+      c
+        .loaders(db)
+        .forecastList.loadMany(
+          c.keys.instrumentIds.slice(0, 10).map((instrumentId) => ({ instrumentId, model: c.defaultModel, version: '', horizonDays: 21, first: 20 })),
+        ),
   },
   {
     name: 'priceHistory (the risk window of held instruments)',
@@ -226,15 +233,15 @@ async function findKeys(sql: Sql): Promise<ProbeKeys> {
     order by executed_at desc, id desc offset 19 limit 1`;
   const [window] = await sql<{ from: string; to: string }[]>`
     select (max(date) - 91)::text as from, max(date)::text as to from prices where instrument_id = ${held[0].id}`;
-  const candidates = await sql<{ portfolio_id: number; symbol: string; side: TradeSide; quantity: string; price: string; executed_at: Date; key: string; digest: string }[]>`
+  const candidates = await sql<
+    { portfolio_id: number; symbol: string; side: TradeSide; quantity: string; price: string; executed_at: Date; key: string; digest: string }[]
+  >`
     select t.portfolio_id, i.symbol, t.side, t.quantity::text as quantity, t.price::text as price, t.executed_at,
            t.idempotency_key as key, t.request_digest as digest
     from trades t join instruments i on i.id = t.instrument_id
     where t.portfolio_id = any(${portfolioIds}::int[]) and t.idempotency_key is not null
     order by t.id limit 200`;
-  const match = candidates.find(
-    (t) => tradeDigest(t.symbol, t.side, formatDecimal(t.quantity), formatDecimal(t.price), t.executed_at) === t.digest,
-  );
+  const match = candidates.find((t) => tradeDigest(t.symbol, t.side, formatDecimal(t.quantity), formatDecimal(t.price), t.executed_at) === t.digest);
   return {
     userId,
     loadUsers: loadUsers.length,
@@ -245,7 +252,15 @@ async function findKeys(sql: Sql): Promise<ProbeKeys> {
     tradeCursor: cursor ? { at: cursor.executed_at.toISOString(), id: Number(cursor.id) } : null,
     priceWindow: { from: window?.from ?? '', to: window?.to ?? '' },
     replay: match
-      ? { portfolioId: match.portfolio_id, symbol: match.symbol, side: match.side, quantity: match.quantity, price: match.price, executedAt: match.executed_at, key: match.key }
+      ? {
+          portfolioId: match.portfolio_id,
+          symbol: match.symbol,
+          side: match.side,
+          quantity: match.quantity,
+          price: match.price,
+          executedAt: match.executed_at,
+          key: match.key,
+        }
       : null,
   };
 }
@@ -421,7 +436,11 @@ async function analyzeStale(sql: Sql): Promise<string[]> {
 
 /** A separate connection for EXPLAIN, binding parameters as the application's Drizzle client does. */
 function explainConnection(url: string): Sql {
-  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10, connection: {
+  const sql = postgres(url, {
+    max: 1,
+    onnotice: () => {},
+    connect_timeout: 10,
+    connection: {
       application_name: 'foliograph:db-plans',
       // EXPLAIN ANALYZE runs each statement to the end: a runaway plan fails its probe instead of hanging CI
       statement_timeout: 60_000,
@@ -442,7 +461,12 @@ export async function runPlans(db: Db, url: string, options: PlanOptions): Promi
     const keys = await findKeys(sql);
     log(`probing as load user ${keys.userId} (of ${keys.loadUsers}): ${keys.portfolioIds.length} portfolios, ${keys.instrumentIds.length} held instruments`);
     const viewer: Viewer = { kind: 'user', userId: keys.userId };
-    const ctx: ProbeContext = { viewer, keys, defaultModel: options.defaultModel, loaders: (on) => createLoaders(on, viewer, { defaultModel: options.defaultModel }) };
+    const ctx: ProbeContext = {
+      viewer,
+      keys,
+      defaultModel: options.defaultModel,
+      loaders: (on) => createLoaders(on, viewer, { defaultModel: options.defaultModel }),
+    };
 
     const only = options.only?.toLowerCase();
     const selected = PROBES.filter((p) => !only || p.name.toLowerCase().includes(only) || p.covers.toLowerCase() === only);
@@ -461,7 +485,17 @@ export async function runPlans(db: Db, url: string, options: PlanOptions): Promi
       const explained = await explainAll(sql, captured);
       captured.forEach((s, i) => {
         const result = explained[i];
-        const statement: StatementReport = { query: s.query, params: s.params, executionMs: null, planningMs: null, sharedHit: 0, sharedRead: 0, seqScans: [], plan: '', problems: [] };
+        const statement: StatementReport = {
+          query: s.query,
+          params: s.params,
+          executionMs: null,
+          planningMs: null,
+          sharedHit: 0,
+          sharedRead: 0,
+          seqScans: [],
+          plan: '',
+          problems: [],
+        };
         report.statements.push(statement);
         if (result === undefined) statement.problems.push('not explained: an earlier statement of this probe failed');
         else if (result instanceof Error) statement.problems.push(`EXPLAIN failed: ${result.message}`);
@@ -497,7 +531,11 @@ const oneLine = (text: string, max: number) => {
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 };
 
-const indent = (text: string, by: string) => text.split('\n').map((l) => by + l).join('\n');
+const indent = (text: string, by: string) =>
+  text
+    .split('\n')
+    .map((l) => by + l)
+    .join('\n');
 
 /** One probe: its statements, each with time, buffers, problems and plan. */
 export function formatProbe(p: ProbeReport): string {
@@ -505,7 +543,12 @@ export function formatProbe(p: ProbeReport): string {
   if (p.statements.length === 0) out.push(...p.problems.map((x) => `   ! ${x}`));
   p.statements.forEach((s, i) => {
     out.push(`   statement ${i + 1}/${p.statements.length}: ${oneLine(s.query, 160)}`);
-    out.push(`   params: ${oneLine(JSON.stringify(s.params, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)), 160)}`);
+    out.push(
+      `   params: ${oneLine(
+        JSON.stringify(s.params, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)),
+        160,
+      )}`,
+    );
     const scans = s.seqScans.length ? `; seq scans: ${s.seqScans.map((x) => `${x.relation} (~${Math.round(x.rows)} rows)`).join(', ')}` : '';
     out.push(`   execution ${ms(s.executionMs)}, planning ${ms(s.planningMs)}; buffers shared hit=${s.sharedHit} read=${s.sharedRead}${scans}`);
     for (const problem of s.problems) out.push(`   ! ${problem}`);

@@ -34,7 +34,9 @@ export async function startPrivateRedis(port: number): Promise<PrivateRedis> {
   const clients: Redis[] = [];
 
   async function start() {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir], { stdio: 'ignore' });
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir], {
+      stdio: 'ignore',
+    });
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
     probe.on('error', () => {});
     for (let i = 0; i < 100; i++) {

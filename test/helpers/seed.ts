@@ -14,7 +14,10 @@ export function seed(db: Db) {
   return {
     async user(overrides: Partial<{ email: string; name: string }> = {}): Promise<UserRow & { viewer: Viewer }> {
       const tag = unique();
-      const [row] = await db.insert(users).values({ email: `user-${tag}@example.com`, name: `User ${tag}`, ...overrides }).returning();
+      const [row] = await db
+        .insert(users)
+        .values({ email: `user-${tag}@example.com`, name: `User ${tag}`, ...overrides })
+        .returning();
       return { ...row, viewer: { kind: 'user', userId: row.id } };
     },
 
@@ -26,12 +29,17 @@ export function seed(db: Db) {
     /** An instrument with closes on consecutive days ending at `last` (default 2024-01-31). */
     async instrument(closes: string[] = ['100'], options: Partial<{ symbol: string; last: string; assetClass: string }> = {}): Promise<InstrumentRow> {
       const symbol = options.symbol ?? `T${unique().toUpperCase()}`;
-      const [row] = await db.insert(instruments).values({ symbol, name: `Test ${symbol}`, assetClass: options.assetClass ?? 'EQUITY' }).returning();
+      const [row] = await db
+        .insert(instruments)
+        .values({ symbol, name: `Test ${symbol}`, assetClass: options.assetClass ?? 'EQUITY' })
+        .returning();
       const last = Date.parse(`${options.last ?? '2024-01-31'}T00:00:00Z`);
       if (closes.length) {
-        await db.insert(prices).values(
-          closes.map((close, i) => ({ instrumentId: row.id, date: new Date(last - (closes.length - 1 - i) * 86_400_000).toISOString().slice(0, 10), close })),
-        );
+        await db
+          .insert(prices)
+          .values(
+            closes.map((close, i) => ({ instrumentId: row.id, date: new Date(last - (closes.length - 1 - i) * 86_400_000).toISOString().slice(0, 10), close })),
+          );
       }
       return row;
     },

@@ -79,16 +79,20 @@ export function renderForecastChart(input: ForecastChartInput): string {
     `<g class="y-axis">`,
     ...yScale.ticks.map((t) => {
       const ty = num(y(t.value));
-      return `<line class="y-tick" data-value="${t.value}" x1="${PLOT.left}" y1="${ty}" x2="${PLOT.right}" y2="${ty}" stroke="${COLOURS.grid}"/>` +
-        `<text x="${PLOT.left - 6}" y="${num(y(t.value) + 4)}" text-anchor="end" fill="${COLOURS.muted}">${t.label}</text>`;
+      return (
+        `<line class="y-tick" data-value="${t.value}" x1="${PLOT.left}" y1="${ty}" x2="${PLOT.right}" y2="${ty}" stroke="${COLOURS.grid}"/>` +
+        `<text x="${PLOT.left - 6}" y="${num(y(t.value) + 4)}" text-anchor="end" fill="${COLOURS.muted}">${t.label}</text>`
+      );
     }),
     `<text x="${PLOT.left - 6}" y="${PLOT.top - 10}" text-anchor="end" fill="${COLOURS.muted}">${escapeXml(input.currency)}</text>`,
     `</g>`,
     `<g class="x-axis">`,
     ...dateTicks(xDomain[0], xDomain[1]).map((t) => {
       const tx = num(x(t.time));
-      return `<line class="x-tick" data-date="${isoDate(t.time)}" x1="${tx}" y1="${PLOT.top}" x2="${tx}" y2="${PLOT.bottom}" stroke="${COLOURS.grid}"/>` +
-        `<text x="${tx}" y="${PLOT.bottom + 16}" text-anchor="middle" fill="${COLOURS.muted}">${t.label}</text>`;
+      return (
+        `<line class="x-tick" data-date="${isoDate(t.time)}" x1="${tx}" y1="${PLOT.top}" x2="${tx}" y2="${PLOT.bottom}" stroke="${COLOURS.grid}"/>` +
+        `<text x="${tx}" y="${PLOT.bottom + 16}" text-anchor="middle" fill="${COLOURS.muted}">${t.label}</text>`
+      );
     }),
     `<line x1="${PLOT.left}" y1="${PLOT.bottom}" x2="${PLOT.right}" y2="${PLOT.bottom}" stroke="${COLOURS.axis}"/>`,
     `<line x1="${PLOT.left}" y1="${PLOT.top}" x2="${PLOT.left}" y2="${PLOT.bottom}" stroke="${COLOURS.axis}"/>`,
@@ -137,8 +141,13 @@ function horizonLabels(points: { label: string; x: number; y: number }[]): strin
     const box = () => ({ left: p.x - half, right: p.x + half, top: baseline - height + 2, bottom: baseline + 2 });
     while (placed.some((b) => overlaps(b, box()))) baseline -= height;
     placed.push(box());
-    const leader = p.y - 6 - baseline > 0 ? `<line x1="${num(p.x)}" y1="${num(p.y - 2)}" x2="${num(p.x)}" y2="${num(baseline + 2)}" stroke="${COLOURS.axis}" stroke-width="0.5"/>` : '';
-    out.push(`${leader}<text class="horizon" x="${num(p.x)}" y="${num(baseline)}" text-anchor="middle" fill="${COLOURS.expected}" stroke="#ffffff" stroke-width="3" paint-order="stroke">${escapeXml(p.label)}</text>`);
+    const leader =
+      p.y - 6 - baseline > 0
+        ? `<line x1="${num(p.x)}" y1="${num(p.y - 2)}" x2="${num(p.x)}" y2="${num(baseline + 2)}" stroke="${COLOURS.axis}" stroke-width="0.5"/>`
+        : '';
+    out.push(
+      `${leader}<text class="horizon" x="${num(p.x)}" y="${num(baseline)}" text-anchor="middle" fill="${COLOURS.expected}" stroke="#ffffff" stroke-width="3" paint-order="stroke">${escapeXml(p.label)}</text>`,
+    );
   }
   return [`<g class="horizons">`, ...out.reverse(), `</g>`];
 }

@@ -66,7 +66,10 @@ export async function generateForecasts(db: Db, options: GenerateOptions = {}): 
   const touched: number[] = [];
   for (const id of instrumentIds) {
     const series = (
-      await rows<{ date: string; close: string }>(db, sql`select date::text as date, close::text as close from prices where instrument_id = ${id} order by date`)
+      await rows<{ date: string; close: string }>(
+        db,
+        sql`select date::text as date, close::text as close from prices where instrument_id = ${id} order by date`,
+      )
     ).map((r) => ({ date: r.date, close: Number(r.close) }));
     for (const { row, model, params } of runnable) {
       const inferred = performance.now();

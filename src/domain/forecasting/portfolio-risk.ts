@@ -45,7 +45,6 @@ export const PORTFOLIO_COVARIANCE = {
   maxHorizonDays: 252,
 } as const;
 
-
 export type RiskFrequency = 'DAILY' | 'MONTHLY';
 
 /** A close as the database gives it: `date` is YYYY-MM-DD, `close` an exact decimal string. */
@@ -225,7 +224,10 @@ export function forecastPortfolioRisk(holdings: readonly RiskHolding[], horizonD
 
   const sigmaW = cov.map((row) => row.reduce((a, c, j) => a + c * w[j], 0));
   const perPeriodMean = w.reduce((a, wi, i) => a + wi * mu[i], 0);
-  const perPeriodVariance = Math.max(0, w.reduce((a, wi, i) => a + wi * sigmaW[i], 0));
+  const perPeriodVariance = Math.max(
+    0,
+    w.reduce((a, wi, i) => a + wi * sigmaW[i], 0),
+  );
   const k = frequency === 'MONTHLY' ? horizonDays / tradingDaysPerMonth : horizonDays;
   const m = k * perPeriodMean;
   const s = Math.sqrt(k * perPeriodVariance);

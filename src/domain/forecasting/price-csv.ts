@@ -1,6 +1,19 @@
 import type { PricePoint } from './series.js';
 
-const MONTHS: Record<string, string> = { Jan: '01', Feb: '02', Mar: '03', Apr: '04', May: '05', Jun: '06', Jul: '07', Aug: '08', Sep: '09', Oct: '10', Nov: '11', Dec: '12' };
+const MONTHS: Record<string, string> = {
+  Jan: '01',
+  Feb: '02',
+  Mar: '03',
+  Apr: '04',
+  May: '05',
+  Jun: '06',
+  Jul: '07',
+  Aug: '08',
+  Sep: '09',
+  Oct: '10',
+  Nov: '11',
+  Dec: '12',
+};
 
 /** An ISO date as is; "Jan 1 2000" (vega-datasets' stocks.csv) to ISO; anything else is an error. */
 export function isoDate(text: string, line?: number): string {
@@ -34,7 +47,8 @@ export function parsePriceCsv(text: string, options: { symbol?: string } = {}): 
     const date = isoDate(cells[dateCol] ?? '', lineNo);
     const close = Number(cells[closeCol]);
     if (!(close > 0) || !Number.isFinite(close)) throw new Error(`line ${lineNo}: close "${cells[closeCol]}" is not a positive number`);
-    if (series.length && date <= series[series.length - 1].date) throw new Error(`line ${lineNo}: ${date} is not after ${series[series.length - 1].date}; rows must be oldest first`);
+    if (series.length && date <= series[series.length - 1].date)
+      throw new Error(`line ${lineNo}: ${date} is not after ${series[series.length - 1].date}; rows must be oldest first`);
     series.push({ date, close });
   });
   if (options.symbol && series.length === 0) throw new Error(`no rows for symbol ${options.symbol}`);

@@ -40,8 +40,12 @@ export async function registerVersion(db: Db, name: string, version: string, par
   const stored = JSON.stringify(parseParameters(model, parameters));
   const [inserted] = await db.insert(forecastModels).values({ name, version, active: false, parameters: stored }).onConflictDoNothing().returning();
   if (inserted) return inserted;
-  const [existing] = await db.select().from(forecastModels).where(and(eq(forecastModels.name, name), eq(forecastModels.version, version)));
-  if (existing.parameters !== stored) throw new RegistryError(`${name} version ${version} exists with other parameters (${existing.parameters}); versions are immutable, register a new one`);
+  const [existing] = await db
+    .select()
+    .from(forecastModels)
+    .where(and(eq(forecastModels.name, name), eq(forecastModels.version, version)));
+  if (existing.parameters !== stored)
+    throw new RegistryError(`${name} version ${version} exists with other parameters (${existing.parameters}); versions are immutable, register a new one`);
   return existing;
 }
 
@@ -117,7 +121,15 @@ export interface RegisteredVersion {
 
 /** Every registered version with how many forecasts it has stored. */
 export async function listVersions(db: Db): Promise<RegisteredVersion[]> {
-  const found = await rows<{ name: string; version: string; active: boolean; parameters: string; created_at: string | Date; forecasts: string | number; latest_as_of: string | null }>(
+  const found = await rows<{
+    name: string;
+    version: string;
+    active: boolean;
+    parameters: string;
+    created_at: string | Date;
+    forecasts: string | number;
+    latest_as_of: string | null;
+  }>(
     db,
     sql`select m.name, m.version, m.active, m.parameters, m.created_at,
                (select count(*) from forecasts f where f.model_id = m.id) as forecasts,

@@ -21,8 +21,13 @@ const isCursorTime = (at: unknown): at is string => {
 };
 
 const isTradeCursor = (k: unknown): k is TradeCursor =>
-  typeof k === 'object' && k !== null && !Array.isArray(k) && Object.keys(k).join() === 'at,id' &&
-  isCursorTime((k as TradeCursor).at) && Number.isSafeInteger((k as TradeCursor).id) && (k as TradeCursor).id > 0; // trade ids are int8
+  typeof k === 'object' &&
+  k !== null &&
+  !Array.isArray(k) &&
+  Object.keys(k).join() === 'at,id' &&
+  isCursorTime((k as TradeCursor).at) &&
+  Number.isSafeInteger((k as TradeCursor).id) &&
+  (k as TradeCursor).id > 0; // trade ids are int8
 
 export const Portfolio: PortfolioResolvers = {
   id: (p) => String(p.id),
@@ -51,7 +56,10 @@ export const Portfolio: PortfolioResolvers = {
   valuation: async (p, _, { loaders }) => {
     const open = await loaders.openPositions.load(p.id);
     // the positions came with their latest prices (a failed load fails the positions, and the field)
-    return valuePositions(open, open.map((pos) => pos.instrument?.latestPrice ?? null));
+    return valuePositions(
+      open,
+      open.map((pos) => pos.instrument?.latestPrice ?? null),
+    );
   },
 
   // positions and latest prices (shared with valuation), then every holding's window of closes: three

@@ -18,7 +18,9 @@ await runCommand(async ({ database }) => {
   const fixed = (n: number, d = 1) => n.toFixed(d);
   const lines = [
     ['kind', 'name', 'samples', 'estimated', 'actual', 'actual/estimated', 'sql/op', 'sql ms/op'].join('\t'),
-    ...report.map((r) => [r.kind, r.name, r.samples, fixed(r.estimated), fixed(r.actual), fixed(r.ratio, 2), fixed(r.sqlStatements), fixed(r.sqlMs, 2)].join('\t')),
+    ...report.map((r) =>
+      [r.kind, r.name, r.samples, fixed(r.estimated), fixed(r.actual), fixed(r.ratio, 2), fixed(r.sqlStatements), fixed(r.sqlMs, 2)].join('\t'),
+    ),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   say('furthest from the estimate first: a ratio far below 1 means the weights overcharge, far above 1 that they undercharge');

@@ -17,7 +17,8 @@ const args = process.argv.slice(2);
 async function main() {
   const csv = option(args, 'csv');
   const horizonText = option(args, 'horizon');
-  if (!csv || !horizonText) throw new Error('usage: npm run forecasts:backtest -- --csv FILE --horizon N [--model NAME] [--version V | --params JSON] [--symbol S] [--steps]');
+  if (!csv || !horizonText)
+    throw new Error('usage: npm run forecasts:backtest -- --csv FILE --horizon N [--model NAME] [--version V | --params JSON] [--symbol S] [--steps]');
   const horizonRows = Number(horizonText);
   if (!Number.isInteger(horizonRows) || horizonRows < 1) throw new Error(`--horizon must be a whole number of rows, at least 1; got ${horizonText}`);
   const config = loadConfig();

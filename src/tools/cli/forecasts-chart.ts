@@ -43,12 +43,21 @@ await runCommand(
               and as_of = (select max(as_of) from forecasts where model_id = ${model.id} and instrument_id = ${instrument.id})
             order by horizon_days`,
       )
-    ).map((r) => ({ asOf: r.as_of, horizonDays: r.horizon_days, expectedReturn: Number(r.expected_return), lower: Number(r.lower95), upper: Number(r.upper95) }));
+    ).map((r) => ({
+      asOf: r.as_of,
+      horizonDays: r.horizon_days,
+      expectedReturn: Number(r.expected_return),
+      lower: Number(r.lower95),
+      upper: Number(r.upper95),
+    }));
     if (forecasts.length === 0) {
       throw new Error(`no forecasts of ${model.name} v${model.version} for ${instrument.symbol} (npm run forecasts:generate makes them)`);
     }
     const history = (
-      await rows<{ date: string; close: string }>(db, sql`select date::text as date, close::text as close from prices where instrument_id = ${instrument.id} order by date`)
+      await rows<{ date: string; close: string }>(
+        db,
+        sql`select date::text as date, close::text as close from prices where instrument_id = ${instrument.id} order by date`,
+      )
     ).map((r) => ({ date: r.date, close: Number(r.close) }));
     say(`${instrument.symbol}: ${history.length} closes, ${forecasts.length} forecasts of ${model.name} v${model.version} as of ${forecasts[0].asOf}`);
 

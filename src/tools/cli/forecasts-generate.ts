@@ -16,7 +16,8 @@ await runCommand(
       onTiming: (model, version, stage, seconds) => {
         if (stage === 'generation') say(`${model} ${version}: ${seconds.toFixed(3)} s`);
         // the slow-operation log of commands: one instrument's model run as slow as a slow request
-        else if (seconds * 1000 > config.observability.slowOperationMs) logger.warn({ model, version, stage, durationMs: Math.round(seconds * 1000) }, 'slow model run');
+        else if (seconds * 1000 > config.observability.slowOperationMs)
+          logger.warn({ model, version, stage, durationMs: Math.round(seconds * 1000) }, 'slow model run');
       },
     });
     say(`ran ${result.models} model version(s) over ${result.instruments} instruments; ${touched.length} got new forecasts`);

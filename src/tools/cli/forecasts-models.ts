@@ -31,7 +31,8 @@ await runCommand(
     switch (action) {
       case 'list': {
         const versions = await listVersions(db);
-        for (const v of versions) say(`${v.active ? '*' : ' '} ${v.name} ${v.version}  ${v.forecasts} forecasts to ${v.latestAsOf ?? '-'}  ${JSON.stringify(v.parameters)}`);
+        for (const v of versions)
+          say(`${v.active ? '*' : ' '} ${v.name} ${v.version}  ${v.forecasts} forecasts to ${v.latestAsOf ?? '-'}  ${JSON.stringify(v.parameters)}`);
         for (const m of Object.values(MODELS)) say(`  ${m.name}: ${m.summary}`);
         result = versions;
         break;
@@ -55,8 +56,14 @@ await runCommand(
       case 'activate':
       case 'rollback': {
         const { instrumentIds, ...switched } =
-          action === 'activate' ? await activateVersion(db, required('model', model), required('version', version)) : await rollbackModel(db, required('model', model));
-        say(switched.changed ? `${switched.name}: ${switched.previousVersion ?? 'none'} → ${switched.version}` : `${switched.name} ${switched.version} is already active`);
+          action === 'activate'
+            ? await activateVersion(db, required('model', model), required('version', version))
+            : await rollbackModel(db, required('model', model));
+        say(
+          switched.changed
+            ? `${switched.name}: ${switched.previousVersion ?? 'none'} → ${switched.version}`
+            : `${switched.name} ${switched.version} is already active`,
+        );
         await clearSharedInstrumentAnswers(config, database, instrumentIds);
         result = switched;
         break;

@@ -56,7 +56,9 @@ try {
   say(`finding users (ids 1..${users}) and instruments through ${url}`);
   const targets = await discoverTargets(url, { jwtSecret: config.auth.jwtSecret, users, withPortfolios: scenario.needsPortfolios });
   const refused = Object.entries(targets.refusals ?? {});
-  say(`${targets.tokens.length} users, ${targets.symbols.length} instruments${refused.length ? ` (left out: ${refused.map(([c, n]) => `${c} ×${n}`).join(', ')})` : ''}; ${scenario.summary}`);
+  say(
+    `${targets.tokens.length} users, ${targets.symbols.length} instruments${refused.length ? ` (left out: ${refused.map(([c, n]) => `${c} ×${n}`).join(', ')})` : ''}; ${scenario.summary}`,
+  );
   const report = await runLoad({ url, scenario, seconds, peak, targets, onProgress: say });
   process.stdout.write(args.includes('--json') ? `${JSON.stringify(report)}\n` : `${formatReport(report)}\n`);
 } catch (e) {

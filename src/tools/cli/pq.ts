@@ -61,7 +61,9 @@ await runCommand(
         let broken = 0;
         for (const d of report) {
           const delta = d.currentCost - d.cost;
-          const status = d.problems.length ? `BROKEN: ${d.problems.join('; ')}` : `ok, cost ${d.currentCost} (${delta >= 0 ? '+' : ''}${delta} since published)`;
+          const status = d.problems.length
+            ? `BROKEN: ${d.problems.join('; ')}`
+            : `ok, cost ${d.currentCost} (${delta >= 0 ? '+' : ''}${delta} since published)`;
           if (d.problems.length) broken++;
           process.stdout.write(`${d.name}\t${d.sha256.slice(0, 12)}…\t${d.partner ?? '(all partners)'}\t${status}\n`);
         }

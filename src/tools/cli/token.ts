@@ -14,7 +14,12 @@ const usage = 'usage: npm run token -- EMAIL [--expires 30d] | npm run token -- 
 
 function requestOf(): TokenRequest {
   if (!email || (partner !== undefined && (partner.startsWith('--') || partner === ''))) throw new Error(usage);
-  const scopes = args.includes('--scopes') ? (option(args, 'scopes') ?? '').split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  const scopes = args.includes('--scopes')
+    ? (option(args, 'scopes') ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : undefined;
   return { email, partner, scopes, expires: option(args, 'expires') };
 }
 
@@ -26,10 +31,13 @@ async function askRunningServer(config: Config): Promise<IssuedToken> {
   try {
     res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(requestOf()) });
   } catch {
-    throw new Error(`a process holds the embedded database ${config.database.pgliteDataDir}, but no server answers at ${url}: stop that process, or start the server with the same HOST and PORT`);
+    throw new Error(
+      `a process holds the embedded database ${config.database.pgliteDataDir}, but no server answers at ${url}: stop that process, or start the server with the same HOST and PORT`,
+    );
   }
   const body = (await res.json().catch(() => ({}))) as Partial<IssuedToken> & { error?: string };
-  if (res.status === 404) throw new Error(`the server at ${url} mints no tokens (it does only in development, on the embedded database): stop it to mint one here`);
+  if (res.status === 404)
+    throw new Error(`the server at ${url} mints no tokens (it does only in development, on the embedded database): stop it to mint one here`);
   if (!res.ok || typeof body.token !== 'string') throw new Error(body.error ?? `the server at ${url} answered ${res.status}`);
   return { token: body.token, note: `${body.note ?? 'a token'} (minted by the running server)` };
 }

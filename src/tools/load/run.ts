@@ -159,7 +159,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       server,
     });
   }
-  return { scenario: scenario.name, normalKinds: scenario.normalKinds, url: options.url, users: targets.tokens.length, instruments: targets.symbols.length, stages };
+  return {
+    scenario: scenario.name,
+    normalKinds: scenario.normalKinds,
+    url: options.url,
+    users: targets.tokens.length,
+    instruments: targets.symbols.length,
+    stages,
+  };
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
@@ -190,7 +197,9 @@ export function formatReport(report: LoadReport): string {
   ];
   for (const s of report.stages) {
     const count = (code: string) => s.statuses[code] ?? 0;
-    const ok = Object.entries(s.statuses).filter(([c]) => c.startsWith('2')).reduce((a, [, n]) => a + n, 0);
+    const ok = Object.entries(s.statuses)
+      .filter(([c]) => c.startsWith('2'))
+      .reduce((a, [, n]) => a + n, 0);
     const other = Object.entries(s.statuses).reduce((a, [, n]) => a + n, 0) - ok - count('429') - count('503');
     const sv = s.server;
     lines.push(
@@ -200,7 +209,14 @@ export function formatReport(report: LoadReport): string {
   const codes = new Map<string, number>();
   for (const s of report.stages) for (const [k, n] of Object.entries(s.codes)) codes.set(k, (codes.get(k) ?? 0) + n);
   if (codes.size) {
-    lines.push('', 'error codes by kind of request: ' + [...codes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', '));
+    lines.push(
+      '',
+      'error codes by kind of request: ' +
+        [...codes]
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', '),
+    );
   }
   if (report.normalKinds?.length && report.stages.length > 1) {
     const [alone, ...rest] = report.stages.map((s) => ({ s, n: normalLatency(s, report.normalKinds!) }));

@@ -121,7 +121,7 @@ export const SCENARIOS: Record<string, Scenario> = {
   },
   trades: {
     name: 'trades',
-    summary: 'WRITES: 20% trades (buying 1 unit, each a new idempotency key) into users\' first portfolios, 80% dashboards that must show them',
+    summary: "WRITES: 20% trades (buying 1 unit, each a new idempotency key) into users' first portfolios, 80% dashboards that must show them",
     writes: true,
     needsPortfolios: true,
     stages: steady,
@@ -129,7 +129,14 @@ export const SCENARIOS: Record<string, Scenario> = {
       const user = pick.user();
       const portfolioId = t.portfolios?.[user];
       if (!portfolioId || random() >= 0.2) return { ...dashboard(t, { ...pick, user: () => user }) };
-      const input = { portfolioId, symbol: t.symbols[pick.symbol()], side: 'BUY', quantity: '1', price: '100', idempotencyKey: `load-${process.pid}-${Date.now()}-${++tradeCounter}` };
+      const input = {
+        portfolioId,
+        symbol: t.symbols[pick.symbol()],
+        side: 'BUY',
+        quantity: '1',
+        price: '100',
+        idempotencyKey: `load-${process.pid}-${Date.now()}-${++tradeCounter}`,
+      };
       return { kind: 'trade', headers: bearer(t.tokens[user]), body: JSON.stringify({ query: TRADE, operationName: 'LoadTrade', variables: { input } }) };
     },
   },
@@ -170,11 +177,23 @@ const HOSTILE: ((t: LoadTargets, random: () => number) => LoadRequest)[] = [
   () => ({ kind: 'deep_variables', headers: json, body: DEEP_VARIABLES }),
   () => ({ kind: 'nul_cursor', headers: json, body: JSON.stringify({ query: NUL_CURSOR }) }),
   (_t, random) => ({ kind: 'bad_target', headers: {}, body: '', path: BAD_TARGETS[Math.floor(random() * BAD_TARGETS.length)] }),
-  (_t, random) => ({ kind: 'bad_token', headers: { ...json, authorization: `Bearer ${word(random, 40)}` }, body: JSON.stringify({ query: '{ viewer { id } }' }) }),
-  (_t, random) => ({ kind: 'invented_name', headers: { ...json, 'apollographql-client-name': word(random, 30) }, body: JSON.stringify({ query: `query N${word(random, 60)} { __typename }` }) }),
+  (_t, random) => ({
+    kind: 'bad_token',
+    headers: { ...json, authorization: `Bearer ${word(random, 40)}` },
+    body: JSON.stringify({ query: '{ viewer { id } }' }),
+  }),
+  (_t, random) => ({
+    kind: 'invented_name',
+    headers: { ...json, 'apollographql-client-name': word(random, 30) },
+    body: JSON.stringify({ query: `query N${word(random, 60)} { __typename }` }),
+  }),
   (_t, random) => {
     const query = `{ instrument(symbol: "${word(random, 12).toUpperCase()}") { symbol } }`;
-    return { kind: 'apq_spam', headers: json, body: JSON.stringify({ query, extensions: { persistedQuery: { version: 1, sha256Hash: createHash('sha256').update(query).digest('hex') } } }) };
+    return {
+      kind: 'apq_spam',
+      headers: json,
+      body: JSON.stringify({ query, extensions: { persistedQuery: { version: 1, sha256Hash: createHash('sha256').update(query).digest('hex') } } }),
+    };
   },
   () => ({ kind: 'oversized_page', headers: json, body: JSON.stringify({ query: OVERSIZED }) }),
   (t) => ({ kind: 'too_costly', headers: bearer(t.tokens[0]), body: JSON.stringify({ query: TOO_COSTLY }) }),

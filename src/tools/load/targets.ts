@@ -30,9 +30,9 @@ export async function discoverTargets(url: string, options: { jwtSecret: string;
       ids.slice(i, i + 10).map(async (id) => {
         const token = await signUserToken(options.jwtSecret, id, '2h');
         try {
-          const answer: { viewer: { portfolios: { nodes: { id: string }[] } } | null } = await new GraphQLClient(url, { headers: { authorization: `Bearer ${token}` } }).request(
-            'query LoadViewer { viewer { portfolios(first: 1) { nodes { id } } } }',
-          );
+          const answer: { viewer: { portfolios: { nodes: { id: string }[] } } | null } = await new GraphQLClient(url, {
+            headers: { authorization: `Bearer ${token}` },
+          }).request('query LoadViewer { viewer { portfolios(first: 1) { nodes { id } } } }');
           return answer.viewer ? { token, portfolio: answer.viewer.portfolios.nodes[0]?.id ?? null } : null;
         } catch (e) {
           // a refused probe (a spent budget, a token the server does not accept) leaves that user out
@@ -49,7 +49,9 @@ export async function discoverTargets(url: string, options: { jwtSecret: string;
     }
   }
   if (tokens.length === 0 && refusals.size) {
-    throw new Error(`the server refused every user probe (${[...refusals].map(([code, n]) => `${code} ×${n}`).join(', ')}): check JWT_SECRET, or wait for the users' cost budgets to refill`);
+    throw new Error(
+      `the server refused every user probe (${[...refusals].map(([code, n]) => `${code} ×${n}`).join(', ')}): check JWT_SECRET, or wait for the users' cost budgets to refill`,
+    );
   }
   return { tokens, symbols, refusals: Object.fromEntries(refusals), ...(options.withPortfolios ? { portfolios } : {}) };
 }

@@ -112,7 +112,10 @@ export interface SeedLog {
  */
 export async function seedDemo(db: Db, log: SeedLog = () => {}): Promise<void> {
   const history = readDemoPrices();
-  await db.insert(instruments).values(DEMO_INSTRUMENTS.map((i) => ({ ...i, currency: 'USD' }))).onConflictDoNothing();
+  await db
+    .insert(instruments)
+    .values(DEMO_INSTRUMENTS.map((i) => ({ ...i, currency: 'USD' })))
+    .onConflictDoNothing();
   const ids = new Map((await db.select({ id: instruments.id, symbol: instruments.symbol }).from(instruments)).map((r) => [r.symbol, r.id]));
   let priceRows = 0;
   for (const [symbol, list] of history) {
@@ -130,7 +133,10 @@ export async function seedDemo(db: Db, log: SeedLog = () => {}): Promise<void> {
     const [user] = await db.select().from(users).where(eq(users.email, email));
     const viewer: Viewer = { kind: 'user', userId: user.id };
     for (const [name, trades] of Object.entries(named)) {
-      let [portfolio] = await db.select().from(portfolios).where(and(eq(portfolios.ownerId, user.id), eq(portfolios.name, name)));
+      let [portfolio] = await db
+        .select()
+        .from(portfolios)
+        .where(and(eq(portfolios.ownerId, user.id), eq(portfolios.name, name)));
       portfolio ??= (await db.insert(portfolios).values({ ownerId: user.id, name }).returning())[0];
       // trades in date order, whatever order the table lists them in
       const ordered = [...trades].sort((a, b) => a[3].localeCompare(b[3]));

@@ -7,9 +7,7 @@ import { tradingDaysPerRow, type ForecastEstimate, type PricePoint } from '../se
 export type { ForecastModel, Fitted, HorizonDistribution } from './model.js';
 
 /** The built-in model implementations by name; versions and their parameters live in forecast_models. */
-export const MODELS: Record<string, ForecastModel<unknown>> = Object.fromEntries(
-  [EWMA, GARCH, TRAILING].map((m) => [m.name, m as ForecastModel<unknown>]),
-);
+export const MODELS: Record<string, ForecastModel<unknown>> = Object.fromEntries([EWMA, GARCH, TRAILING].map((m) => [m.name, m as ForecastModel<unknown>]));
 
 export function modelByName(name: string): ForecastModel<unknown> {
   const model = MODELS[name];
@@ -38,7 +36,12 @@ export function logReturns(series: readonly PricePoint[]): number[] {
  * A model's forecasts as of the series' last row at each horizon in trading days (converted to rows
  * by the series' frequency); [] when the series is too short for the model.
  */
-export function forecastSeries(model: ForecastModel<unknown>, params: unknown, series: readonly PricePoint[], horizonsDays: readonly number[]): ForecastEstimate[] {
+export function forecastSeries(
+  model: ForecastModel<unknown>,
+  params: unknown,
+  series: readonly PricePoint[],
+  horizonsDays: readonly number[],
+): ForecastEstimate[] {
   if (series.length < 2) return [];
   const perRow = tradingDaysPerRow(series);
   const context: FitContext<unknown> = { params, tradingDaysPerRow: perRow };
