@@ -13,6 +13,11 @@ export function array(values: readonly (number | string)[], type: 'int' | 'int8'
   return sql`${sql.param(values)}::${sql.raw(type)}[]`;
 }
 
+/** One field of every key as one array parameter: the columns that `unnest(...) with ordinality` zips back into keys. */
+export function column<K>(keys: readonly K[], type: 'int' | 'int8' | 'text', pick: (key: K, index: number) => number | string): SQL {
+  return array(keys.map(pick), type);
+}
+
 /** Puts rows in key order: one result per key, `fallback()` where no row matched (DataLoader's contract). */
 export function byKey<K, R, V>(keys: readonly K[], rows: R[], rowKey: (r: R) => K, pick: (r: R) => V, fallback: () => V): V[] {
   const found = new Map<K, V>();

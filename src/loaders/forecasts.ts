@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/client.js';
-import { array, byKey, groupByOrdinal } from './batch.js';
+import { byKey, column, groupByOrdinal } from './batch.js';
 
 export interface ForecastModelRecord {
   name: string;
@@ -72,17 +72,8 @@ export function latestForecasts(db: Db, defaultModel: string) {
     const found = await rows<ForecastSqlRow>(
       db,
       sql`select k.ord::int as ord, ${columns}
-          from unnest(${array(
-            keys.map((_, i) => i),
-            'int',
-          )}, ${array(
-            keys.map((k) => k.instrumentId),
-            'int',
-          )},
-                      ${array(
-                        keys.map((k) => k.horizonDays),
-                        'int',
-                      )}) as k(ord, instrument_id, horizon)
+          from unnest(${column(keys, 'int', (_, i) => i)}, ${column(keys, 'int', (k) => k.instrumentId)},
+                      ${column(keys, 'int', (k) => k.horizonDays)}) as k(ord, instrument_id, horizon)
           join forecast_models m on m.name = ${defaultModel} and m.active
           cross join lateral (
             select * from forecasts f
@@ -105,24 +96,9 @@ export function forecastLists(db: Db) {
     const found = await rows<ForecastSqlRow>(
       db,
       sql`select k.ord, ${columns}
-          from unnest(${array(
-            keys.map((k) => k.instrumentId),
-            'int',
-          )}, ${array(
-            keys.map((k) => k.model),
-            'text',
-          )},
-                      ${array(
-                        keys.map((k) => k.version),
-                        'text',
-                      )}, ${array(
-                        keys.map((k) => k.horizonDays),
-                        'int',
-                      )},
-                      ${array(
-                        keys.map((k) => k.first),
-                        'int',
-                      )})
+          from unnest(${column(keys, 'int', (k) => k.instrumentId)}, ${column(keys, 'text', (k) => k.model)},
+                      ${column(keys, 'text', (k) => k.version)}, ${column(keys, 'int', (k) => k.horizonDays)},
+                      ${column(keys, 'int', (k) => k.first)})
                with ordinality as k(instrument_id, model, version, horizon, lim, ord)
           cross join lateral (
             select f.*, fm.id as active_model_id from forecasts f join forecast_models fm on fm.id = f.model_id

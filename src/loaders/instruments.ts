@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/client.js';
 import { instruments, type InstrumentRow } from '../db/schema.js';
-import { array, byKey, groupByOrdinal } from './batch.js';
+import { array, byKey, column, groupByOrdinal } from './batch.js';
 import type { ForecastRecord } from './forecasts.js';
 
 // Instrument data is public: these loaders take no viewer.
@@ -94,20 +94,8 @@ export function priceRangesByInstrument(db: Db) {
     const found = await rows<{ ord: string | number; instrument_id: number; date: string; close: string }>(
       db,
       sql`select k.ord, k.id as instrument_id, p.date::text as date, p.close::text as close
-          from unnest(${array(
-            keys.map((k) => k.instrumentId),
-            'int',
-          )}, ${array(
-            keys.map((k) => k.from),
-            'text',
-          )},
-                      ${array(
-                        keys.map((k) => k.to),
-                        'text',
-                      )}, ${array(
-                        keys.map((k) => k.first),
-                        'int',
-                      )})
+          from unnest(${column(keys, 'int', (k) => k.instrumentId)}, ${column(keys, 'text', (k) => k.from)},
+                      ${column(keys, 'text', (k) => k.to)}, ${column(keys, 'int', (k) => k.first)})
                with ordinality as k(id, from_date, to_date, lim, ord)
           cross join lateral (
             select date, close from prices

@@ -3,7 +3,7 @@ import type { Viewer } from '../admission/tokens.js';
 import { rows, type Db } from '../db/client.js';
 import { portfolios, type PortfolioRow, type PositionRow, type TradeRow } from '../db/schema.js';
 import { trimPage, type Slice } from '../domain/pagination.js';
-import { array, byKey, groupByKey, groupByOrdinal } from './batch.js';
+import { array, byKey, column, groupByKey, groupByOrdinal } from './batch.js';
 import type { ForecastRecord } from './forecasts.js';
 import type { InstrumentNode } from './instruments.js';
 
@@ -60,17 +60,8 @@ export function portfolioPagesByOwner(db: Db, viewer: Viewer) {
     const found = await rows<PortfolioSqlRow>(
       db,
       sql`select k.ord, p.id, p.owner_id, p.name, p.base_currency, to_json(p.created_at) #>> '{}' as created_at
-          from unnest(${array(
-            keys.map((k) => k.parent),
-            'int',
-          )}, ${array(
-            keys.map((k) => k.after ?? 0),
-            'int',
-          )},
-                      ${array(
-                        keys.map((k) => k.first + 1),
-                        'int',
-                      )}) with ordinality as k(owner_id, after_id, lim, ord)
+          from unnest(${column(keys, 'int', (k) => k.parent)}, ${column(keys, 'int', (k) => k.after ?? 0)},
+                      ${column(keys, 'int', (k) => k.first + 1)}) with ordinality as k(owner_id, after_id, lim, ord)
           cross join lateral (
             select * from portfolios p where p.owner_id = k.owner_id and p.id > k.after_id order by p.id limit k.lim
           ) p
@@ -247,20 +238,8 @@ export function tradePagesByPortfolio(db: Db, viewer: Viewer) {
       sql`select k.ord, t.id::text as id, t.portfolio_id, t.instrument_id, t.side, t.quantity::text as quantity,
                  t.price::text as price, to_json(t.executed_at) #>> '{}' as executed_at, t.idempotency_key, t.request_digest,
                  to_json(t.created_at) #>> '{}' as created_at
-          from unnest(${array(
-            keys.map((k) => k.parent),
-            'int',
-          )}, ${array(
-            keys.map((k) => k.after?.at ?? ''),
-            'text',
-          )},
-                      ${array(
-                        keys.map((k) => k.after?.id ?? 0),
-                        'int8',
-                      )}, ${array(
-                        keys.map((k) => k.first + 1),
-                        'int',
-                      )})
+          from unnest(${column(keys, 'int', (k) => k.parent)}, ${column(keys, 'text', (k) => k.after?.at ?? '')},
+                      ${column(keys, 'int8', (k) => k.after?.id ?? 0)}, ${column(keys, 'int', (k) => k.first + 1)})
                with ordinality as k(portfolio_id, after_at, after_id, lim, ord)
           join portfolios p on p.id = k.portfolio_id and p.owner_id = ${owner}
           cross join lateral (

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/client.js';
-import { array, groupByOrdinal } from './batch.js';
+import { column, groupByOrdinal } from './batch.js';
 import type { PriceRecord } from './instruments.js';
 
 // Instrument data is public: this loader takes no viewer.
@@ -22,17 +22,8 @@ export function priceHistoriesByInstrument(db: Db) {
     const found = await rows<{ ord: string | number; instrument_id: number; date: string; close: string }>(
       db,
       sql`select k.ord, k.id as instrument_id, p.date::text as date, p.close::text as close
-          from unnest(${array(
-            keys.map((k) => k.instrumentId),
-            'int',
-          )}, ${array(
-            keys.map((k) => k.from),
-            'text',
-          )},
-                      ${array(
-                        keys.map((k) => k.to),
-                        'text',
-                      )}) with ordinality as k(id, from_date, to_date, ord)
+          from unnest(${column(keys, 'int', (k) => k.instrumentId)}, ${column(keys, 'text', (k) => k.from)},
+                      ${column(keys, 'text', (k) => k.to)}) with ordinality as k(id, from_date, to_date, ord)
           cross join lateral (
             select date, close from prices
             where instrument_id = k.id and date >= k.from_date::date and date <= k.to_date::date
