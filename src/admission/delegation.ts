@@ -13,7 +13,7 @@ import { DELEGATED_SCOPES, isScope, scopeFor, type Scope } from './scopes.js';
 const UNITS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
 
 /** `90s`, `15m`, `1h`, `1d` in seconds; anything else is a PartnerError. */
-function parseLifetime(text: string): number {
+export function parseLifetime(text: string): number {
   const match = /^([1-9][0-9]{0,6})([smhd])$/.exec(text.trim());
   if (!match) throw new PartnerError(`--expires takes a lifetime such as 15m, 1h or 1d, not ${JSON.stringify(text)}`);
   return Number(match[1]) * UNITS[match[2] as keyof typeof UNITS];

@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { users } from '../db/schema.js';
-import { mintDelegatedToken } from './delegation.js';
+import { mintDelegatedToken, parseLifetime } from './delegation.js';
 import { PartnerError } from './partners.js';
 import { signUserToken } from './tokens.js';
 
@@ -30,8 +30,6 @@ export class TokenRequestError extends Error {
   }
 }
 
-const LIFETIME = /^[1-9][0-9]{0,6}[smhd]$/;
-
 /**
  * Mints the token a request asks for, from the database's users, partners and grants: the one path
  * behind both the CLI and the development server's `/dev/token`. Refusals sign nothing.
@@ -50,8 +48,13 @@ export async function issueToken(db: Db, secret: string, request: TokenRequest):
   }
   if (request.scopes !== undefined) throw new TokenRequestError('--scopes is for a token delegated to a partner: add --partner NAME');
   const expires = request.expires ?? '30d';
-  if (!LIFETIME.test(expires)) throw new TokenRequestError(`--expires takes a lifetime such as 15m, 1h or 30d, not ${JSON.stringify(expires)}`);
+  let seconds: number;
+  try {
+    seconds = parseLifetime(expires);
+  } catch (e) {
+    throw e instanceof PartnerError ? new TokenRequestError(e.message) : e;
+  }
   const [user] = await db.select({ id: users.id }).from(users).where(eq(users.email, email));
   if (!user) throw new TokenRequestError(`no user with the email ${email}`);
-  return { token: await signUserToken(secret, user.id, expires), note: `a token for ${email}, valid for ${expires}` };
+  return { token: await signUserToken(secret, user.id, `${seconds}s`), note: `a token for ${email}, valid for ${expires}` };
 }

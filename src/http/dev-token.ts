@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { issueToken, TokenRequestError, type TokenRequest } from '../admission/mint.js';
 import type { Db } from '../db/client.js';
+import { BodyTooLarge, readBody } from './body.js';
 
 /** The development server's token route: `npm run token` asks it while the server holds PGlite's directory. */
 export const DEV_TOKEN_PATH = '/dev/token';
@@ -14,17 +15,6 @@ const reply = (res: ServerResponse, status: number, body: object) => {
   res.setHeader('cache-control', 'no-store');
   res.end(JSON.stringify(body));
 };
-
-async function readSmallBody(req: IncomingMessage): Promise<string | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) return null;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 function tokenRequestOf(text: string): TokenRequest | string {
   let body: unknown;
@@ -56,8 +46,13 @@ export function createDevTokenRoute(db: Db, secret: string) {
       res.setHeader('allow', 'POST');
       return reply(res, 405, { error: 'POST {"email": "…"}' });
     }
-    const text = await readSmallBody(req);
-    if (text === null) return reply(res, 413, { error: `the body is larger than ${MAX_BODY_BYTES} bytes` });
+    let text: string;
+    try {
+      text = await readBody(req, MAX_BODY_BYTES);
+    } catch (e) {
+      if (e instanceof BodyTooLarge) return reply(res, 413, { error: `the body is larger than ${MAX_BODY_BYTES} bytes` });
+      throw e;
+    }
     const request = tokenRequestOf(text);
     if (typeof request === 'string') return reply(res, 400, { error: request });
     try {
