@@ -170,5 +170,7 @@ describe('the content type of an early answer', () => {
     expect(type('application/json, application/graphql-response+json')).toBe('application/json; charset=utf-8');
     expect(type('application/*')).toBe('application/json; charset=utf-8');
     expect(type('text/html')).toBeNull();
+    // Apollo's callback flavour of JSON is Apollo's to write
+    expect(type('application/json; callbackSpec=1.0')).toBeNull();
   });
 });

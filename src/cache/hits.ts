@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { LRUCache } from 'lru-cache';
+import Negotiator from 'negotiator';
 import type { EarlyAnswer } from '../http/handler.js';
 import type { CostBudget } from '../limits/budget.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -32,40 +33,19 @@ export type DocumentProfiles = ReturnType<typeof createDocumentProfiles>;
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 const GRAPHQL_RESPONSE_TYPE = 'application/graphql-response+json; charset=utf-8';
+// Apollo's own list, in its order (its chooseContentTypeForSingleResultResponse): the JSONP-style
+// callback type is one a hit does not write, so that client goes on to Apollo
+const OFFERED = [JSON_TYPE, GRAPHQL_RESPONSE_TYPE, 'application/json; callbackSpec=1.0; charset=utf-8'];
 
 /**
- * How an Accept header ranks a media type, as the `negotiator` package Apollo uses does: its quality,
- * then how specifically a range names it (exact, `type/*`, `*\/*`), then how early that range comes.
- */
-function rank(accept: string, type: string): [q: number, specificity: number, order: number] {
-  let best: [number, number, number] = [-1, -1, 0];
-  accept.split(',').forEach((part, order) => {
-    const [range, ...parameters] = part.trim().toLowerCase().split(';');
-    const q = Number(
-      parameters
-        .map((p) => p.trim())
-        .find((p) => p.startsWith('q='))
-        ?.slice(2) ?? '1',
-    );
-    const specificity = range === type ? 2 : range === `${type.split('/')[0]}/*` ? 1 : range === '*/*' ? 0 : -1;
-    if (specificity > best[1] && Number.isFinite(q)) best = [q, specificity, order];
-  });
-  return best;
-}
-
-/**
- * The content type Apollo would answer with: application/graphql-response+json when the client
- * prefers it, else application/json (also without Accept, and on a tie Apollo's own order decides);
- * null when the client takes neither (Apollo then answers that itself).
+ * The content type Apollo would answer with, chosen the way Apollo chooses it (negotiator over the
+ * same list): application/json without an Accept header; null when the client takes neither JSON type
+ * (Apollo then answers that itself).
  */
 export function answerType(headers: IncomingHttpHeaders): string | null {
-  const accept = headers.accept;
-  if (!accept) return JSON_TYPE;
-  const json = rank(accept, 'application/json');
-  const graphql = rank(accept, 'application/graphql-response+json');
-  if (json[0] <= 0 && graphql[0] <= 0) return null;
-  const prefersGraphql = graphql[0] !== json[0] ? graphql[0] > json[0] : graphql[1] !== json[1] ? graphql[1] > json[1] : graphql[2] < json[2];
-  return prefersGraphql ? GRAPHQL_RESPONSE_TYPE : JSON_TYPE;
+  if (!headers.accept) return JSON_TYPE;
+  const preferred = new Negotiator({ headers: { accept: headers.accept } }).mediaType(OFFERED);
+  return preferred === JSON_TYPE || preferred === GRAPHQL_RESPONSE_TYPE ? preferred : null;
 }
 
 /** The declared variables of a request, by the names its profile holds; null when they are not an object. */
