@@ -265,6 +265,8 @@ interface Measurement {
   p99: number;
   errors: number;
   sqlPerRequest: number | null;
+  /** PostgreSQL's execution time per request (pg_stat_statements' total_exec_time), ms. */
+  pgMsPerRequest: number | null;
   cpuMsPerRequest: number;
   hits?: { hits: number; misses: number };
   /** process.hrtime microseconds, to cut a CPU profile to the measured window. */
@@ -318,7 +320,8 @@ async function measure(spec: ServerSpec, running: Running, users: User[], o: Opt
     p50: result.latency.p50,
     p99: result.latency.p99,
     errors: result.errors + result.non2xx + result.timeouts,
-    sqlPerRequest: statements === null ? null : statements / sent,
+    sqlPerRequest: statements === null ? null : statements.statements / sent,
+    pgMsPerRequest: statements === null ? null : statements.execMs / sent,
     cpuMsPerRequest: cpu / sent,
     hits: before && after ? { hits: after.hits - before.hits, misses: after.misses - before.misses } : undefined,
     window: { start, end },
@@ -478,13 +481,14 @@ function report(
   }
   lines.push(
     '',
-    `| server | req/s${o.rounds > 1 ? ` (${o.rounds} rounds)` : ''} | p50 ms | p99 ms | SQL/request | Node CPU ms/request | req/s ÷ PostGraphile | req/s ÷ floor | CPU ÷ PostGraphile | errors |`,
-    '|---|---|---|---|---|---|---|---|---|---|',
+    `| server | req/s${o.rounds > 1 ? ` (${o.rounds} rounds)` : ''} | p50 ms | p99 ms | SQL/request | PostgreSQL ms/request | Node CPU ms/request | req/s ÷ PostGraphile | req/s ÷ floor | CPU ÷ PostGraphile | errors |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const spec of chosen) {
     lines.push(
       `| ${spec.label} | ${cells(spec.name, (m) => fmt(m.rps))} | ${cells(spec.name, (m) => fmt(m.p50))} | ${cells(spec.name, (m) => fmt(m.p99))} | ` +
-        `${cells(spec.name, (m) => (m.sqlPerRequest === null ? 'n/a' : fmt(m.sqlPerRequest, 2)))} | ${cells(spec.name, (m) => fmt(m.cpuMsPerRequest, 2))} | ` +
+        `${cells(spec.name, (m) => (m.sqlPerRequest === null ? 'n/a' : fmt(m.sqlPerRequest, 2)))} | ${cells(spec.name, (m) => (m.pgMsPerRequest === null ? 'n/a' : fmt(m.pgMsPerRequest, 2)))} | ` +
+        `${cells(spec.name, (m) => fmt(m.cpuMsPerRequest, 2))} | ` +
         `${ratio(spec.name, 'postgraphile', (m) => m.rps)} | ${ratio(spec.name, 'floor', (m) => m.rps)} | ${ratio(spec.name, 'postgraphile', (m) => m.cpuMsPerRequest)} | ` +
         `${cells(spec.name, (m) => fmt(m.errors))} |`,
     );
@@ -529,7 +533,7 @@ async function profile(o: Options, s: Setup, args: string[]): Promise<void> {
     [
       ...header(o, s, args),
       `foliograph ${spec.name}, profiled (--cpu-prof slows it): ${fmt(m.rps)} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms, ` +
-        `${m.sqlPerRequest === null ? 'n/a' : fmt(m.sqlPerRequest, 2)} SQL/request, ${fmt(m.cpuMsPerRequest, 2)} ms Node CPU/request, ${m.errors} errors` +
+        `${m.sqlPerRequest === null ? 'n/a' : fmt(m.sqlPerRequest, 2)} SQL/request, ${m.pgMsPerRequest === null ? 'n/a' : fmt(m.pgMsPerRequest, 2)} ms PostgreSQL/request, ${fmt(m.cpuMsPerRequest, 2)} ms Node CPU/request, ${m.errors} errors` +
         (m.hits && spec.warmCache ? `, ${fmt(m.hits.hits)} cache hits and ${fmt(m.hits.misses)} misses` : ''),
       `profile: ${file} (open it in Chrome DevTools or speedscope); summarised over ${scope}`,
       '',

@@ -131,7 +131,8 @@ export async function ensureSeeded(url: string, scale: number, usersPerUnit: num
  */
 export interface SqlCounter {
   reset(): Promise<void>;
-  read(): Promise<number>;
+  /** Statements executed since the reset, and the time PostgreSQL spent executing them (ms). */
+  read(): Promise<{ statements: number; execMs: number }>;
   close(): Promise<void>;
 }
 
@@ -150,22 +151,25 @@ export async function sqlCounter(url: string, create: boolean): Promise<SqlCount
   }
   // resetting only this database's entries leaves other users of a shared server alone
   const read = async () => {
-    const [row] = await sql`select coalesce(sum(calls), 0)::bigint as n from pg_stat_statements
+    const [row] = await sql`select coalesce(sum(calls), 0)::bigint as n, coalesce(sum(total_exec_time), 0)::float8 as ms from pg_stat_statements
                             where dbid = (select oid from pg_database where datname = current_database())
                               and query not like '%pg_stat_statements%'`;
-    return Number(row.n);
+    return { statements: Number(row.n), execMs: Number(row.ms) };
   };
-  let base = 0;
+  let base = { statements: 0, execMs: 0 };
   return {
     async reset() {
       try {
         await sql`select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)`;
-        base = 0;
+        base = { statements: 0, execMs: 0 };
       } catch {
         base = await read(); // not allowed to reset: count from here instead
       }
     },
-    read: async () => (await read()) - base,
+    read: async () => {
+      const now = await read();
+      return { statements: now.statements - base.statements, execMs: now.execMs - base.execMs };
+    },
     close: () => sql.end(),
   };
 }

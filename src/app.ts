@@ -148,7 +148,11 @@ export function createApp({
 
   // where reads go: replicas for queries; writers and fresh public data read from the primary
   const replicas = config.database.readReplicaUrls.length
-    ? createReadReplicas(config.database.readReplicaUrls, { dbPoolMax: config.database.poolMax, statementTimeoutMs: config.limits.requestTimeoutMs })
+    ? createReadReplicas(config.database.readReplicaUrls, {
+        dbPoolMax: config.database.poolMax,
+        statementTimeoutMs: config.limits.requestTimeoutMs,
+        planCacheMode: config.database.planCacheMode,
+      })
     : null;
   const router = createReadRouter({ replicas: replicas?.dbs ?? [], readYourWritesMs: config.database.readYourWritesMs, health: replicas?.health });
   const noticeChanges = (tags: string[]) => {

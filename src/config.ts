@@ -29,6 +29,7 @@ const schema = z
     DB_POOL_MAX: positiveInt(10),
     DB_QUEUE_MAX: positiveInt(100),
     DB_CONNECT_TIMEOUT_MS: positiveInt(2000),
+    DB_PLAN_CACHE_MODE: z.enum(['force_generic_plan', 'auto', 'force_custom_plan']).default('force_generic_plan'),
     JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
     CORS_ORIGINS: csv,
     MAX_DEPTH: positiveInt(12),
@@ -105,6 +106,8 @@ function settle(e: z.output<typeof schema>) {
       queueMax: e.DB_QUEUE_MAX,
       /** A database connection not made within this is given up: an unreachable database costs a request this much at most. */
       connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
+      /** PostgreSQL's plan_cache_mode on the pools' connections: how a prepared statement is planned (see db/prepare.ts). */
+      planCacheMode: e.DB_PLAN_CACHE_MODE,
       readReplicaUrls: e.READ_REPLICA_URLS,
       /** How long after a write its writer (and, after public data changed, everyone) reads from the primary: longer than the replicas' lag. */
       readYourWritesMs: e.READ_YOUR_WRITES_MS,

@@ -31,6 +31,7 @@ async function main() {
     dbPoolMax: config.database.poolMax,
     statementTimeoutMs: config.limits.requestTimeoutMs,
     connectTimeoutMs: config.database.connectTimeoutMs,
+    planCacheMode: config.database.planCacheMode,
     onAvailability(state, previous, cause) {
       if (state === 'down') logger.error({ err: cause }, 'the database cannot be reached: answering DATABASE_UNAVAILABLE until it answers again');
       else if (previous === 'down') logger.warn('the database answers again');

@@ -56,3 +56,28 @@ describe('document hashes', () => {
     for (const text of ['{ a }', '{ a }', `{ ${'b '.repeat(10_000)}}`]) expect(documentHash(text)).toBe(createHash('sha256').update(text).digest('hex'));
   });
 });
+
+describe.skipIf(!process.env.DATABASE_URL)('on PostgreSQL, a statement run again and again', () => {
+  it('is sent as a prepared statement and planned once (generic plan), not planned afresh on every run', async () => {
+    const { openGatedPostgres, rows } = await import('../src/db/client.js');
+    const { sql } = await import('drizzle-orm');
+    // one connection: pg_prepared_statements shows the session's own statements
+    const pg = openGatedPostgres(process.env.DATABASE_URL!, { max: 1, applicationName: 'prepare-test', planCacheMode: 'force_generic_plan' });
+    try {
+      const ids = (n: number) => sql`select g from generate_series(1, 100) g where g = any(${`{${n},${n + 1}}`}::int[])`;
+      for (let i = 1; i <= 8; i++) expect(await rows<{ g: number }>(pg.db, ids(i))).toHaveLength(2);
+      const [setting] = await rows<{ plan_cache_mode: string }>(pg.db, sql`show plan_cache_mode`);
+      expect(setting.plan_cache_mode).toBe('force_generic_plan');
+      const prepared = await rows<{ statement: string; generic_plans: string; custom_plans: string }>(
+        pg.db,
+        sql`select statement, generic_plans::text, custom_plans::text from pg_prepared_statements where statement like '%generate_series(1, 100)%'`,
+      );
+      // prepared from its third run on; every run after planned by the one generic plan
+      expect(prepared).toHaveLength(1);
+      expect(Number(prepared[0].custom_plans)).toBe(0);
+      expect(Number(prepared[0].generic_plans)).toBeGreaterThanOrEqual(5);
+    } finally {
+      await pg.close();
+    }
+  });
+});

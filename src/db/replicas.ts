@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { LRUCache } from 'lru-cache';
 import postgres from 'postgres';
 import type { Viewer } from '../admission/tokens.js';
-import { openGatedPostgres, type Db } from './client.js';
+import { openGatedPostgres, type Db, type PlanCacheMode } from './client.js';
 import type { PoolGate } from './gate.js';
 
 /**
@@ -27,9 +27,11 @@ export interface ReadReplicas {
   close(): Promise<void>;
 }
 
-export function createReadReplicas(urls: string[], options: { dbPoolMax: number; statementTimeoutMs?: number }): ReadReplicas {
+export function createReadReplicas(urls: string[], options: { dbPoolMax: number; statementTimeoutMs?: number; planCacheMode?: PlanCacheMode }): ReadReplicas {
   const applicationName = `foliograph:${hostname()}:${process.pid}:replica`.slice(-63);
-  const opened = urls.map((url) => openGatedPostgres(url, { max: options.dbPoolMax, applicationName, statementTimeoutMs: options.statementTimeoutMs }));
+  const opened = urls.map((url) =>
+    openGatedPostgres(url, { max: options.dbPoolMax, applicationName, statementTimeoutMs: options.statementTimeoutMs, planCacheMode: options.planCacheMode }),
+  );
   const pools = opened.map((o) => o.pool);
   const dbs = opened.map((o) => o.db);
   // health checks use connections of their own: a replica's full pool must not make it look down
