@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { ANONYMOUS, type Viewer } from '../src/admission/tokens.js';
 import { trades, type InstrumentRow, type PortfolioRow, type TradeRow, type UserRow } from '../src/db/schema.js';
-import { withSqlStats } from '../src/db/sql-stats.js';
+import { totalStatements } from '../src/db/sql-stats.js';
 import { formatDecimal } from '../src/domain/decimal.js';
 import { trimPage } from '../src/domain/pagination.js';
 import { tradeDigest } from '../src/domain/trades.js';
@@ -29,11 +29,11 @@ import { seed } from './helpers/seed.js';
 const DEFAULT_MODEL = 'house-model';
 const MISSING = 2_000_000_000;
 
-/** Runs `fn` with its own statement counter and returns what it resolved to and how many statements it sent. */
+/** Runs `fn` and returns what it resolved to and how many statements it sent (nothing else runs meanwhile). */
 async function counted<T>(fn: () => Promise<T>): Promise<{ result: T; statements: number }> {
-  const stats = { statements: 0 };
-  const result = await withSqlStats(stats, fn);
-  return { result, statements: stats.statements };
+  const before = totalStatements();
+  const result = await fn();
+  return { result, statements: totalStatements() - before };
 }
 
 // numeric(38, 8) columns come back with all eight decimals; compare their canonical text

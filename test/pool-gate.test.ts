@@ -3,7 +3,6 @@ import { sql } from 'drizzle-orm';
 import { createAvailability, isConnectionError } from '../src/db/availability.js';
 import { createDeadline } from '../src/db/deadline.js';
 import { createPoolGate, statementKind } from '../src/db/gate.js';
-import { withSqlStats } from '../src/db/sql-stats.js';
 import { ErrorCode } from '../src/errors.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { createTestDatabase } from './helpers/db.js';
@@ -147,10 +146,12 @@ describe('the pool gate', () => {
     const first = gate.run(() => hold.done);
     const deadline = createDeadline(20);
     let ran = false;
-    const waiting = withSqlStats({ statements: 0, deadline }, () =>
-      gate.run(async () => {
+    const waiting = gate.run(
+      async () => {
         ran = true;
-      }),
+      },
+      'select',
+      deadline.signal,
     );
     await Promise.resolve();
     expect(gate.waiting).toBe(1);
@@ -163,7 +164,7 @@ describe('the pool gate', () => {
     expect(ran).toBe(false);
     expect([gate.active, gate.waiting]).toEqual([0, 0]);
     // and a request whose deadline has already passed does not queue at all
-    await expect(withSqlStats({ statements: 0, deadline }, () => gate.run(async () => 1))).rejects.toMatchObject({
+    await expect(gate.run(async () => 1, 'select', deadline.signal)).rejects.toMatchObject({
       extensions: { code: ErrorCode.DEADLINE_EXCEEDED },
     });
   });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prices } from '../src/db/schema.js';
-import { withSqlStats } from '../src/db/sql-stats.js';
+import { scopeDb } from '../src/db/client.js';
 import { formatDecimal } from '../src/domain/decimal.js';
 import { priceHistoriesByInstrument } from '../src/loaders/prices-history.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -201,7 +201,7 @@ describe('Portfolio.forecast', () => {
       { instrumentId: ids.A, from: '2023-02-01', to: '2023-04-01' },
       { instrumentId: ids.B, from: '2023-01-01', to: '2023-02-28' }, // the same instrument, another window
     ];
-    const found = await withSqlStats(stats, () => priceHistoriesByInstrument(database.db)(keys));
+    const found = await priceHistoriesByInstrument(scopeDb(database.db, stats))(keys);
     expect(stats.statements).toBe(1);
     expect(found.map((closes) => closes.map((c) => [c.instrumentId, c.date, formatDecimal(c.close)]))).toEqual([
       [

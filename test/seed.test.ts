@@ -5,7 +5,7 @@ import { rows, type Db } from '../src/db/client.js';
 import { positions, type PositionRow } from '../src/db/schema.js';
 import { isDemoSeeded, seedDemo } from '../src/tools/seed/demo.js';
 import { SCALE_SHAPE, seedScale } from '../src/tools/seed/scale.js';
-import { withSqlStats } from '../src/db/sql-stats.js';
+import { totalStatements } from '../src/db/sql-stats.js';
 import { Decimal } from '../src/domain/decimal.js';
 import { applyTrade, type Holding, type TradeSide } from '../src/domain/trades.js';
 import { HORIZONS } from '../src/domain/forecasting/generate.js';
@@ -110,9 +110,9 @@ describe('seeding', () => {
     it('gives each instrument its last row as latest price (AAPL 223.02 on 2010-03-01, SPX 2874.56 on 2020-04-17)', async () => {
       const ids = new Map((await rows<{ id: number; symbol: string }>(db, sql`select id, symbol from instruments`)).map((r) => [r.symbol, r.id]));
       const loaders = createLoaders(db, ANONYMOUS, { defaultModel: EWMA.name });
-      const stats = { statements: 0 };
-      const [aapl, spx, msft] = await withSqlStats(stats, () => Promise.all(['AAPL', 'SPX', 'MSFT'].map((s) => loaders.latestPrice.load(ids.get(s)!))));
-      expect(stats.statements).toBe(1);
+      const before = totalStatements();
+      const [aapl, spx, msft] = await Promise.all(['AAPL', 'SPX', 'MSFT'].map((s) => loaders.latestPrice.load(ids.get(s)!)));
+      expect(totalStatements() - before).toBe(1);
       expect(aapl?.date).toBe('2010-03-01');
       expect(Number(aapl?.close)).toBe(223.02);
       expect(spx?.date).toBe('2020-04-17');
@@ -163,9 +163,9 @@ describe('seeding', () => {
       const instruments = await rows<{ id: number; symbol: string }>(db, sql`select id, symbol from instruments order by symbol`);
       const loaders = createLoaders(db, ANONYMOUS, { defaultModel: EWMA.name });
       const keys = instruments.flatMap((i) => HORIZONS.map((horizonDays) => ({ instrumentId: i.id, horizonDays })));
-      const stats = { statements: 0 };
-      const found = await withSqlStats(stats, () => Promise.all(keys.map((k) => loaders.latestForecast.load(k))));
-      expect(stats.statements).toBe(1);
+      const before = totalStatements();
+      const found = await Promise.all(keys.map((k) => loaders.latestForecast.load(k)));
+      expect(totalStatements() - before).toBe(1);
       expect(found).toHaveLength(24);
       for (const [n, f] of found.entries()) {
         expect(f, `${instruments[Math.floor(n / 4)].symbol} at ${keys[n].horizonDays}`).not.toBeNull();

@@ -12,10 +12,44 @@ import { createPoolGate, gatePgliteClient, gatePostgresClient, type PoolGate } f
 import { createPreparePolicy } from './prepare.js';
 import { lockDataDir } from './pglite-lock.js';
 import * as schema from './schema.js';
-import { sqlStatsLogger } from './sql-stats.js';
+import type { SqlStats } from './sql-stats.js';
 
 /** The one database type the rest of the code sees, whichever driver is behind it. */
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+const SCOPE = Symbol('scope');
+
+interface Scope {
+  /** A handle over the same database counting in `unit`. */
+  make(unit: SqlStats): Db;
+  /** The unit this handle counts in (none: the process's total only). */
+  unit?: SqlStats;
+}
+
+/**
+ * The same database, but every statement sent through the handle returned (and the transactions it
+ * begins) is counted in `unit`, which is part of the unit `db` counts in (a loader batch's, within
+ * its request's), and its waits for a connection give up at the deadline of either. A handle costs a
+ * Proxy and a Drizzle object without the relational schema (a few microseconds). A handle not made
+ * by this module (a transaction's) is returned as it is: its statements already count where the
+ * transaction began.
+ */
+export function scopeDb(db: Db, unit: SqlStats): Db {
+  const scope = (db as unknown as { [SCOPE]?: Scope })[SCOPE];
+  if (!scope) return db;
+  if (scope.unit && !unit.parent) unit.parent = scope.unit;
+  return scope.make(unit);
+}
+
+/** The database handle over `client(unit)`, scopable (see scopeDb); the unscoped one carries the relational schema. */
+function scopable(over: (unit: SqlStats | undefined) => Db): Db {
+  const handle = (unit: SqlStats | undefined) => {
+    const db = over(unit);
+    Object.defineProperty(db, SCOPE, { value: { make: handle, unit } satisfies Scope });
+    return db;
+  };
+  return handle(undefined);
+}
 
 export interface Database {
   db: Db;
@@ -135,7 +169,13 @@ export function openGatedPostgres(
     onChange: options.onAvailability,
   });
   const pool = createPoolGate(options.max, { availability });
-  const db = drizzlePostgres(gatePostgresClient(client, pool, createPreparePolicy()), { schema, logger: sqlStatsLogger }) as unknown as Db;
+  const prepare = createPreparePolicy();
+  const db = scopable(
+    (unit) =>
+      (unit
+        ? drizzlePostgres(gatePostgresClient(client, pool, prepare, unit))
+        : drizzlePostgres(gatePostgresClient(client, pool, prepare), { schema })) as unknown as Db,
+  );
   const close = async () => {
     availability.stop();
     await Promise.all([client.end({ timeout: 5 }), prober?.end({ timeout: 1 })]);
@@ -230,7 +270,9 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
   }
   // PGlite runs one statement at a time; its gate makes the line in front of it visible
   const pool = createPoolGate(1);
-  const db = drizzlePglite(gatePgliteClient(client, pool), { schema, logger: sqlStatsLogger }) as unknown as Db;
+  const db = scopable(
+    (unit) => (unit ? drizzlePglite(gatePgliteClient(client, pool, unit)) : drizzlePglite(gatePgliteClient(client, pool), { schema })) as unknown as Db,
+  );
   return {
     db,
     driver: 'pglite',

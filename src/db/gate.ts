@@ -10,15 +10,17 @@
 import { DatabaseUnavailableError } from '../errors.js';
 import { inSpan } from '../observability/tracing.js';
 import { isConnectionError, type Availability } from './availability.js';
-import { currentDeadline } from './sql-stats.js';
+import { countStatement, deadlineOf, type SqlStats } from './sql-stats.js';
 
 /**
  * One statement: a span (under the loader batch or mutation that sent it) around its wait for a
  * connection and its run. The span carries the statement's text, never its parameters.
  */
-function traced<T>(gate: PoolGate, text: string, run: () => Promise<T>): Promise<T> {
+function traced<T>(gate: PoolGate, text: string, run: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   const kind = statementKind(text);
-  return inSpan(`sql ${kind}`, { 'db.system': 'postgresql', 'db.operation.name': kind, 'db.query.text': text.slice(0, 2000) }, () => gate.run(run, kind));
+  return inSpan(`sql ${kind}`, { 'db.system': 'postgresql', 'db.operation.name': kind, 'db.query.text': text.slice(0, 2000) }, () =>
+    gate.run(run, kind, signal),
+  );
 }
 
 /** What a permit was held for: a statement by its first keyword, or a whole transaction. */
@@ -32,8 +34,11 @@ export function statementKind(text: string): StatementKind {
 }
 
 export interface PoolGate {
-  /** Runs `fn` once a permit is free, holding it until `fn` settles; `kind` labels its duration. */
-  run<T>(fn: () => Promise<T>, kind?: StatementKind): Promise<T>;
+  /**
+   * Runs `fn` once a permit is free, holding it until `fn` settles; `kind` labels its duration. A wait
+   * gives up when `signal` aborts (the request's deadline).
+   */
+  run<T>(fn: () => Promise<T>, kind?: StatementKind, signal?: AbortSignal): Promise<T>;
   /** Most statements running at once (DB_POOL_MAX). */
   readonly permits: number;
   /** Statements or transactions running now. */
@@ -123,9 +128,8 @@ export function createPoolGate(permits: number, options: { availability?: Availa
       doneListeners.add(listener);
       return () => doneListeners.delete(listener);
     },
-    async run<T>(fn: () => Promise<T>, kind: StatementKind = 'other'): Promise<T> {
+    async run<T>(fn: () => Promise<T>, kind: StatementKind = 'other', signal?: AbortSignal): Promise<T> {
       if (availability?.down) throw unavailable();
-      const signal = currentDeadline()?.signal;
       signal?.throwIfAborted();
       if (active < permits) {
         active++;
@@ -154,17 +158,44 @@ export function createPoolGate(permits: number, options: { availability?: Availa
   };
 }
 
+/** Wraps the client a driver hands a transaction's callback (and a savepoint's) so that its statements are counted too. */
+function countingCallbacks(args: unknown[], unit: SqlStats | undefined, wrap: (client: object, unit: SqlStats | undefined) => object): unknown[] {
+  return args.map((a) =>
+    typeof a === 'function' ? (client: object, ...rest: unknown[]) => (a as (...x: unknown[]) => unknown)(wrap(client, unit), ...rest) : a,
+  );
+}
+
+/** A postgres.js transaction's client: statements counted in `unit`, no gate (the transaction holds its permit). */
+function countingPostgresClient<C extends object>(client: C, unit: SqlStats | undefined): C {
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (property === 'unsafe') {
+        return (text: string, ...rest: unknown[]) => {
+          countStatement(unit, text, rest[0]);
+          return (value as (...a: unknown[]) => unknown).call(target, text, ...rest);
+        };
+      }
+      if (property === 'savepoint')
+        return (...args: unknown[]) => (value as (...a: unknown[]) => unknown).apply(target, countingCallbacks(args, unit, countingPostgresClient));
+      return value;
+    },
+  });
+}
+
 /**
  * A postgres.js client whose statements and transactions go through the gate. Drizzle sends every
  * statement with `unsafe(text, params)` (awaited, sometimes after `.values()`) and every transaction
  * with `begin`; statements inside a transaction use the transaction's own client and its permit.
  * `prepare` says which texts go as prepared statements (see prepare.ts).
  */
-export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, prepare: (text: string) => boolean = () => false): C {
+export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, prepare: (text: string) => boolean = () => false, unit?: SqlStats): C {
   return new Proxy(client, {
     get(target, property, receiver) {
       if (property === 'unsafe') {
         return (text: string, params?: unknown, options?: object) => {
+          countStatement(unit, text, params);
           // postgres.js queries are lazy: nothing is sent until the query is awaited
           const query = (target as unknown as { unsafe: (...a: unknown[]) => PromiseLike<unknown> & { values(): unknown } }).unsafe(text, params, {
             ...options,
@@ -176,14 +207,19 @@ export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, 
               return gated;
             },
             then<R1, R2>(onFulfilled?: (value: unknown) => R1 | PromiseLike<R1>, onRejected?: (reason: unknown) => R2 | PromiseLike<R2>) {
-              return traced(gate, text, async () => await query).then(onFulfilled, onRejected);
+              return traced(gate, text, async () => await query, deadlineOf(unit)?.signal).then(onFulfilled, onRejected);
             },
           };
           return gated;
         };
       }
       if (property === 'begin') {
-        return (...args: unknown[]) => gate.run(() => (target as unknown as { begin: (...a: unknown[]) => Promise<unknown> }).begin(...args), 'transaction');
+        return (...args: unknown[]) =>
+          gate.run(
+            () => (target as unknown as { begin: (...a: unknown[]) => Promise<unknown> }).begin(...countingCallbacks(args, unit, countingPostgresClient)),
+            'transaction',
+            deadlineOf(unit)?.signal,
+          );
       }
       return Reflect.get(target, property, receiver) as unknown;
     },
@@ -191,17 +227,34 @@ export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, 
 }
 
 /** The same for PGlite, whose one connection drizzle uses through `query` and `transaction`. */
-export function gatePgliteClient<C extends object>(client: C, gate: PoolGate): C {
+export function gatePgliteClient<C extends object>(client: C, gate: PoolGate, unit?: SqlStats): C {
   return new Proxy(client, {
     get(target, property, receiver) {
       if (property === 'query' || property === 'transaction') {
         const method = Reflect.get(target, property, receiver) as (...a: unknown[]) => Promise<unknown>;
-        return (...args: unknown[]) =>
-          property === 'transaction'
-            ? gate.run(() => method.apply(target, args), 'transaction')
-            : traced(gate, String(args[0]), () => method.apply(target, args));
+        const signal = () => deadlineOf(unit)?.signal;
+        return (...args: unknown[]) => {
+          if (property === 'transaction')
+            return gate.run(() => method.apply(target, countingCallbacks(args, unit, countingPgliteClient)), 'transaction', signal());
+          countStatement(unit, String(args[0]), args[1]);
+          return traced(gate, String(args[0]), () => method.apply(target, args), signal());
+        };
       }
       return Reflect.get(target, property, receiver) as unknown;
+    },
+  });
+}
+
+/** A PGlite transaction's client: statements counted in `unit`, no gate (the transaction holds the connection). */
+function countingPgliteClient<C extends object>(client: C, unit: SqlStats | undefined): C {
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (property !== 'query' || typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        countStatement(unit, String(args[0]), args[1]);
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
     },
   });
 }

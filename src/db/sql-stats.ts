@@ -1,8 +1,6 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import type { Logger } from 'drizzle-orm/logger';
 import type { Deadline } from './deadline.js';
 
-/** What one unit of work (a GraphQL request, a command) has sent to the database so far. */
+/** What one unit of work (a GraphQL request, a loader batch, a command) has sent to the database so far. */
 export interface SqlStats {
   statements: number;
   /** When present, every statement's text and parameters are appended (e.g. to EXPLAIN them). */
@@ -13,26 +11,24 @@ export interface SqlStats {
   deadline?: Deadline;
 }
 
-const current = new AsyncLocalStorage<SqlStats>();
 let total = 0;
 
-/** Runs `fn` with its own statement counter; everything it awaits is counted there. */
-export function withSqlStats<T>(stats: SqlStats, fn: () => T): T {
-  return current.run(stats, fn);
-}
-
 /**
- * Runs `fn` as a part of the current unit of work, capturing the statements it sends (a loader
- * batch's SQL, for the slow-SQL log); they still count for the whole unit.
+ * Counts one statement: in this process's total, and in `unit` and every unit it is part of. The
+ * database handle a unit's statements go through carries it (see `scopeDb` in client.ts): no
+ * AsyncLocalStorage, whose hooks every promise and socket write of the process would pay for.
  */
-export function withStatementCapture<T>(fn: () => Promise<T>): Promise<{ result: T; statements: { query: string; params: unknown[] }[] }> {
-  const part: SqlStats = { statements: 0, capture: [], parent: current.getStore() };
-  return current.run(part, async () => ({ result: await fn(), statements: part.capture! }));
+export function countStatement(unit: SqlStats | undefined, query: string, params: unknown): void {
+  total++;
+  for (let stats = unit; stats; stats = stats.parent) {
+    stats.statements++;
+    stats.capture?.push({ query, params: Array.isArray(params) ? params : [] });
+  }
 }
 
-/** The deadline of the unit of work running now (a request's), if it has one. */
-export function currentDeadline(): Deadline | undefined {
-  for (let stats = current.getStore(); stats; stats = stats.parent) if (stats.deadline) return stats.deadline;
+/** The deadline a unit of work runs under (its own, or the request's it is part of), if any. */
+export function deadlineOf(unit: SqlStats | undefined): Deadline | undefined {
+  for (let stats = unit; stats; stats = stats.parent) if (stats.deadline) return stats.deadline;
   return undefined;
 }
 
@@ -40,17 +36,3 @@ export function currentDeadline(): Deadline | undefined {
 export function totalStatements(): number {
   return total;
 }
-
-/**
- * Drizzle calls logQuery synchronously just before a statement goes to the driver, inside the
- * async context of whoever asked, so the request that caused a statement is the one counted.
- */
-export const sqlStatsLogger: Logger = {
-  logQuery(query, params) {
-    total++;
-    for (let stats = current.getStore(); stats; stats = stats.parent) {
-      stats.statements++;
-      stats.capture?.push({ query, params });
-    }
-  },
-};

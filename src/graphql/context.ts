@@ -2,7 +2,7 @@ import type { Cache as ResponseCache } from '@envelop/response-cache';
 import type { Caller } from '../admission/caller.js';
 import type { Viewer } from '../admission/tokens.js';
 import type { HotCache } from '../cache/hot.js';
-import type { Db } from '../db/client.js';
+import { scopeDb, type Db } from '../db/client.js';
 import type { Deadline } from '../db/deadline.js';
 import type { ReadRouter } from '../db/replicas.js';
 import type { SqlStats } from '../db/sql-stats.js';
@@ -152,8 +152,10 @@ export function createContextFactory({ db, metrics, defaultModel, hot, router, o
           metrics.readRoutes.inc({ target: route.target, reason: route.reason });
           reads = route.db ?? db;
         }
-        const loaders = createLoaders(reads, viewer, { defaultModel, deadline, hot, observe });
-        return { ...request, db: reads, loaders, cache };
+        // the operation's own handle: what it sends is counted in `sql` and waits at most until its deadline
+        const mine = scopeDb(reads, sql);
+        const loaders = createLoaders(mine, viewer, { defaultModel, deadline, hot, observe });
+        return { ...request, db: mine, loaders, cache };
       },
     };
     return request;

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
 import type { Admission, Admitted, Caller } from '../admission/index.js';
 import { createDeadline, type Deadline } from '../db/deadline.js';
-import { withSqlStats, type SqlStats } from '../db/sql-stats.js';
+import type { SqlStats } from '../db/sql-stats.js';
 import { CodedError, ErrorCode } from '../errors.js';
 import type { RequestContext, RequestInput } from '../graphql/context.js';
 import type { Logger } from '../observability/logger.js';
@@ -202,18 +202,19 @@ export function createHttpHandler(options: HttpOptions) {
       sendExpiry(res, 'expired', timeoutMs);
       return;
     }
-    // Every statement the request causes, wherever it is sent from, is counted in `sql`, and waits
-    // for a database connection give up at its deadline.
+    // Every statement the operation sends (through the database handle its context gives it) is
+    // counted in `sql`, and its waits for a database connection give up at its deadline.
     const sql: SqlStats = { statements: 0, deadline };
     const context = options.context({ requestId, caller, sql, deadline });
-    const execution = withSqlStats(sql, () =>
-      // the operation's span: loader spans nest under it; the operation log plugin names it
-      inSpan('graphql', { 'foliograph.request_id': requestId, ...(admitted.partner ? { 'foliograph.partner': admitted.partner.name } : {}) }, () =>
+    // the operation's span: loader spans nest under it; the operation log plugin names it
+    const execution = inSpan(
+      'graphql',
+      { 'foliograph.request_id': requestId, ...(admitted.partner ? { 'foliograph.partner': admitted.partner.name } : {}) },
+      () =>
         options.apollo.executeHTTPGraphQLRequest({
           httpGraphQLRequest: { method: request.method, headers, search: request.search, body: request.body },
           context: async () => context,
         }),
-      ),
     );
     running.add(execution);
     void execution.catch(() => {}).finally(() => running.delete(execution));

@@ -1,7 +1,8 @@
 import DataLoader from 'dataloader';
 import { sql, type SQL } from 'drizzle-orm';
+import { scopeDb, type Db } from '../db/client.js';
 import type { Deadline } from '../db/deadline.js';
-import { withStatementCapture } from '../db/sql-stats.js';
+import type { SqlStats } from '../db/sql-stats.js';
 import { DeadlineExceededError } from '../errors.js';
 import { inSpan } from '../observability/tracing.js';
 
@@ -73,13 +74,18 @@ function countRows(results: unknown[]): number {
  * are cached by their JSON text, so the same page asked twice in one request is fetched once.
  */
 export interface LoaderHooks {
+  /** The database the loader reads (the request's handle: each batch's statements count in its unit too, see scopeDb). */
+  db: Db;
   observe?: BatchObserver;
   /** Once the request's deadline has passed, no further batch is sent to the database. */
   deadline?: Deadline;
 }
 
-export function loader<K, V>(name: string, batch: (keys: readonly K[]) => Promise<V[]>, hooks: LoaderHooks = {}): DataLoader<K, V, string | K> {
-  const { observe, deadline } = hooks;
+/** A batch function over a database handle: the loader gives each batch a handle of its own, which captures its statements. */
+export type BatchOver<K, V> = (db: Db) => (keys: readonly K[]) => Promise<V[]>;
+
+export function loader<K, V>(name: string, batch: BatchOver<K, V>, hooks: LoaderHooks): DataLoader<K, V, string | K> {
+  const { db, observe, deadline } = hooks;
   return new DataLoader<K, V, string | K>(
     async (keys) => {
       // by the clock, not only the signal: its timer may not have had a turn yet
@@ -87,7 +93,10 @@ export function loader<K, V>(name: string, batch: (keys: readonly K[]) => Promis
       // one span per batch: the loading a resolver waits for, and its one SQL statement
       return inSpan(`loader ${name}`, { 'foliograph.loader': name, 'foliograph.keys': keys.length, 'db.system': 'postgresql' }, async (span) => {
         const started = performance.now();
-        const { result: results, statements } = await withStatementCapture(() => batch(keys));
+        // the batch's own unit of work, part of the request's: its statements for the slow-SQL log
+        const unit: SqlStats = { statements: 0, capture: [], deadline };
+        const results = await batch(scopeDb(db, unit))(keys);
+        const statements = unit.capture!;
         const rows = countRows(results);
         span.setAttribute('foliograph.rows', rows);
         observe?.({ loader: name, keys: keys.length, rows, ms: performance.now() - started, statements });

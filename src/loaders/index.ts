@@ -33,15 +33,14 @@ export interface LoaderOptions {
  * the authorization of every private read happens inside these batch functions.
  */
 export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
-  const o = { observe: options.observe, deadline: options.deadline };
+  const o = { db, observe: options.observe, deadline: options.deadline };
   const hot = options.hot;
-  const instrumentById = loader('instrumentById', hot ? hot.instrumentsById(instrumentsById(db)) : instrumentsById(db), o);
-  const bySymbol = hot ? hot.instrumentsBySymbol(instrumentsBySymbol(db)) : instrumentsBySymbol(db);
+  const instrumentById = loader('instrumentById', (db) => (hot ? hot.instrumentsById(instrumentsById(db)) : instrumentsById(db)), o);
   // an instrument found by symbol is also known by id for the rest of the request
   const instrumentBySymbol = loader<string, InstrumentRow | null>(
     'instrumentBySymbol',
-    async (symbols) => {
-      const found = await bySymbol(symbols);
+    (db) => async (symbols) => {
+      const found = await (hot ? hot.instrumentsBySymbol(instrumentsBySymbol(db)) : instrumentsBySymbol(db))(symbols);
       for (const row of found) if (row) instrumentById.prime(row.id, row);
       return found;
     },
@@ -49,8 +48,8 @@ export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
   );
   // the forecast horizons the request's positions are loaded with (see openPositionsByPortfolio)
   const positionForecasts = new Set<number>();
-  const portfolioPage = loader('portfolioPage', portfolioPagesByOwner(db, viewer), o);
-  const portfolioCount = loader('portfolioCount', portfolioCountsByOwner(db, viewer), o);
+  const portfolioPage = loader('portfolioPage', (db) => portfolioPagesByOwner(db, viewer), o);
+  const portfolioCount = loader('portfolioCount', (db) => portfolioCountsByOwner(db, viewer), o);
   // the one page of the viewer's portfolios loaded with the viewer, when the request asks exactly one
   const viewerPages = new Map<string, ViewerPortfolioPage>();
   const onePage = () => (viewerPages.size === 1 ? [...viewerPages.values()][0] : null);
@@ -69,20 +68,20 @@ export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
     wantViewerPortfolios(page: ViewerPortfolioPage) {
       viewerPages.set(JSON.stringify(page), page);
     },
-    userById: loader('userById', usersById(db, viewer, onePage, primeViewerPortfolios), o),
-    portfolioById: loader('portfolioById', portfoliosById(db, viewer), o),
+    userById: loader('userById', (db) => usersById(db, viewer, onePage, primeViewerPortfolios), o),
+    portfolioById: loader('portfolioById', (db) => portfoliosById(db, viewer), o),
     portfolioPage,
     portfolioCount,
-    openPositions: loader('openPositions', openPositionsByPortfolio(db, viewer, options.defaultModel, positionForecasts), o),
-    tradePage: loader('tradePage', tradePagesByPortfolio(db, viewer), o),
-    tradeCount: loader('tradeCount', tradeCountsByPortfolio(db, viewer), o),
+    openPositions: loader('openPositions', (db) => openPositionsByPortfolio(db, viewer, options.defaultModel, positionForecasts), o),
+    tradePage: loader('tradePage', (db) => tradePagesByPortfolio(db, viewer), o),
+    tradeCount: loader('tradeCount', (db) => tradeCountsByPortfolio(db, viewer), o),
     instrumentById,
     instrumentBySymbol,
-    latestPrice: loader('latestPrice', hot ? hot.latestPrices(latestPricesByInstrument(db)) : latestPricesByInstrument(db), o),
-    priceRange: loader('priceRange', priceRangesByInstrument(db), o),
-    priceHistory: loader('priceHistory', priceHistoriesByInstrument(db), o),
-    latestForecast: loader('latestForecast', latestForecasts(db, options.defaultModel), o),
-    forecastList: loader('forecastList', forecastLists(db), o),
+    latestPrice: loader('latestPrice', (db) => (hot ? hot.latestPrices(latestPricesByInstrument(db)) : latestPricesByInstrument(db)), o),
+    priceRange: loader('priceRange', priceRangesByInstrument, o),
+    priceHistory: loader('priceHistory', priceHistoriesByInstrument, o),
+    latestForecast: loader('latestForecast', (db) => latestForecasts(db, options.defaultModel), o),
+    forecastList: loader('forecastList', forecastLists, o),
   };
 }
 

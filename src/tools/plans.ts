@@ -2,8 +2,7 @@ import DataLoader from 'dataloader';
 import { TransactionRollbackError } from 'drizzle-orm';
 import postgres from 'postgres';
 import type { Viewer } from '../admission/tokens.js';
-import type { Db } from '../db/client.js';
-import { withSqlStats } from '../db/sql-stats.js';
+import { scopeDb, type Db } from '../db/client.js';
 import { formatDecimal } from '../domain/decimal.js';
 import { historyRange } from '../domain/forecasting/portfolio-risk.js';
 import { countInstruments, listInstruments } from '../domain/instruments.js';
@@ -360,20 +359,19 @@ const ROLLBACK = Symbol('rollback');
 /** Runs a probe's call and returns the statements it sent (writes inside a transaction rolled back). */
 async function capture(db: Db, probe: Probe, ctx: ProbeContext) {
   const stats = { statements: 0, capture: [] as { query: string; params: unknown[] }[] };
-  await withSqlStats(stats, async () => {
-    if (!probe.write) {
-      await probe.run(db, ctx);
-      return;
-    }
-    try {
-      await db.transaction(async (tx) => {
-        await probe.run(tx as unknown as Db, ctx);
-        tx.rollback();
-      });
-    } catch (e) {
-      if (!(e instanceof TransactionRollbackError)) throw e;
-    }
-  });
+  const counted = scopeDb(db, stats);
+  if (!probe.write) {
+    await probe.run(counted, ctx);
+    return stats.capture;
+  }
+  try {
+    await counted.transaction(async (tx) => {
+      await probe.run(tx as unknown as Db, ctx);
+      tx.rollback();
+    });
+  } catch (e) {
+    if (!(e instanceof TransactionRollbackError)) throw e;
+  }
   return stats.capture;
 }
 
