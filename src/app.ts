@@ -210,6 +210,9 @@ export function createApp({
     }),
   });
 
+  // response-cache hits answered before Apollo parses anything (src/cache/hits.ts)
+  const hitPath =
+    store && profiles ? createHitPath({ store, profiles, budget: costBudget, maxCost: config.limits.maxCost, record: recordOperation, metrics }) : undefined;
   const readiness = createReadiness({ database, metrics, isStarted, details: redis ? () => ({ redis: redis.up ? 'up' : 'down' }) : undefined });
   const handler = createHttpHandler({
     apollo,
@@ -222,8 +225,8 @@ export function createApp({
       budget: costBudget,
       onCharge: (allowed) => metrics.apqRegistrations.inc({ outcome: allowed ? 'registered' : 'refused' }),
     }),
-    early:
-      store && profiles ? createHitPath({ store, profiles, budget: costBudget, maxCost: config.limits.maxCost, record: recordOperation, metrics }) : undefined,
+    early: hitPath?.answer,
+    remembered: hitPath?.remembered,
     readiness,
     // npm run token asks the running embedded server in development (it holds PGlite's directory)
     devToken: !config.production && database.driver === 'pglite' ? createDevTokenRoute(database.db, config.auth.jwtSecret) : undefined,

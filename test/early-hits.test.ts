@@ -122,6 +122,53 @@ describe('response-cache hits before parsing', () => {
     expect(after.body.extensions.responseCache).toMatchObject({ hit: false });
   });
 
+  describe('the same bytes again, remembered (no parsing, no token lookup)', () => {
+    it('still charges the budget on every hit and keeps each caller to their own answer', async () => {
+      const body = { query: DASHBOARD, variables: { n: 7 } };
+      const [a, b] = [await as(alice.id), await as(bob.id)];
+      await server.post(body, a);
+      const hits = [];
+      for (let i = 0; i < 3; i++) hits.push(await server.post(body, a));
+      const remaining = hits.map((h) => h.body.extensions.cost.budget.remaining as number);
+      expect(hits.every((h) => h.body.extensions.responseCache.hit === true)).toBe(true);
+      expect(remaining[1]).toBeLessThan(remaining[0]);
+      expect(remaining[2]).toBeLessThan(remaining[1]);
+      // bob sends alice's bytes but his own token: his answer, never hers
+      for (let i = 0; i < 2; i++) {
+        const mine = await server.post(body, b);
+        expect(mine.body.data.viewer.id).toBe(String(bob.id));
+        expect(mine.body.data.viewer.portfolios.nodes[0].positions.nodes[0].quantity).toBe('5');
+      }
+    });
+
+    it('serves nothing stale after a write: the remembered request goes the whole way again', async () => {
+      const headers = await as(bob.id);
+      const body = { query: DASHBOARD, variables: { n: 8 } };
+      for (let i = 0; i < 3; i++) await server.post(body, headers);
+      const trade = await server.post(
+        { query: TRADE, variables: { input: { portfolioId: String(bob.portfolio), symbol, side: 'BUY', quantity: '2', price: '10' } } },
+        headers,
+      );
+      expect(trade.body.errors).toBeUndefined();
+      const after = await server.post(body, headers);
+      expect(after.body.extensions.responseCache).toMatchObject({ hit: false });
+      expect(after.body.data.viewer.portfolios.nodes[0].positions.nodes[0].quantity).toBe(trade.body.data.recordTrade.position.quantity);
+    });
+
+    it('forgets a request once its token has expired: 401, not the remembered answer', async () => {
+      const headers = { authorization: `Bearer ${await server.token(alice.id, '2s')}` };
+      const body = { query: DASHBOARD, variables: { n: 6 } };
+      await server.post(body, headers);
+      expect((await server.post(body, headers)).body.extensions.responseCache.hit).toBe(true);
+      expect((await server.post(body, headers)).body.extensions.responseCache.hit).toBe(true);
+      await new Promise((r) => setTimeout(r, 2100));
+      const expired = await server.post(body, headers);
+      expect(expired.status).toBe(401);
+      expect(expired.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
+      expect(expired.body.data).toBeUndefined();
+    });
+  });
+
   it("refuses a hit over the caller's budget as the executor would: 429 RATE_LIMITED with Retry-After", async () => {
     const tight = await startTestServer(database, { RATE_LIMIT_COST_PER_MINUTE: '7' });
     try {

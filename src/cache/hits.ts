@@ -1,7 +1,8 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { decodeJwt } from 'jose';
 import { LRUCache } from 'lru-cache';
 import Negotiator from 'negotiator';
-import type { EarlyAnswer } from '../http/handler.js';
+import type { EarlyAnswer, RememberedAnswer } from '../http/handler.js';
 import type { CostBudget } from '../limits/budget.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { OperationRecorder } from '../observability/operation-log.js';
@@ -65,7 +66,24 @@ export interface HitPathOptions {
   maxCost: number;
   record: OperationRecorder;
   metrics: Metrics;
+  /** Most requests remembered for `remembered` (and, in all, at most 64 MB of their text). */
+  maxRemembered?: number;
 }
+
+/** What a hit needs that parsing and admission gave it, to answer the same request again without them. */
+interface Remembered {
+  budgetKey: string;
+  session: string | null;
+  key: string;
+  operationName: string | null;
+  contentType: string;
+  /** When the bearer token it was admitted with expires (ms): past it, the request is admitted again. */
+  expiresAt: number;
+}
+
+/** The bytes of a signed-in request that name its answer: its credential, how it is sent and what it asks. */
+const rememberedKey = (req: IncomingMessage, text: string) =>
+  `${req.headers.authorization}\u0000${req.headers['content-type'] ?? ''}\u0000${req.headers.accept ?? ''}\u0000${text}`;
 
 /**
  * A response-cache hit answered before anything is parsed: the answer for (document hash, declared
@@ -76,9 +94,77 @@ export interface HitPathOptions {
  * operation metric and log line, and `extensions` as the executor writes them. Whatever it cannot
  * answer so (a document not yet profiled, a mutation, a miss, a spent budget, a simple GET, which
  * CSRF prevention must see) goes on to Apollo as before.
+ *
+ * `remembered` answers a signed-in user's request seen before byte for byte (the same Authorization
+ * header, content type, Accept header and body) before even its body is parsed or its token looked
+ * up: what parsing, admission and the key gave that request the first time is remembered under those
+ * bytes, until its token expires. Nothing else changes: the answer must still be in the store (an
+ * invalidated one is gone, and the request goes the whole way), the budget is still charged, and a
+ * request with an API key or a delegated token is never remembered (a partner's grant is checked
+ * every time).
  */
-export function createHitPath({ store, profiles, budget, maxCost, record, metrics }: HitPathOptions): EarlyAnswer {
-  return async (res, { req, requestId, admitted, caller, arrived }) => {
+export function createHitPath({ store, profiles, budget, maxCost, record, metrics, maxRemembered = 10_000 }: HitPathOptions): {
+  answer: EarlyAnswer;
+  remembered: RememberedAnswer;
+} {
+  const remembered = new LRUCache<string, Remembered>({
+    max: maxRemembered,
+    maxSize: 64 * 1024 * 1024,
+    sizeCalculation: (_value, key) => Math.max(1, key.length),
+  });
+
+  /** Writes the stored answer under `key` when there is one and the budget pays for it; false otherwise. */
+  async function answerHit(
+    res: ServerResponse,
+    req: IncomingMessage,
+    hit: { budgetKey: string; session: string | null; key: string; operationName: string | null; contentType: string; partner: string | null; sync: boolean },
+    requestId: string,
+    arrived: number,
+  ): Promise<boolean> {
+    const { session } = hit;
+    // a write acknowledged on another instance reaches this one's copies first (one Redis round trip)
+    if (session && hit.sync) await store.sync(session);
+    const stored = store.peek(hit.key, session);
+    if (!stored) return false;
+    const decision = await budget.spend(hit.budgetKey, stored.cost);
+    // refused: Apollo's path answers the refusal as it always does (the refused spend cost nothing)
+    if (!decision.allowed) return false;
+
+    const cost = {
+      estimated: stored.cost,
+      limit: maxCost,
+      actual: { sqlStatements: 0, loaderBatches: 0, loaderKeys: 0, rows: 0 },
+      budget: { limit: decision.limit, remaining: decision.remaining },
+    };
+    // the stored bytes as they are but their closing brace, then the extensions: nothing re-encoded
+    const tail = `,"extensions":{"responseCache":{"hit":true},"cost":${JSON.stringify(cost)}}}`;
+    const head = stored.body.subarray(0, stored.body.length - 1);
+    res.statusCode = 200;
+    res.setHeader('content-type', hit.contentType);
+    res.setHeader('content-length', head.length + Buffer.byteLength(tail));
+    res.setHeader('server-timing', `app;dur=${(performance.now() - arrived).toFixed(2)}`);
+    res.write(head);
+    res.end(tail);
+    metrics.earlyHits.inc();
+    record({
+      requestId,
+      operationName: hit.operationName,
+      type: 'query',
+      client: header(req.headers['apollographql-client-name']),
+      clientVersion: header(req.headers['apollographql-client-version']),
+      caller: hit.budgetKey,
+      partner: hit.partner,
+      cost: stored.cost,
+      sql: 0,
+      rows: 0,
+      seconds: (performance.now() - arrived) / 1000,
+      outcome: 'ok',
+      codes: [],
+    });
+    return true;
+  }
+
+  const answer: EarlyAnswer = async (res, { req, requestId, admitted, caller, arrived, text }) => {
     const { request } = admitted;
     const { params } = request;
     // a browser may send a simple GET cross-site: Apollo's CSRF prevention wants it preflighted
@@ -99,47 +185,43 @@ export function createHitPath({ store, profiles, budget, maxCost, record, metric
     const variables = declaredOnly(params.variables, profile.declared);
     if (!variables) return false;
     const session = profile.private ? sessionOf(caller.viewer) : null;
-    // a write acknowledged on another instance reaches this one's copies first (one Redis round trip)
-    if (session && caller.viewer.kind === 'user') await store.sync(session);
-    const hit = store.peek(operationKey({ session, documentKey: hash, operationName: profile.name, variables }), session);
-    if (!hit) return false;
-    const decision = await budget.spend(caller.budgetKey, hit.cost);
-    // refused: Apollo's path answers the refusal as it always does (the refused spend cost nothing)
-    if (!decision.allowed) return false;
-
-    const cost = {
-      estimated: hit.cost,
-      limit: maxCost,
-      actual: { sqlStatements: 0, loaderBatches: 0, loaderKeys: 0, rows: 0 },
-      budget: { limit: decision.limit, remaining: decision.remaining },
-    };
-    // the stored bytes as they are but their closing brace, then the extensions: nothing re-encoded
-    const tail = `,"extensions":{"responseCache":{"hit":true},"cost":${JSON.stringify(cost)}}}`;
-    const head = hit.body.subarray(0, hit.body.length - 1);
-    res.statusCode = 200;
-    res.setHeader('content-type', contentType);
-    res.setHeader('content-length', head.length + Buffer.byteLength(tail));
-    res.setHeader('server-timing', `app;dur=${(performance.now() - arrived).toFixed(2)}`);
-    res.write(head);
-    res.end(tail);
-    metrics.earlyHits.inc();
-    record({
-      requestId,
-      operationName: profile.name,
-      type: 'query',
-      client: header(req.headers['apollographql-client-name']),
-      clientVersion: header(req.headers['apollographql-client-version']),
-      caller: caller.budgetKey,
-      partner: caller.partner?.name ?? null,
-      cost: hit.cost,
-      sql: 0,
-      rows: 0,
-      seconds: (performance.now() - arrived) / 1000,
-      outcome: 'ok',
-      codes: [],
-    });
+    const key = operationKey({ session, documentKey: hash, operationName: profile.name, variables });
+    const hit = { budgetKey: caller.budgetKey, session, key, operationName: profile.name, contentType, partner: caller.partner?.name ?? null };
+    if (!(await answerHit(res, req, { ...hit, sync: caller.viewer.kind === 'user' }, requestId, arrived))) return false;
+    // a signed-in user's own token, no partner: the same bytes again need none of the above
+    if (text !== null && !admitted.partner && caller.viewer.kind === 'user') {
+      const expiresAt = tokenExpiry(req.headers.authorization);
+      if (expiresAt !== null) remembered.set(rememberedKey(req, text), { ...hit, expiresAt });
+    }
     return true;
   };
+
+  return {
+    answer,
+    remembered: async (res, { req, text, requestId, arrived }) => {
+      if (req.headers.authorization === undefined) return false;
+      const key = rememberedKey(req, text);
+      const known = remembered.get(key);
+      if (!known) return false;
+      if (known.expiresAt <= Date.now()) {
+        remembered.delete(key);
+        return false;
+      }
+      return answerHit(res, req, { ...known, partner: null, sync: true }, requestId, arrived);
+    },
+  };
+}
+
+/** When a bearer token (already verified once, by admission) expires, in ms; null when it says nothing. */
+function tokenExpiry(authorization: string | undefined): number | null {
+  const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+  if (!token) return null;
+  try {
+    const { exp } = decodeJwt(token);
+    return typeof exp === 'number' ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
 }
 
 const header = (value: string | string[] | undefined): string | null => (Array.isArray(value) ? value.join(', ') : (value ?? null));

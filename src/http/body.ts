@@ -51,16 +51,15 @@ function searchJson(url: URL, name: string): unknown {
 }
 
 /**
- * The GraphQL request of a GET or POST: the body read (within `maxBytes`) and parsed, and its
- * variables and extensions checked for shape before anything walks them (without recursion: a value
- * nested 100,000 deep must be refused, not overflow a stack). Throws BodyTooLarge or a coded error.
+ * The GraphQL request of a GET or POST: the body (`text`, read with readBody; null for a GET) parsed,
+ * and its variables and extensions checked for shape before anything walks them (without recursion:
+ * a value nested 100,000 deep must be refused, not overflow a stack). Throws a coded error.
  */
-export async function readGraphQLRequest(req: IncomingMessage, url: URL, maxBytes: number): Promise<IncomingGraphQL> {
-  const method = req.method === 'POST' ? 'POST' : 'GET';
+export function parseGraphQLRequest(req: IncomingMessage, url: URL, text: string | null): IncomingGraphQL {
+  const method = req.method === 'POST' && text !== null ? 'POST' : 'GET';
   let body: unknown = undefined;
   let params: GraphQLParams = {};
-  if (method === 'POST') {
-    const text = await readBody(req, maxBytes);
+  if (method === 'POST' && text !== null) {
     if (JSON_TYPE.test(req.headers['content-type'] ?? '')) {
       try {
         body = JSON.parse(text);

@@ -9,7 +9,7 @@ import type { RequestContext, RequestInput } from '../graphql/context.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { inSpan } from '../observability/tracing.js';
-import { BodyTooLarge, readGraphQLRequest } from './body.js';
+import { BodyTooLarge, parseGraphQLRequest, readBody } from './body.js';
 import { applyCors } from './cors.js';
 import { answerBy, sendExpiry } from './deadline.js';
 import { DEV_TOKEN_PATH } from './dev-token.js';
@@ -24,8 +24,14 @@ import { sendShed } from './shedding.js';
  */
 export type EarlyAnswer = (
   res: ServerResponse,
-  request: { req: IncomingMessage; requestId: string; admitted: Admitted; caller: Caller; arrived: number },
+  request: { req: IncomingMessage; requestId: string; admitted: Admitted; caller: Caller; arrived: number; text: string | null },
 ) => Promise<boolean>;
+
+/**
+ * Answers a POST without an API key before its body is even parsed, when the same bytes were answered
+ * early before (see `remembered` in src/cache/hits.ts); resolves to true when it did.
+ */
+export type RememberedAnswer = (res: ServerResponse, request: { req: IncomingMessage; text: string; requestId: string; arrived: number }) => Promise<boolean>;
 
 export interface HttpOptions {
   apollo: ApolloServer<RequestContext>;
@@ -39,6 +45,8 @@ export interface HttpOptions {
   registration?: (admitted: Admitted, caller: Caller) => Promise<Admitted>;
   /** Answers before parsing what can be (response-cache hits), after admission. */
   early?: EarlyAnswer;
+  /** Answers before parsing and admission what was answered early before, byte for byte. */
+  remembered?: RememberedAnswer;
   readiness: Readiness;
   /** The development token route (`POST /dev/token`, see dev-token.ts); absent in production. */
   devToken?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -175,12 +183,15 @@ export function createHttpHandler(options: HttpOptions) {
   ): Promise<void> {
     let admitted: Admitted;
     let caller: Caller;
+    let text: string | null;
     try {
       // an API key is checked before anything else of the request is read
       const apiKeyHeader = req.headers['x-api-key'];
       const apiKey = Array.isArray(apiKeyHeader) ? apiKeyHeader[0] : apiKeyHeader;
       const partner = apiKey === undefined ? null : await admission.authenticate(apiKey);
-      admitted = await admission.admit(await readGraphQLRequest(req, url, options.maxBodyBytes), partner);
+      text = req.method === 'POST' ? await readBody(req, options.maxBodyBytes) : null;
+      if (text !== null && partner === null && options.remembered && (await options.remembered(res, { req, text, requestId, arrived }))) return;
+      admitted = await admission.admit(parseGraphQLRequest(req, url, text), partner);
       caller = await admission.callerOf(req, admitted);
       if (options.registration) admitted = await options.registration(admitted, caller);
     } catch (e) {
@@ -188,7 +199,7 @@ export function createHttpHandler(options: HttpOptions) {
       refuse(res, e, requestId);
       return;
     }
-    if (options.early && (await options.early(res, { req, requestId, admitted, caller, arrived }))) return;
+    if (options.early && (await options.early(res, { req, requestId, admitted, caller, arrived, text }))) return;
 
     const { request } = admitted;
     const headers = new HeaderMap();
