@@ -60,6 +60,7 @@ interface ListSize {
  * each priced once per place it lands); @skip and @include are ignored, so the estimate is an upper bound.
  */
 export class CostEstimator {
+  private readonly remembered = new WeakMap<OperationDefinitionNode, Map<string, CostEstimate>>();
   private readonly cost: ReturnType<GraphQLSchema['getDirective']>;
   private readonly listSize: ReturnType<GraphQLSchema['getDirective']>;
   private readonly defaultListSize: number;
@@ -73,7 +74,26 @@ export class CostEstimator {
     this.defaultListSize = options.defaultListSize ?? 10;
   }
 
+  /**
+   * The estimate of an operation, remembered per parsed operation (Apollo hands the same document
+   * object to every request with the same text) and variables: a dashboard asked every few seconds is
+   * walked once. The estimate depends on nothing else (the schema is fixed). Variables longer than
+   * 2,000 characters in JSON are not remembered; at most 50 sets per operation are.
+   */
   estimate(document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown> = {}): CostEstimate {
+    const text = JSON.stringify(variables);
+    if (text.length > 2000) return this.walkEstimate(document, operation, variables);
+    let known = this.remembered.get(operation);
+    if (!known) this.remembered.set(operation, (known = new Map()));
+    const hit = known.get(text);
+    if (hit) return { cost: hit.cost, slices: [...hit.slices] };
+    const estimate = this.walkEstimate(document, operation, variables);
+    if (known.size >= 50) known.clear();
+    known.set(text, { cost: estimate.cost, slices: [...estimate.slices] });
+    return estimate;
+  }
+
+  private walkEstimate(document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown>): CostEstimate {
     const root = this.schema.getRootType(operation.operation);
     const slices: Slice[] = [];
     if (!root) return { cost: 0, slices };
