@@ -178,6 +178,23 @@ describe('CostEstimator', () => {
     expect(estimate(document, variables).cost).toBe(cost);
   });
 
+  it('remembers an estimate per parsed operation and variables, and never mixes variables up', () => {
+    const ast = parse('query Q($n: Int!) { instruments(first: $n) { nodes { id } } }');
+    const operation = getOperationAST(ast)!;
+    const five = estimator.estimate(ast, operation, { n: 5 });
+    const fifty = estimator.estimate(ast, operation, { n: 50 });
+    expect(fifty.cost).toBeGreaterThan(five.cost);
+    // a caller changing what it was given changes nothing the next request gets
+    five.slices.length = 0;
+    expect(estimator.estimate(ast, operation, { n: 5 })).toEqual({
+      cost: five.cost,
+      slices: [{ coordinate: 'Query.instruments', argument: 'first', value: 5 }],
+    });
+    expect(estimator.estimate(ast, operation, { n: 50 }).cost).toBe(fifty.cost);
+    // variables too long to remember are still priced
+    expect(estimator.estimate(ast, operation, { n: 5, pad: 'x'.repeat(3000) }).cost).toBe(five.cost);
+  });
+
   it('prices the operation it is given, among several', () => {
     const document = 'query Cheap { __typename } query Dear { instruments(first: 10) { nodes { id } } }';
     expect(estimate(document, {}, 'Cheap').cost).toBe(0);

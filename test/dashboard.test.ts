@@ -97,6 +97,29 @@ describe('dashboard batching', () => {
     expect(large.statements).toBe(small.statements);
   });
 
+  it('loads several horizons with the positions in the same statement, each the same as the instrument asked alone', async () => {
+    const client = await server.client(ownerId);
+    const query = `query H { viewer { portfolios(first: 3) { nodes { positions(first: 50) { nodes { instrument { symbol
+      f21: latestForecast(horizonDays: 21) { horizonDays asOf expectedReturn lower upper model { name version } }
+      f63: latestForecast(horizonDays: 63) { horizonDays asOf expectedReturn lower upper model { name version } }
+      f5: latestForecast(horizonDays: 5) { horizonDays } } } } } } } }`;
+    const { result, statements } = await server.countSql(() => client.request<any>(query));
+    expect(statements).toBe(2);
+    const instruments = result.viewer.portfolios.nodes.flatMap((p: any) => p.positions.nodes.map((x: any) => x.instrument));
+    expect(instruments.length).toBeGreaterThan(0);
+    for (const i of instruments) {
+      expect(i.f21.horizonDays).toBe(21);
+      expect(i.f63.horizonDays).toBe(63);
+      expect(i.f5).toBeNull();
+      const alone = await client.request<any>(
+        `query A($s: String!) { instrument(symbol: $s) { a: latestForecast(horizonDays: 21) { horizonDays asOf expectedReturn lower upper model { name version } }
+          b: latestForecast(horizonDays: 63) { horizonDays asOf expectedReturn lower upper model { name version } } } }`,
+        { s: i.symbol },
+      );
+      expect([i.f21, i.f63]).toEqual([alone.instrument.a, alone.instrument.b]);
+    }
+  });
+
   it('loads the positions with everything it shows of them, with the hot-entity cache on too', async () => {
     const hot = await startTestServer(database);
     try {
