@@ -130,7 +130,8 @@ describe.skipIf(!onPostgres || !privatePostgresBin)('a database that restarts, s
     const restartedAt = performance.now();
     pg.start();
     let readyAgainAfterMs = -1;
-    for (let i = 0; i < 300; i++) {
+    // up to 30 s: on this shared machine it has taken from 0.6 s to 12.7 s (the figure is printed)
+    for (let i = 0; i < 600; i++) {
       if (await ready()) {
         readyAgainAfterMs = performance.now() - restartedAt;
         break;
