@@ -34,6 +34,10 @@ export interface Caller {
   partner: AuthenticatedPartner | null;
   /** Whose cost budget pays: `partner:<id>` (whoever it acts for), `user:<id>`, or `ip:<address>`. */
   budgetKey: string;
+  /** Whether the token was delegated to the partner (its grant is checked on every request). */
+  delegated?: boolean;
+  /** When the request's token expires (ms), if it has one that says. */
+  expiresAt?: number | null;
 }
 
 export function budgetKeyOf(viewer: Viewer, partner: AuthenticatedPartner | null, address: string | undefined): string {

@@ -15,20 +15,27 @@ import { UnauthenticatedError } from '../errors.js';
 // (one cache per secret: a token verified under one secret says nothing under another)
 const verifiedBySecret = new Map<string, LRUCache<string, { credential: Credential; expiresAt: number }>>();
 
-export async function credentialFromHeaders(authorization: string | undefined, secret: string): Promise<Credential> {
-  if (authorization === undefined || authorization.trim() === '') return ANONYMOUS;
+/** A request's credential, and when its token expires (ms; null without a token, or a token without `exp`). */
+export interface VerifiedCredential {
+  credential: Credential;
+  expiresAt: number | null;
+}
+
+export async function credentialFromHeaders(authorization: string | undefined, secret: string): Promise<VerifiedCredential> {
+  if (authorization === undefined || authorization.trim() === '') return { credential: ANONYMOUS, expiresAt: null };
   const match = /^Bearer\s+(\S{1,4096})\s*$/i.exec(authorization);
   if (!match) throw new UnauthenticatedError('Authorization must be "Bearer <token>"', 401);
   let verified = verifiedBySecret.get(secret);
   if (!verified) verifiedBySecret.set(secret, (verified = new LRUCache({ max: 10_000 })));
   const key = match[1];
   const known = verified.get(key);
-  if (known && known.expiresAt > Date.now()) return known.credential;
+  if (known && known.expiresAt > Date.now()) return known;
   try {
     const credential = await verifyToken(secret, match[1]);
     const exp = decodeJwt(match[1]).exp;
-    if (typeof exp === 'number') verified.set(key, { credential, expiresAt: exp * 1000 });
-    return credential;
+    const expiresAt = typeof exp === 'number' ? exp * 1000 : null;
+    if (expiresAt !== null) verified.set(key, { credential, expiresAt });
+    return { credential, expiresAt };
   } catch (e) {
     if (e instanceof InvalidTokenError) throw new UnauthenticatedError(e.reason, 401);
     throw e;

@@ -35,9 +35,15 @@ export function createAdmission({ db, jwtSecret, cacheTtlMs }: AdmissionOptions)
     admit: (request: IncomingGraphQL, partner: AuthenticatedPartner | null): Promise<Admitted> => partners.admit(request, partner),
     /** Who the request acts for: its bearer token, or a partner's delegated one (see delegation.ts). */
     async callerOf(req: IncomingMessage, admitted: Admitted): Promise<Caller> {
-      const credential = await credentialFromHeaders(req.headers.authorization, jwtSecret);
+      const { credential, expiresAt } = await credentialFromHeaders(req.headers.authorization, jwtSecret);
       const viewer = await delegation.viewerFor(credential, admitted.partner, admitted.document?.type);
-      return { viewer, partner: admitted.partner, budgetKey: budgetKeyOf(viewer, admitted.partner, req.socket.remoteAddress) };
+      return {
+        viewer,
+        partner: admitted.partner,
+        budgetKey: budgetKeyOf(viewer, admitted.partner, req.socket.remoteAddress),
+        delegated: credential.kind === 'delegated',
+        expiresAt,
+      };
     },
   };
 }

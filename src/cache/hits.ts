@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { decodeJwt } from 'jose';
 import { LRUCache } from 'lru-cache';
 import Negotiator from 'negotiator';
 import type { EarlyAnswer, RememberedAnswer } from '../http/handler.js';
@@ -189,9 +188,8 @@ export function createHitPath({ store, profiles, budget, maxCost, record, metric
     const hit = { budgetKey: caller.budgetKey, session, key, operationName: profile.name, contentType, partner: caller.partner?.name ?? null };
     if (!(await answerHit(res, req, { ...hit, sync: caller.viewer.kind === 'user' }, requestId, arrived))) return false;
     // a signed-in user's own token, no partner: the same bytes again need none of the above
-    if (text !== null && !admitted.partner && caller.viewer.kind === 'user') {
-      const expiresAt = tokenExpiry(req.headers.authorization);
-      if (expiresAt !== null) remembered.set(rememberedKey(req, text), { ...hit, expiresAt });
+    if (text !== null && !admitted.partner && !caller.delegated && caller.viewer.kind === 'user' && caller.expiresAt) {
+      remembered.set(rememberedKey(req, text), { ...hit, expiresAt: caller.expiresAt });
     }
     return true;
   };
@@ -210,18 +208,6 @@ export function createHitPath({ store, profiles, budget, maxCost, record, metric
       return answerHit(res, req, { ...known, partner: null, sync: true }, requestId, arrived);
     },
   };
-}
-
-/** When a bearer token (already verified once, by admission) expires, in ms; null when it says nothing. */
-function tokenExpiry(authorization: string | undefined): number | null {
-  const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
-  if (!token) return null;
-  try {
-    const { exp } = decodeJwt(token);
-    return typeof exp === 'number' ? exp * 1000 : null;
-  } catch {
-    return null;
-  }
 }
 
 const header = (value: string | string[] | undefined): string | null => (Array.isArray(value) ? value.join(', ') : (value ?? null));
