@@ -54,6 +54,12 @@ export interface BacktestResult {
   /** Share of realised returns below the lower bound (a well-calibrated 95% interval has about 0.025). */
   belowLower95: number;
   aboveUpper95: number;
+  /** Share of realised returns below each level's interval, by level in percent (about (1 − level)/2 each when calibrated). */
+  below: Record<string, number>;
+  /** Share above each level's interval. */
+  above: Record<string, number>;
+  /** Winkler's interval score at each level: width plus 2/(1 − level) times the miss, averaged. */
+  intervalScore: Record<string, number>;
   steps?: BacktestStep[];
 }
 
@@ -65,14 +71,15 @@ export function backtest(series: readonly PricePoint[], options: BacktestOptions
   const perRow = tradingDaysPerRow(series);
   const returns = logReturns(series);
   const warm: NonNullable<FitContext<unknown>['warm']> = {};
-  const inside = new Map(LEVELS.map((l) => [l, 0]));
-  const width = new Map(LEVELS.map((l) => [l, 0]));
+  const tally = () => new Map(LEVELS.map((l) => [l, 0]));
+  const inside = tally();
+  const width = tally();
+  const below = tally();
+  const above = tally();
+  const score = tally();
   let n = 0;
   let absError = 0;
   let error = 0;
-  let score = 0;
-  let below = 0;
-  let above = 0;
   let from: string | null = null;
   let to: string | null = null;
   const steps: BacktestStep[] = [];
@@ -83,17 +90,18 @@ export function backtest(series: readonly PricePoint[], options: BacktestOptions
     if (!fitted) continue;
     const distribution = fitted.horizon(h);
     const realised = series[t + h].close / series[t].close - 1;
+    const add = (m: Map<number, number>, level: number, x: number) => m.set(level, m.get(level)! + x);
     for (const level of LEVELS) {
       const { lower, upper } = simpleReturns(distribution, level);
-      if (realised >= lower && realised <= upper) inside.set(level, inside.get(level)! + 1);
-      width.set(level, width.get(level)! + (upper - lower));
+      add(inside, level, realised >= lower && realised <= upper ? 1 : 0);
+      add(below, level, realised < lower ? 1 : 0);
+      add(above, level, realised > upper ? 1 : 0);
+      add(width, level, upper - lower);
+      add(score, level, upper - lower + (2 / (1 - level)) * (Math.max(0, lower - realised) + Math.max(0, realised - upper)));
     }
     const { expectedReturn, lower, upper } = simpleReturns(distribution, 0.95);
     absError += Math.abs(realised - expectedReturn);
     error += realised - expectedReturn;
-    score += upper - lower + (2 / 0.05) * (Math.max(0, lower - realised) + Math.max(0, realised - upper));
-    if (realised < lower) below++;
-    if (realised > upper) above++;
     from ??= series[t].date;
     to = series[t].date;
     n++;
@@ -113,11 +121,14 @@ export function backtest(series: readonly PricePoint[], options: BacktestOptions
     meanWidth95: round(mean(width.get(0.95)!)),
     coverage: byLevel(inside),
     meanWidth: byLevel(width),
-    intervalScore95: round(mean(score)),
+    intervalScore95: round(mean(score.get(0.95)!)),
     meanAbsError: round(mean(absError)),
     meanError: round(mean(error)),
-    belowLower95: round(mean(below)),
-    aboveUpper95: round(mean(above)),
+    belowLower95: round(mean(below.get(0.95)!)),
+    aboveUpper95: round(mean(above.get(0.95)!)),
+    below: byLevel(below),
+    above: byLevel(above),
+    intervalScore: byLevel(score),
     ...(options.keepSteps ? { steps } : {}),
   };
 }

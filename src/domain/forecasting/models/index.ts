@@ -1,4 +1,5 @@
 import { EWMA } from './ewma.js';
+import { FHS } from './fhs.js';
 import { GARCH } from './garch.js';
 import { simpleReturns, type FitContext, type ForecastModel } from './model.js';
 import { TRAILING } from './trailing.js';
@@ -7,7 +8,9 @@ import { tradingDaysPerRow, type ForecastEstimate, type PricePoint } from '../se
 export type { ForecastModel, Fitted, HorizonDistribution } from './model.js';
 
 /** The built-in model implementations by name; versions and their parameters live in forecast_models. */
-export const MODELS: Record<string, ForecastModel<unknown>> = Object.fromEntries([EWMA, GARCH, TRAILING].map((m) => [m.name, m as ForecastModel<unknown>]));
+export const MODELS: Record<string, ForecastModel<unknown>> = Object.fromEntries(
+  [EWMA, FHS, GARCH, TRAILING].map((m) => [m.name, m as ForecastModel<unknown>]),
+);
 
 export function modelByName(name: string): ForecastModel<unknown> {
   const model = MODELS[name];

@@ -3,15 +3,21 @@ import type { z } from 'zod';
 /**
  * What every forecasting model is: a recipe that, given the log returns seen so far (oldest first)
  * and how many trading days one row stands for, fits itself and then says how the log return over
- * any horizon is distributed. Models here treat that log return as normal with the mean and standard
- * deviation they derive; intervals at any level, and the expected simple return, follow from it. A
- * model never sees GraphQL or the database: generation, the backtest and the tests all drive it alike.
+ * any horizon is distributed. Most models here treat that log return as normal with the mean and
+ * standard deviation they derive, and intervals at any level, and the expected simple return, follow
+ * from those two; a model whose log return is not normal (fhs) also gives its quantile function and
+ * expected simple return, and `simpleReturns` uses them. A model never sees GraphQL or the database:
+ * generation, the backtest and the tests all drive it alike.
  */
 export interface HorizonDistribution {
   /** Mean of the log return over the horizon. */
   mean: number;
   /** Standard deviation of the log return over the horizon. */
   sd: number;
+  /** The log return's quantile at probability p in (0, 1), nondecreasing in p, when it is not the normal one of `mean` and `sd`. */
+  quantile?(p: number): number;
+  /** E[exp(log return)] − 1 when it is not the lognormal exp(mean + sd²/2) − 1. */
+  expectedReturn?: number;
 }
 
 export interface Fitted {
@@ -54,14 +60,18 @@ export function zForLevel(level: number): number {
   return CENTRAL_Z[level] ?? normalQuantile(0.5 + level / 2);
 }
 
-/** The interval and expected simple return over a horizon from a normal log return. */
+/**
+ * The central interval at `level` and the expected simple return over a horizon: from the
+ * distribution's own quantiles and expected return when it has them, else from a normal log return.
+ */
 export function simpleReturns(d: HorizonDistribution, level = 0.95) {
+  const expectedReturn = d.expectedReturn ?? Math.exp(d.mean + (d.sd * d.sd) / 2) - 1;
+  if (d.quantile) {
+    const tail = (1 - level) / 2;
+    return { expectedReturn, lower: Math.exp(d.quantile(tail)) - 1, upper: Math.exp(d.quantile(1 - tail)) - 1 };
+  }
   const z = zForLevel(level);
-  return {
-    expectedReturn: Math.exp(d.mean + (d.sd * d.sd) / 2) - 1,
-    lower: Math.exp(d.mean - z * d.sd) - 1,
-    upper: Math.exp(d.mean + z * d.sd) - 1,
-  };
+  return { expectedReturn, lower: Math.exp(d.mean - z * d.sd) - 1, upper: Math.exp(d.mean + z * d.sd) - 1 };
 }
 
 /** Inverse standard normal CDF (Acklam's rational approximation, relative error below 1.2e-9). */
