@@ -15,7 +15,7 @@ import { normals, weekdayDates } from './helpers/series.js';
 // meets issue 16's calibration targets at every level and in both tails; a warm walk forward says
 // it answers exactly what a fit from scratch does.
 
-const params = parseParameters(FHS, {});
+const params = FHS.parameters.parse({});
 
 function seriesFrom(returns: number[]): PricePoint[] {
   const dates = weekdayDates(returns.length + 1);
