@@ -15,6 +15,7 @@ import { instrumentOfTag, writerOfTag } from './cache/tags.js';
 import type { Config } from './config.js';
 import type { Database } from './db/client.js';
 import { createReadReplicas, createReadRouter, replicaChecks } from './db/replicas.js';
+import { calibrationReader } from './domain/forecasting/scoring.js';
 import { FIELD_PAGE_CAPS } from './domain/pagination.js';
 import { createContextFactory, type RequestContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
@@ -85,6 +86,7 @@ export function createApp({
     availability: database.availability,
     idleConnections: () => database.idleConnections(),
     redis: Boolean(config.redis.url),
+    forecastCalibration: calibrationReader(database.db, config.forecasts.calibrationWindow),
   }),
 }: AppOptions): App {
   const httpServer = createServer({

@@ -66,6 +66,7 @@ const schema = z
     ALLOW_INTROSPECTION: z.enum(['true', 'false']).default('false'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     FORECAST_DEFAULT_MODEL: z.string().min(1).default('ewma'),
+    FORECAST_CALIBRATION_WINDOW: z.coerce.number().int().min(10).max(100_000).default(500),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production' && !env.JWT_SECRET) {
@@ -188,6 +189,8 @@ function settle(e: z.output<typeof schema>) {
     forecasts: {
       /** Model whose active version answers `Instrument.latestForecast`. */
       defaultModel: e.FORECAST_DEFAULT_MODEL,
+      /** The live calibration's window: each model version's latest this many scored forecasts per horizon. */
+      calibrationWindow: e.FORECAST_CALIBRATION_WINDOW,
     },
   };
 }

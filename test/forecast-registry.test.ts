@@ -55,13 +55,14 @@ describe('the model registry', () => {
     expect(versions.map((v) => [v.name, v.version, v.active])).toEqual([
       ['ewma', '1', true],
       ['ewma', '2', false],
+      ['fhs', '1', true],
       ['garch', '1', true],
       ['trailing-lognormal', '1', true],
     ]);
     expect(versions[0].parameters).toEqual({ lambdaDaily: 0.94, lambdaMonthly: 0.97, minReturns: 20 });
     expect(versions[1].parameters).toEqual({ lambdaDaily: 0.5, lambdaMonthly: 0.97, minReturns: 20 });
-    // 60 daily closes: too few for GARCH's two years, enough for the others
-    expect(versions.map((v) => v.forecasts)).toEqual([4, 0, 0, 4]);
+    // 60 daily closes: too few for the two years of GARCH and FHS, enough for the others
+    expect(versions.map((v) => v.forecasts)).toEqual([4, 0, 0, 0, 4]);
     expect((await activationHistory(database.db, 'ewma')).map((a) => [a.version, a.action])).toEqual([['1', 'initial']]);
   });
 

@@ -175,12 +175,32 @@ export const forecasts = pgTable(
     expectedReturn: doublePrecision('expected_return').notNull(),
     lower95: doublePrecision('lower95').notNull(),
     upper95: doublePrecision('upper95').notNull(),
+    // the central intervals at the other levels the calibration watches (null on forecasts stored before them)
+    lower50: doublePrecision('lower50'),
+    upper50: doublePrecision('upper50'),
+    lower80: doublePrecision('lower80'),
+    upper80: doublePrecision('upper80'),
+    lower90: doublePrecision('lower90'),
+    upper90: doublePrecision('upper90'),
+    lower99: doublePrecision('lower99'),
+    upper99: doublePrecision('upper99'),
     generatedAt: timestamp('generated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    // the outcome, once the price `horizon_days` trading days after as_of has arrived (src/domain/forecasting/scoring.ts)
+    realisedReturn: doublePrecision('realised_return'),
+    outcomeDate: date('outcome_date', { mode: 'string' }),
   },
   (t) => [
     // one forecast per model version, instrument, date and horizon; regeneration replaces it
     uniqueIndex('forecasts_model_instrument_horizon_asof_idx').on(t.modelId, t.instrumentId, t.horizonDays, t.asOf),
     index('forecasts_instrument_horizon_idx').on(t.instrumentId, t.horizonDays),
+    // the live calibration window: a version's latest outcomes at a horizon
+    index('forecasts_scored_idx')
+      .on(t.modelId, t.horizonDays, t.outcomeDate.desc(), t.id.desc())
+      .where(sql`${t.realisedReturn} is not null`),
+    // forecasts still waiting for their outcome, by instrument
+    index('forecasts_unscored_idx')
+      .on(t.instrumentId)
+      .where(sql`${t.realisedReturn} is null`),
     check('forecasts_horizon_positive', sql`${t.horizonDays} > 0`),
   ],
 );

@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Availability } from '../db/availability.js';
 import type { PoolGate } from '../db/gate.js';
 import { totalStatements } from '../db/sql-stats.js';
+import type { LiveCalibration } from '../domain/forecasting/scoring.js';
 import { createBoundedSet } from './bounded.js';
 
 /**
@@ -18,6 +19,8 @@ export interface MetricsOptions {
   availability?: Availability;
   /** Whether REDIS_URL is set: only then is there a foliograph_redis_up to show. */
   redis?: boolean;
+  /** The forecasts' live calibration (src/domain/forecasting/scoring.ts), read at scrape time; cached by the caller. */
+  forecastCalibration?: () => Promise<LiveCalibration[]>;
 }
 
 export function createMetrics(options: MetricsOptions = {}) {
@@ -202,6 +205,53 @@ export function createMetrics(options: MetricsOptions = {}) {
     labelNames: ['model', 'version', 'stage'] as const,
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
+  });
+  // the live calibration, as the caller's reader has it (one read serves many scrapes); null when it failed
+  const calibrationLabels = { model: boundedLabel(50), version: boundedLabel(200) };
+  const calibration = (): Promise<LiveCalibration[] | null> => (options.forecastCalibration?.() ?? Promise.resolve([])).catch(() => null);
+  const labelsOf = (c: LiveCalibration) => ({
+    model: calibrationLabels.model(c.model),
+    version: calibrationLabels.version(c.version),
+    horizon_days: String(c.horizonDays),
+  });
+  new Gauge({
+    name: 'foliograph_forecast_scored_outcomes',
+    help: 'Scored forecasts in the live calibration window (FORECAST_CALIBRATION_WINDOW latest per model version and horizon), by model, version and horizon_days',
+    labelNames: ['model', 'version', 'horizon_days'] as const,
+    registers: [registry],
+    async collect() {
+      const found = await calibration();
+      if (!found) return; // the database did not answer: the last values stand
+      this.reset();
+      for (const c of found) this.set(labelsOf(c), c.outcomes);
+    },
+  });
+  new Gauge({
+    name: 'foliograph_forecast_realised_coverage',
+    help: 'Share of scored outcomes in the window inside the central interval at each level (50, 80, 90, 95, 99), by model, version and horizon_days',
+    labelNames: ['model', 'version', 'horizon_days', 'level'] as const,
+    registers: [registry],
+    async collect() {
+      const found = await calibration();
+      if (!found) return;
+      this.reset();
+      for (const c of found) for (const [level, share] of Object.entries(c.coverage)) this.set({ ...labelsOf(c), level }, share);
+    },
+  });
+  new Gauge({
+    name: 'foliograph_forecast_realised_tail_share',
+    help: 'Share of scored outcomes in the window below (tail="below") or above (tail="above") the 95% interval, by model, version and horizon_days',
+    labelNames: ['model', 'version', 'horizon_days', 'tail'] as const,
+    registers: [registry],
+    async collect() {
+      const found = await calibration();
+      if (!found) return;
+      this.reset();
+      for (const c of found) {
+        this.set({ ...labelsOf(c), tail: 'below' }, c.belowLower95);
+        this.set({ ...labelsOf(c), tail: 'above' }, c.aboveUpper95);
+      }
+    },
   });
   return {
     registry,
