@@ -18,7 +18,8 @@ const MONTHS: Record<string, string> = {
 /** An ISO date as is; "Jan 1 2000" (vega-datasets' stocks.csv) to ISO; anything else is an error. */
 export function isoDate(text: string, line?: number): string {
   const t = text.trim();
-  if (/^\d{4}-\d{2}-\d{2}$/.test(t) && !Number.isNaN(Date.parse(t))) return t;
+  // a real calendar day: Date.parse takes 2024-02-30 as March 1st
+  if (/^\d{4}-\d{2}-\d{2}$/.test(t) && !Number.isNaN(Date.parse(t)) && new Date(`${t}T00:00:00Z`).toISOString().startsWith(t)) return t;
   const [mon, day, year] = t.split(/\s+/);
   if (MONTHS[mon] && /^\d{1,2}$/.test(day ?? '') && /^\d{4}$/.test(year ?? '')) return `${year}-${MONTHS[mon]}-${day.padStart(2, '0')}`;
   throw new Error(`${line === undefined ? '' : `line ${line}: `}"${text}" is not a date (YYYY-MM-DD)`);
@@ -53,4 +54,103 @@ export function parsePriceCsv(text: string, options: { symbol?: string } = {}): 
   });
   if (options.symbol && series.length === 0) throw new Error(`no rows for symbol ${options.symbol}`);
   return series;
+}
+
+/** One close to import, as the file wrote it: the close stays the exact decimal text. */
+export interface ImportRow {
+  line: number;
+  symbol: string;
+  date: string;
+  close: string;
+}
+
+export interface ParsedImport {
+  rows: ImportRow[];
+  /** Every problem found, each naming its line; a file with any imports nothing. */
+  problems: string[];
+}
+
+/** The most rows one import takes (about 40 years of daily closes for 100 instruments). */
+export const MAX_IMPORT_ROWS = 1_000_000;
+
+const DECIMAL = /^(\d{1,30})(?:\.(\d{1,30}))?$/;
+
+/** Whether two decimals the file wrote are the same number ("1.50" and "01.5" are). */
+function sameDecimal(a: string, b: string): boolean {
+  const normal = (d: string) => {
+    const [whole, fraction = ''] = d.split('.');
+    return `${whole.replace(/^0+(?=\d)/, '')}.${fraction.replace(/0+$/, '')}`;
+  };
+  return normal(a) === normal(b);
+}
+
+/**
+ * A file for `prices:import`: `symbol,date,close` rows for many instruments, or `date,close` rows
+ * for the one named by `symbol`; with a header (columns found by name, so a file with more columns,
+ * such as open,high,low,close,volume, works too) or without one (then by their count). Rows may come
+ * in any order. Closes are positive decimals with at most 8 places, kept as written. Every bad row is
+ * reported, not only the first; a date given twice for one instrument with two closes is one too.
+ */
+export function parsePriceImport(text: string, options: { symbol?: string } = {}): ParsedImport {
+  const problems: string[] = [];
+  const rows: ImportRow[] = [];
+  const lines = text.split(/\r?\n/);
+  const firstIndex = lines.findIndex((l) => l.trim() !== '');
+  if (firstIndex < 0) return { rows, problems: ['the file is empty'] };
+  const cellsOf = (line: string) => line.split(',').map((c) => c.trim().replace(/^"(.*)"$/, '$1'));
+  const first = cellsOf(lines[firstIndex]).map((c) => c.toLowerCase());
+  const hasHeader = first.includes('date');
+  let dateCol: number, closeCol: number, symbolCol: number;
+  if (hasHeader) {
+    dateCol = first.indexOf('date');
+    closeCol = first.includes('close') ? first.indexOf('close') : first.indexOf('price');
+    symbolCol = first.indexOf('symbol');
+    if (closeCol < 0) return { rows, problems: [`line ${firstIndex + 1}: the header has no close (or price) column`] };
+  } else if (first.length === 3) {
+    [symbolCol, dateCol, closeCol] = [0, 1, 2];
+  } else {
+    [symbolCol, dateCol, closeCol] = [-1, 0, 1];
+  }
+  const wanted = options.symbol?.trim().toUpperCase();
+  if (symbolCol < 0 && !wanted) return { rows, problems: ['the file has no symbol column: name its instrument with --symbol S'] };
+  const seen = new Map<string, ImportRow>();
+  for (let i = hasHeader ? firstIndex + 1 : firstIndex; i < lines.length; i++) {
+    if (lines[i].trim() === '') continue;
+    const line = i + 1;
+    const cells = cellsOf(lines[i]);
+    const symbol = symbolCol >= 0 ? (cells[symbolCol] ?? '').toUpperCase() : wanted!;
+    if (wanted && symbol !== wanted) continue;
+    if (cells.length <= Math.max(dateCol, closeCol, symbolCol)) {
+      problems.push(`line ${line}: ${cells.length} column(s), expected at least ${Math.max(dateCol, closeCol, symbolCol) + 1}`);
+      continue;
+    }
+    if (!/^[A-Z0-9][A-Z0-9.^=_-]{0,31}$/.test(symbol)) {
+      problems.push(`line ${line}: "${cells[symbolCol].slice(0, 40)}" is not a symbol`);
+      continue;
+    }
+    let date: string;
+    try {
+      date = isoDate(cells[dateCol], line);
+    } catch (e) {
+      problems.push((e as Error).message);
+      continue;
+    }
+    const close = cells[closeCol];
+    const decimal = DECIMAL.exec(close);
+    if (!decimal || !/[1-9]/.test(close) || (decimal[2] ?? '').replace(/0+$/, '').length > 8) {
+      problems.push(`line ${line}: close "${close.slice(0, 40)}" is not a positive decimal with at most 8 places`);
+      continue;
+    }
+    const row = { line, symbol, date, close };
+    const before = seen.get(`${symbol} ${date}`);
+    if (before) {
+      if (!sameDecimal(before.close, close)) problems.push(`line ${line}: ${symbol} ${date} is already on line ${before.line} with close ${before.close}`);
+      continue;
+    }
+    seen.set(`${symbol} ${date}`, row);
+    if (rows.length >= MAX_IMPORT_ROWS) return { rows, problems: [...problems, `more than ${MAX_IMPORT_ROWS} rows: split the file`] };
+    rows.push(row);
+  }
+  if (rows.length === 0 && problems.length === 0) problems.push(wanted ? `no rows for symbol ${wanted}` : 'the file has no rows');
+  return { rows, problems };
 }
