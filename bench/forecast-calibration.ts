@@ -1,23 +1,25 @@
 // How honest each model's intervals are on the demo series, walked forward with only the past at each
-// step (src/domain/forecasting/backtest.ts): the share of realised returns inside the 95% interval, the
-// interval's mean width, and Winkler's interval score (width plus 40× any miss; lower is better). The
-// width ratio compares each model with the trailing-lognormal baseline run on the same rows (every model
-// forecasts from the same first date, once GARCH has its two years or five years of history), so the
-// table says both "does it hold 95%?" and "is it any narrower than the naive answer?".
+// step (src/domain/forecasting/backtest.ts): the share of realised returns inside the central interval
+// at each level (50, 80, 90, 95, 99%), the shares below and above the 95% one (about 2.5% each when
+// calibrated), the 95% interval's mean width, and Winkler's interval score (width plus 2/(1 − level)×
+// any miss; lower is better) at 95%. The width ratio compares each model with the trailing-lognormal
+// baseline run on the same rows (every model forecasts from the same first date, once GARCH and FHS
+// have their two years or five years of history), so the table says both "does it hold what it
+// claims, in both tails?" and "is it any narrower than the naive answer?".
 //
-//   npm run bench:forecasts [-- --models ewma,garch,trailing-lognormal]
+//   npm run bench:forecasts [-- --models fhs,ewma,garch,trailing-lognormal]
 //
 // Prints a Markdown table on stdout (the README's), progress on stderr. Takes about a minute.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backtest, type BacktestResult } from '../src/domain/forecasting/backtest.js';
+import { backtest, LEVELS, type BacktestResult } from '../src/domain/forecasting/backtest.js';
 import { MODELS, parseParameters } from '../src/domain/forecasting/models/index.js';
 import { parsePriceCsv } from '../src/domain/forecasting/price-csv.js';
 import { demoDataDir } from '../src/paths.js';
 
 const args = process.argv.slice(2);
 const i = args.indexOf('--models');
-const names = i >= 0 ? args[i + 1].split(',') : ['ewma', 'garch', 'trailing-lognormal'];
+const names = i >= 0 ? args[i + 1].split(',') : ['fhs', 'ewma', 'garch', 'trailing-lognormal'];
 const say = (m: string) => process.stderr.write(`${m}\n`);
 
 const spx = parsePriceCsv(readFileSync(join(demoDataDir, 'sp500-2000.csv'), 'utf8'));
@@ -35,7 +37,7 @@ function pool(results: BacktestResult[]) {
   const avg = (f: (r: BacktestResult) => number) => results.reduce((s, r) => s + f(r) * r.forecasts, 0) / n;
   return {
     forecasts: n,
-    coverage95: avg((r) => r.coverage95),
+    coverage: LEVELS.map((l) => avg((r) => r.coverage[String(Math.round(l * 100))])),
     meanWidth95: avg((r) => r.meanWidth95),
     intervalScore95: avg((r) => r.intervalScore95),
     below: avg((r) => r.belowLower95),
@@ -57,15 +59,18 @@ const cases = [
 ];
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-console.log('| series | horizon | model | forecasts | coverage95 | below / above | mean width | width vs baseline | interval score |');
+console.log(
+  '| series | horizon | model | forecasts | coverage 50 / 80 / 90 / 95 / 99% | below / above 95% | mean width 95% | width vs baseline | interval score 95% |',
+);
 console.log('|---|---|---|---:|---:|---:|---:|---:|---:|');
 for (const c of cases) {
   const baseline = c.run('trailing-lognormal');
   for (const name of names) {
     say(`${c.series}, ${c.horizon}: ${name}`);
     const r = name === 'trailing-lognormal' ? baseline : c.run(name);
+    const coverage = r.coverage.map((x) => (x * 100).toFixed(1)).join(' / ');
     console.log(
-      `| ${c.series} | ${c.horizon} | ${name} | ${r.forecasts} | ${r.coverage95.toFixed(3)} | ${pct(r.below)} / ${pct(r.above)} | ${pct(r.meanWidth95)} | ${(r.meanWidth95 / baseline.meanWidth95).toFixed(2)} | ${r.intervalScore95.toFixed(4)} |`,
+      `| ${c.series} | ${c.horizon} | ${name} | ${r.forecasts} | ${coverage} | ${pct(r.below)} / ${pct(r.above)} | ${pct(r.meanWidth95)} | ${(r.meanWidth95 / baseline.meanWidth95).toFixed(2)} | ${r.intervalScore95.toFixed(4)} |`,
     );
   }
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backtest, LEVELS } from '../src/domain/forecasting/backtest.js';
+import { EWMA } from '../src/domain/forecasting/models/ewma.js';
 import { empiricalQuantile, FHS } from '../src/domain/forecasting/models/fhs.js';
 import { logReturns, MODELS, parseParameters } from '../src/domain/forecasting/models/index.js';
 import { simpleReturns, zForLevel } from '../src/domain/forecasting/models/model.js';
@@ -41,10 +42,28 @@ describe('empirical quantiles', () => {
 });
 
 describe('FHS', () => {
-  it('needs two years of daily history, or five of monthly', () => {
-    expect(FHS.fit(Array(503).fill(0.01), { params, tradingDaysPerRow: 1 })).toBeNull();
-    expect(FHS.fit(Array(504).fill(0.01), { params, tradingDaysPerRow: 1 })).not.toBeNull();
-    expect(FHS.fit(Array(59).fill(0.01), { params, tradingDaysPerRow: 21 })).toBeNull();
+  it('is the ewma normal, exactly, where history is too short for a shape: few returns, a monthly series, a long horizon', () => {
+    const z = normals(13);
+    const ewmaParams = EWMA.parameters.parse({});
+    expect(FHS.fit(Array(19).fill(0.01), { params, tradingDaysPerRow: 1 })).toBeNull();
+    const cases: [number, number, number][] = [
+      [25, 21, 1], // fewer returns than the monthly seed (33 rows)
+      [120, 21, 3], // ten years of monthly closes: 85 blocks
+      [300, 1, 1], // 283 one-day blocks after the seed: enough for the empirical shape
+      [600, 1, 63], // 63 days on two years: 9 non-overlapping spans
+    ];
+    for (const [n, perRow, rows] of cases) {
+      const returns = Array.from({ length: n }, () => 0.01 * z());
+      const fhs = FHS.fit(returns, { params, tradingDaysPerRow: perRow })!.horizon(rows);
+      const ewma = EWMA.fit(returns, { params: ewmaParams, tradingDaysPerRow: perRow })!.horizon(rows);
+      if (n === 300) {
+        expect(fhs.quantile, 'enough one-day blocks: the empirical shape').toBeDefined();
+        continue;
+      }
+      expect(fhs.quantile, `n=${n} rows=${rows}`).toBeUndefined();
+      expect(fhs.mean).toBe(0);
+      expect(fhs.sd / ewma.sd, `n=${n} rows=${rows}`).toBeCloseTo(1, 12);
+    }
   });
 
   it('on a random walk holds every level, with intervals as wide as the truth (0.9–1.15×)', () => {

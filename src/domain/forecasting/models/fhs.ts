@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ewmaLambda } from './ewma.js';
+import { ewmaLambda, ewmaVariance } from './ewma.js';
 import type { Fitted, ForecastModel, HorizonDistribution } from './model.js';
 
 /**
@@ -18,13 +18,23 @@ import type { Fitted, ForecastModel, HorizonDistribution } from './model.js';
  * Quantiles interpolate the sorted blocks at rank p(n + 1) (Hyndman and Fan's type 6): a new draw
  * from the same distribution falls below the i-th of n sorted values with probability i/(n + 1), so
  * these are the ranks a prediction interval needs. Past the sample's extremes they stay at the extremes.
+ *
+ * Too little history for a shape (fewer than `minBlocks` blocks, or fewer than `minIndependentBlocks`
+ * non-overlapping spans of the horizon: a monthly series of a few years, or 63 days on two years of
+ * daily closes) and the log return is the ewma model's normal, exactly: the empirical 0.5% quantile
+ * of 60 values is the sample's minimum, and the blocks of 63 days over two years are a few crises
+ * seen many times. So fhs forecasts wherever ewma does, and differs from it only where history can say more.
  */
 export const fhsParameters = z
   .object({
     lambdaDaily: z.number().gt(0).lt(1).default(0.94),
     lambdaMonthly: z.number().gt(0).lt(1).default(0.97),
-    /** Fewest returns to forecast from: two years of trading days (about 12 in each 1% tail), and never fewer than 60 rows. */
-    minTradingDays: z.number().int().min(20).default(504),
+    /** Fewest returns to forecast from (as ewma). */
+    minReturns: z.number().int().min(3).default(20),
+    /** Fewest blocks to take quantiles from: 250 puts more than one block in each 0.5% tail of the 99% interval. */
+    minBlocks: z.number().int().min(20).default(250),
+    /** Fewest non-overlapping spans of the horizon in that history (blocks ÷ rows): overlapping blocks of a long horizon repeat one another. */
+    minIndependentBlocks: z.number().int().min(1).default(40),
     /** History the blocks come from, in trading days; 0 for all of it. */
     windowTradingDays: z.number().int().min(0).default(0),
   })
@@ -177,14 +187,13 @@ function distribution(sorted: Float64Array, scale: number): HorizonDistribution 
 export const FHS: ForecastModel<FhsParameters> = {
   name: 'fhs',
   version: '1',
-  summary: 'filtered historical simulation: EWMA volatility (as ewma) times the empirical quantiles of standardised h-row blocks of all history',
+  summary:
+    'filtered historical simulation: EWMA volatility (as ewma) times the empirical quantiles of standardised h-row blocks of all history; the ewma normal where history is too short',
   parameters: fhsParameters,
   fit(returns, { params, tradingDaysPerRow, warm }) {
-    const minRows = Math.max(60, Math.ceil(params.minTradingDays / tradingDaysPerRow));
-    if (returns.length < minRows) return null;
-    // ewmaLambda reads only the two decays
-    const lambda = ewmaLambda({ ...params, minReturns: minRows }, tradingDaysPerRow);
-    const windowRows = params.windowTradingDays > 0 ? Math.max(minRows, Math.ceil(params.windowTradingDays / tradingDaysPerRow)) : 0;
+    if (returns.length < params.minReturns) return null;
+    const lambda = ewmaLambda(params, tradingDaysPerRow);
+    const windowRows = params.windowTradingDays > 0 ? Math.max(params.minBlocks, Math.ceil(params.windowTradingDays / tradingDaysPerRow)) : 0;
     const key = `${lambda}/${windowRows}`;
     const n = returns.length;
     const carried = warm?.state as Partial<Walk> | undefined;
@@ -200,9 +209,14 @@ export const FHS: ForecastModel<FhsParameters> = {
           walk = newWalk(key, lambda, windowRows);
           advance(walk, returns, n, lambda);
         }
-        const whole = Math.max(1, Math.min(Math.floor(rows + 1e-9), Math.floor((n - walk.seedRows) / 2)));
+        // fewer returns than the seed: ewma seeds from all of them
+        const variance = n >= walk.seedRows ? walk.variance : ewmaVariance(returns, lambda);
+        const whole = Math.max(1, Math.floor(rows + 1e-9));
+        const usable = n - walk.seedRows - whole + 1;
+        if (usable < params.minBlocks || usable / whole < params.minIndependentBlocks) return { mean: 0, sd: Math.sqrt(variance * rows) };
         const sorted = Float64Array.from(blocksOf(walk, whole));
-        return distribution(sorted, Math.sqrt(walk.variance * rows));
+        if (sorted.length < params.minBlocks) return { mean: 0, sd: Math.sqrt(variance * rows) };
+        return distribution(sorted, Math.sqrt(variance * rows));
       },
     };
     return fitted;
