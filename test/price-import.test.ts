@@ -137,7 +137,18 @@ describe('importing prices', () => {
     // the good row of those files was not imported either
     expect(await priceCount()).toBe(before);
 
+    const madeAfter = async () =>
+      (
+        await rows<{ upper: number }>(
+          database.db,
+          sql`select f.upper95 as upper from forecasts f join forecast_models m on m.id = f.model_id and m.name = 'ewma'
+              where f.instrument_id = ${a.id} and f.as_of = '2024-02-02' and f.horizon_days = 1`,
+        )
+      )[0].upper;
+    const beforeCorrection = await madeAfter();
     const corrected = await ingestPrices(database.db, rowsOf(`${a.symbol},2024-02-01,121`), { correct: true });
+    // a forecast made after the corrected date saw the wrong close: it is made again from the right one
+    expect(await madeAfter()).not.toBe(beforeCorrection);
     expect({ inserted: corrected.inserted, corrected: corrected.corrected }).toEqual({ inserted: 0, corrected: 1 });
     const [held] = await rows<{ close: string }>(
       database.db,

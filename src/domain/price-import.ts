@@ -180,11 +180,18 @@ export async function ingestPrices(db: Db, input: readonly ImportRow[], options:
   const written = await writePrices(db, input, options);
   const touched = written.instruments.filter((i) => i.inserted.length + i.corrected.length > 0);
   if (touched.length === 0) return { ...written, forecasts: 0, scored: 0 };
-  const generated = await generateForecasts(db, {
-    instrumentIds: touched.map((i) => i.id),
-    asOfDates: new Map(touched.map((i) => [i.id, [...i.inserted, ...i.corrected]])),
-    replace: written.corrected > 0,
-  });
+  // a corrected close changes every forecast made from it on: those are made again, not only the new dates'
+  const asOfDates = new Map<number, string[]>();
+  for (const i of touched) {
+    const dates = [...i.inserted];
+    if (i.corrected.length) {
+      const earliest = i.corrected.reduce((a, b) => (a < b ? a : b));
+      const since = await rows<{ date: string }>(db, sql`select date::text as date from prices where instrument_id = ${i.id} and date >= ${earliest}::date`);
+      dates.push(...since.map((r) => r.date));
+    }
+    asOfDates.set(i.id, dates);
+  }
+  const generated = await generateForecasts(db, { instrumentIds: touched.map((i) => i.id), asOfDates, replace: written.corrected > 0 });
   const { scored } = await scoreForecasts(
     db,
     touched.map((i) => i.id),
