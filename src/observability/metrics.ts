@@ -206,9 +206,21 @@ export function createMetrics(options: MetricsOptions = {}) {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers: [registry],
   });
-  // the live calibration, as the caller's reader has it (one read serves many scrapes); null when it failed
+  // the live calibration, as the caller's reader has it (one read serves many scrapes); null when it
+  // failed or has not answered within 250 ms: a scrape never waits on a saturated pool, and the read
+  // it started answers a later one
   const calibrationLabels = { model: boundedLabel(50), version: boundedLabel(200) };
-  const calibration = (): Promise<LiveCalibration[] | null> => (options.forecastCalibration?.() ?? Promise.resolve([])).catch(() => null);
+  const calibration = async (): Promise<LiveCalibration[] | null> => {
+    const read = options.forecastCalibration?.();
+    if (!read) return [];
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 250)));
+    try {
+      return await Promise.race([read.catch(() => null), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const labelsOf = (c: LiveCalibration) => ({
     model: calibrationLabels.model(c.model),
     version: calibrationLabels.version(c.version),

@@ -159,18 +159,24 @@ const round = (x: number) => (Number.isFinite(x) ? Math.round(x * 1e6) / 1e6 : x
 
 /**
  * liveCalibration for /metrics: read at most once per `ttlMs` however often Prometheus (or several)
- * scrape, and by one statement at a time. A failed read is not remembered.
+ * scrape, and by one statement at a time: while a read is in flight (a saturated pool, a slow
+ * database) every caller gets that one. A failed read is not remembered.
  */
 export function calibrationReader(db: Db, window: number, ttlMs = 30_000): () => Promise<LiveCalibration[]> {
-  let last: { at: number; value: Promise<LiveCalibration[]> } | undefined;
+  let last: { at: number; value: Promise<LiveCalibration[]>; settled: boolean } | undefined;
   return () => {
-    if (last && performance.now() - last.at < ttlMs) return last.value;
-    const value = liveCalibration(db, window);
-    const entry = { at: performance.now(), value };
+    if (last && (!last.settled || performance.now() - last.at < ttlMs)) return last.value;
+    const entry = { at: performance.now(), value: liveCalibration(db, window), settled: false };
     last = entry;
-    value.catch(() => {
-      if (last === entry) last = undefined;
-    });
-    return value;
+    entry.value.then(
+      () => {
+        entry.settled = true;
+      },
+      () => {
+        entry.settled = true;
+        if (last === entry) last = undefined;
+      },
+    );
+    return entry.value;
   };
 }
