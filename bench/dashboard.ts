@@ -42,7 +42,7 @@ const SECRET = 'bench-dashboard-secret-0123456789abcdef';
 const PG_PORT = 5470;
 const FIRST_PORT = 4700;
 const SAME_DATA_USERS = 5;
-/** The forecast model every server reads the latest forecast of (foliograph's default). */
+/** The forecast model every server reads the latest forecast of: ewma, as in the README's figures (fhs, the default since, reads the same way). */
 const DEFAULT_MODEL = 'ewma';
 const say = (m: string) => process.stderr.write(`${m}\n`);
 

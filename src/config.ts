@@ -65,7 +65,7 @@ const schema = z
     HOT_CACHE_TTL_MS: z.coerce.number().int().min(0).default(30_000),
     ALLOW_INTROSPECTION: z.enum(['true', 'false']).default('false'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    FORECAST_DEFAULT_MODEL: z.string().min(1).default('ewma'),
+    FORECAST_DEFAULT_MODEL: z.string().min(1).default('fhs'),
     FORECAST_CALIBRATION_WINDOW: z.coerce.number().int().min(10).max(100_000).default(500),
   })
   .superRefine((env, ctx) => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gql } from 'graphql-request';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { seed } from './helpers/seed.js';
+import { DEFAULT_MODEL, seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 // The dashboard walks viewer → portfolios → positions → instrument → latest price and forecast, with
@@ -63,7 +63,7 @@ describe('dashboard batching', () => {
     const s = seed(database.db);
     const owner = await s.user();
     ownerId = owner.id;
-    const model = await s.model('ewma');
+    const model = await s.model(DEFAULT_MODEL);
     const symbols = [];
     for (let i = 0; i < 8; i++) {
       const inst = await s.instrument(['10', '11', '12.5']);

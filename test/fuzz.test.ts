@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signUserToken } from '../src/admission/tokens.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { seed } from './helpers/seed.js';
+import { DEFAULT_MODEL, seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { seededRandom } from '../src/tools/random.js';
 
@@ -763,7 +763,7 @@ describe('fuzz', () => {
     userId = user.id;
     const symbol = (await s.instrument(['100', '101', '102'])).symbol;
     const otherSymbol = (await s.instrument(['5'])).symbol;
-    const model = await s.model('ewma');
+    const model = await s.model(DEFAULT_MODEL);
     const instrumentRows = await s.instrument(['7', '8']);
     await s.forecast(model.id, instrumentRows.id, 21, '2024-01-31');
     const portfolio = await s.portfolio(user, 'Fuzzed');

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { notifyInvalidation } from '../src/cache/invalidation.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { seed } from './helpers/seed.js';
+import { DEFAULT_MODEL, seed } from './helpers/seed.js';
 import { until } from './helpers/until.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
@@ -19,7 +19,7 @@ describe('invalidation by NOTIFY', () => {
     database = await createTestDatabase();
     const s = seed(database.db);
     instrument = await s.instrument(['10', '11']);
-    modelId = (await s.model('ewma')).id;
+    modelId = (await s.model(DEFAULT_MODEL)).id;
     await s.forecast(modelId, instrument.id, 5, '2024-01-30', 0.01);
     server = await startTestServer(database);
   });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { createDatabase } from '../src/db/client.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
-import { seed } from './helpers/seed.js';
+import { DEFAULT_MODEL, seed } from './helpers/seed.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 // The limits an operation meets before anything executes (depth, cost, list caps, aliases, root
@@ -64,7 +64,7 @@ describe('limits', () => {
     const other = await s.user();
     ownerId = owner.id;
     otherId = other.id;
-    const model = await s.model('ewma');
+    const model = await s.model(DEFAULT_MODEL);
     const symbols: string[] = [];
     for (let i = 0; i < 3; i++) {
       const instrument = await s.instrument(['10', '11', '12']);
@@ -395,7 +395,7 @@ describe('production switches', () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     const s = seed(database.db);
-    const model = await s.model('ewma');
+    const model = await s.model(DEFAULT_MODEL);
     const instrument = await s.instrument(['10', '11']);
     // A model fed a degenerate series can store NaN; serializing it as a Float fails inside execution,
     // an unexpected (internal) error that is not the client's fault.

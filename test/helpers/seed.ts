@@ -3,8 +3,12 @@ import type { Viewer } from '../../src/admission/tokens.js';
 import type { Db } from '../../src/db/client.js';
 import { forecastModels, forecasts, instruments, portfolios, prices, users, type InstrumentRow, type PortfolioRow, type UserRow } from '../../src/db/schema.js';
 import { recordTrade, type RecordTradeInput } from '../../src/domain/trades.js';
+import { loadConfig } from '../../src/config.js';
 
 const unique = () => randomBytes(4).toString('hex');
+
+/** The model whose forecasts answer latestForecast with the default configuration (FORECAST_DEFAULT_MODEL). */
+export const DEFAULT_MODEL = loadConfig({ NODE_ENV: 'test', JWT_SECRET: 'x'.repeat(32) }).forecasts.defaultModel;
 
 /**
  * Small builders for per-test fixtures: every call makes new rows with fresh names, so tests never

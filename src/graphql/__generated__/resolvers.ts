@@ -82,10 +82,12 @@ export type ForecastModel = {
   /** Whether this version is the one that answers for its model now. */
   active: Scalars['Boolean']['output'];
   /**
-   * The model's name: `ewma` (RiskMetrics EWMA volatility, the default), `garch` (GARCH(1,1) fitted by
-   * maximum likelihood) or `trailing-lognormal` (the baseline: trailing mean and volatility). Each
-   * treats the horizon's log return as normal with its own mean and variance, and the interval is
-   * that distribution's central 95%.
+   * The model's name: `fhs` (filtered historical simulation, the default: today's EWMA volatility times
+   * the quantiles of history's standardised returns over the horizon, so skew and fat tails carry over),
+   * `ewma` (RiskMetrics EWMA volatility), `garch` (GARCH(1,1) fitted by maximum likelihood) or
+   * `trailing-lognormal` (the baseline: trailing mean and volatility). The last three treat the
+   * horizon's log return as normal with their own mean and variance. The interval is the central 95% of
+   * the model's distribution.
    */
   name: Scalars['String']['output'];
   /** The version: one set of the model's parameters. Versions are immutable; activating one, or rolling back, changes which answers. */
