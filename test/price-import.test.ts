@@ -74,6 +74,11 @@ describe('price files', () => {
     expect(parsePriceImport('2024-02-01,10\n').problems).toEqual(['the file has no symbol column: name its instrument with --symbol S']);
     expect(parsePriceImport('\n\n').problems).toEqual(['the file is empty']);
     expect(parsePriceImport('symbol,date,close\nAAA,2024-02-01,1\n', { symbol: 'ZZZ' }).problems).toEqual(['no rows for symbol ZZZ']);
+    // a file of many bad rows lists the first hundred, each cell cut short, and counts the rest
+    const many = parsePriceImport(['symbol,date,close', ...Array.from({ length: 150 }, (_, i) => `AAA,${'9'.repeat(1000)}${i},1`)].join('\n'));
+    expect(many.problems).toHaveLength(101);
+    expect(many.problems[0]).toBe(`line 2: "${'9'.repeat(40)}" is not a date (YYYY-MM-DD)`);
+    expect(many.problems[100]).toBe('… and 50 more problem(s)');
   });
 });
 

@@ -18,7 +18,7 @@ import { forgetOutcomesSince, scoreForecasts } from './forecasting/scoring.js';
 
 export class PriceImportError extends Error {
   constructor(readonly problems: string[]) {
-    super(`${problems.length} problem(s), nothing imported:\n${summarise(problems)}`);
+    super(`nothing imported:\n${summarise(problems)}`);
   }
 }
 

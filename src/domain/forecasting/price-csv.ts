@@ -22,7 +22,7 @@ export function isoDate(text: string, line?: number): string {
   if (/^\d{4}-\d{2}-\d{2}$/.test(t) && !Number.isNaN(Date.parse(t)) && new Date(`${t}T00:00:00Z`).toISOString().startsWith(t)) return t;
   const [mon, day, year] = t.split(/\s+/);
   if (MONTHS[mon] && /^\d{1,2}$/.test(day ?? '') && /^\d{4}$/.test(year ?? '')) return `${year}-${MONTHS[mon]}-${day.padStart(2, '0')}`;
-  throw new Error(`${line === undefined ? '' : `line ${line}: `}"${text}" is not a date (YYYY-MM-DD)`);
+  throw new Error(`${line === undefined ? '' : `line ${line}: `}"${text.slice(0, 40)}" is not a date (YYYY-MM-DD)`);
 }
 
 /**
@@ -73,6 +73,9 @@ export interface ParsedImport {
 /** The most rows one import takes (about 40 years of daily closes for 100 instruments). */
 export const MAX_IMPORT_ROWS = 1_000_000;
 
+/** The most problems one parse lists; the rest are counted. */
+export const MAX_REPORTED_PROBLEMS = 100;
+
 const DECIMAL = /^(\d{1,30})(?:\.(\d{1,30}))?$/;
 
 /** Whether two decimals the file wrote are the same number ("1.50" and "01.5" are). */
@@ -93,6 +96,9 @@ function sameDecimal(a: string, b: string): boolean {
  */
 export function parsePriceImport(text: string, options: { symbol?: string } = {}): ParsedImport {
   const problems: string[] = [];
+  let unreported = 0;
+  // a file of a million bad rows says the first hundred and how many more
+  const problem = (text: string) => (problems.length < MAX_REPORTED_PROBLEMS ? problems.push(text) : unreported++);
   const rows: ImportRow[] = [];
   const lines = text.split(/\r?\n/);
   const firstIndex = lines.findIndex((l) => l.trim() !== '');
@@ -121,36 +127,37 @@ export function parsePriceImport(text: string, options: { symbol?: string } = {}
     const symbol = symbolCol >= 0 ? (cells[symbolCol] ?? '').toUpperCase() : wanted!;
     if (wanted && symbol !== wanted) continue;
     if (cells.length <= Math.max(dateCol, closeCol, symbolCol)) {
-      problems.push(`line ${line}: ${cells.length} column(s), expected at least ${Math.max(dateCol, closeCol, symbolCol) + 1}`);
+      problem(`line ${line}: ${cells.length} column(s), expected at least ${Math.max(dateCol, closeCol, symbolCol) + 1}`);
       continue;
     }
     if (!/^[A-Z0-9][A-Z0-9.^=_-]{0,31}$/.test(symbol)) {
-      problems.push(`line ${line}: "${cells[symbolCol].slice(0, 40)}" is not a symbol`);
+      problem(`line ${line}: "${cells[symbolCol].slice(0, 40)}" is not a symbol`);
       continue;
     }
     let date: string;
     try {
       date = isoDate(cells[dateCol], line);
     } catch (e) {
-      problems.push((e as Error).message);
+      problem((e as Error).message);
       continue;
     }
     const close = cells[closeCol];
     const decimal = DECIMAL.exec(close);
     if (!decimal || !/[1-9]/.test(close) || (decimal[2] ?? '').replace(/0+$/, '').length > 8) {
-      problems.push(`line ${line}: close "${close.slice(0, 40)}" is not a positive decimal with at most 8 places`);
+      problem(`line ${line}: close "${close.slice(0, 40)}" is not a positive decimal with at most 8 places`);
       continue;
     }
     const row = { line, symbol, date, close };
     const before = seen.get(`${symbol} ${date}`);
     if (before) {
-      if (!sameDecimal(before.close, close)) problems.push(`line ${line}: ${symbol} ${date} is already on line ${before.line} with close ${before.close}`);
+      if (!sameDecimal(before.close, close)) problem(`line ${line}: ${symbol} ${date} is already on line ${before.line} with close ${before.close}`);
       continue;
     }
     seen.set(`${symbol} ${date}`, row);
     if (rows.length >= MAX_IMPORT_ROWS) return { rows, problems: [...problems, `more than ${MAX_IMPORT_ROWS} rows: split the file`] };
     rows.push(row);
   }
+  if (unreported) problems.push(`… and ${unreported} more problem(s)`);
   if (rows.length === 0 && problems.length === 0) problems.push(wanted ? `no rows for symbol ${wanted}` : 'the file has no rows');
   return { rows, problems };
 }
