@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
 import { InMemoryLRUCache } from '@apollo/utils.keyvaluecache';
 import { createAdmission } from './admission/index.js';
+import { createLoadControl } from './admission/load.js';
 import { createRedisApqStore, createRegistrationCharge } from './cache/apq.js';
 import { createEnvelopGateway } from './cache/executor.js';
 import { createDocumentProfiles, createHitPath } from './cache/hits.js';
@@ -167,6 +168,16 @@ export function createApp({
   // other instances' mutations reach this one as cache invalidations (through Redis)
   if (router.enabled) store?.onInvalidate(noticeChanges);
 
+  // admission by the database's health: the lines of every pool a request may use, and the cost in flight
+  const load = createLoadControl({
+    pools: () => (replicas ? [database.pool, ...replicas.pools] : [database.pool]),
+    targetWaitMs: config.admission.targetWaitMs,
+    queueMax: config.database.queueMax,
+    maxCostInFlight: config.admission.maxCostInFlight,
+  });
+  metrics.watchCostInFlight(() => load.costInFlight);
+  for (const pool of replicas?.pools ?? []) pool.onDrop((priority) => metrics.shed.inc({ reason: 'dropped', priority }));
+
   const recordOperation = createOperationRecorder({ logger, metrics, slowMs: config.observability.slowOperationMs });
 
   // execution: Apollo parses and validates (the limit rules) and runs the plugins; envelop executes
@@ -194,6 +205,8 @@ export function createApp({
           metrics.operationCost.observe({ kind: 'estimated' }, estimated);
           metrics.operationCost.observe({ kind: 'actual' }, actual);
         },
+        load,
+        onShed: (reason, priority) => metrics.shed.inc({ reason, priority }),
       }),
     ],
   });
@@ -233,9 +246,7 @@ export function createApp({
     // npm run token asks the running embedded server in development (it holds PGlite's directory)
     devToken: !config.production && database.driver === 'pglite' ? createDevTokenRoute(database.db, config.auth.jwtSecret) : undefined,
     accepting: isStarted,
-    // a long line for database connections means the database is saturated: more requests would
-    // only wait longer, so they are answered 503 at once until the line shortens
-    shed: () => (database.pool.waiting >= config.database.queueMax || replicas?.pools.some((p) => p.waiting >= config.database.queueMax) ? 'db_queue' : null),
+    load,
     allowOrigin: (origin) => config.http.corsOrigins.includes(origin) || (!config.production && (localhostOrigin.test(origin) || sandboxOrigins.has(origin))),
     maxBodyBytes: config.http.maxBodyBytes,
     timeoutMs: config.limits.requestTimeoutMs,

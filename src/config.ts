@@ -28,6 +28,8 @@ const schema = z
     REDIS_COMMAND_TIMEOUT_MS: positiveInt(100),
     DB_POOL_MAX: positiveInt(10),
     DB_QUEUE_MAX: positiveInt(100),
+    ADMISSION_TARGET_WAIT_MS: positiveInt(250),
+    ADMISSION_MAX_COST_IN_FLIGHT: positiveInt(500_000),
     DB_CONNECT_TIMEOUT_MS: positiveInt(2000),
     DB_PLAN_CACHE_MODE: z.enum(['force_generic_plan', 'auto', 'force_custom_plan']).default('force_generic_plan'),
     JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
@@ -103,7 +105,7 @@ function settle(e: z.output<typeof schema>) {
       /** PGlite data directory, or `memory://` for a throw-away database. */
       pgliteDataDir: e.PGLITE_DATA_DIR,
       poolMax: e.DB_POOL_MAX,
-      /** When more statements than this wait for a database connection, new requests are shed (503 OVERLOADED). */
+      /** When this many statements wait ahead of a new request for a database connection, it is shed (503 OVERLOADED, reason db_queue). */
       queueMax: e.DB_QUEUE_MAX,
       /** A database connection not made within this is given up: an unreachable database costs a request this much at most. */
       connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
@@ -137,6 +139,15 @@ function settle(e: z.output<typeof schema>) {
       keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
       /** Most open client connections; past it new ones are closed at once (keep it well under the file limit). */
       maxConnections: e.HTTP_MAX_CONNECTIONS,
+    },
+    admission: {
+      /**
+       * The expected wait for a database connection past which an anonymous request is shed (503
+       * OVERLOADED, reason db_wait); signed-in users wait up to 2×, partners 4×, writes until their deadline.
+       */
+      targetWaitMs: e.ADMISSION_TARGET_WAIT_MS,
+      /** The most estimated cost running at once: past its share (half for anonymous callers, all for writes) a request is shed (cost_in_flight). */
+      maxCostInFlight: e.ADMISSION_MAX_COST_IN_FLIGHT,
     },
     limits: {
       /** An operation running longer is answered DEADLINE_EXCEEDED and its SQL cancelled. */

@@ -74,6 +74,32 @@ export class DatabaseUnavailableError extends CodedError {
   }
 }
 
+/** Seconds a shed client should wait before retrying. */
+export const OVERLOADED_RETRY_AFTER_SECONDS = 1;
+
+/** Why a request was shed (see src/admission/load.ts, and the gate for `dropped`). */
+export type ShedReason = 'starting' | 'db_wait' | 'db_queue' | 'cost_in_flight' | 'dropped';
+
+const SHED_MESSAGES: Record<ShedReason, string> = {
+  starting: 'the server is starting: retry in a moment',
+  db_wait: 'the server is overloaded (the wait for a database connection is too long): retry in a moment',
+  db_queue: 'the server is overloaded (too many statements wait for a database connection): retry in a moment',
+  cost_in_flight: 'the server is overloaded (too much work in flight): retry in a moment',
+  dropped: 'the server is overloaded: this request could not get a database connection before its deadline; retry in a moment',
+};
+
+/**
+ * Load shed (503, Retry-After): the request was refused, or dropped from the line for a database
+ * connection, before it could change anything; `reason` says by which rule, `priority` at which level.
+ */
+export class OverloadedError extends CodedError {
+  constructor(reason: ShedReason, priority?: string) {
+    super(ErrorCode.OVERLOADED, SHED_MESSAGES[reason], { reason, ...(priority ? { priority } : {}) }, 503, {
+      'retry-after': String(OVERLOADED_RETRY_AFTER_SECONDS),
+    });
+  }
+}
+
 /**
  * A write whose commit was sent but never confirmed (the connection was lost, the deadline passed):
  * it may or may not be applied. Retrying with the same idempotency key is safe and tells which.

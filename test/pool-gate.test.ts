@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import { createAvailability, isConnectionError } from '../src/db/availability.js';
 import { createDeadline } from '../src/db/deadline.js';
 import { createPoolGate, statementKind } from '../src/db/gate.js';
+import type { Priority, SqlStats } from '../src/db/sql-stats.js';
 import { ErrorCode } from '../src/errors.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { createTestDatabase } from './helpers/db.js';
@@ -151,7 +152,7 @@ describe('the pool gate', () => {
         ran = true;
       },
       'select',
-      deadline.signal,
+      { statements: 0, deadline },
     );
     await Promise.resolve();
     expect(gate.waiting).toBe(1);
@@ -164,7 +165,7 @@ describe('the pool gate', () => {
     expect(ran).toBe(false);
     expect([gate.active, gate.waiting]).toEqual([0, 0]);
     // and a request whose deadline has already passed does not queue at all
-    await expect(gate.run(async () => 1, 'select', deadline.signal)).rejects.toMatchObject({
+    await expect(gate.run(async () => 1, 'select', { statements: 0, deadline })).rejects.toMatchObject({
       extensions: { code: ErrorCode.DEADLINE_EXCEEDED },
     });
   });
@@ -221,5 +222,78 @@ describe('the pool gate', () => {
     for (const code of ['23505', '40001', '57014', '22P02']) expect(isConnectionError(coded(code))).toBe(false);
     expect(isConnectionError(new Error('plain'))).toBe(false);
     expect(isConnectionError(null)).toBe(false);
+  });
+});
+
+describe('the pool gate under overload', () => {
+  const unit = (priority: Priority, deadlineMs?: number): SqlStats => ({
+    statements: 0,
+    priority,
+    ...(deadlineMs === undefined ? {} : { deadline: createDeadline(deadlineMs) }),
+  });
+
+  it('serves its line by priority, then by arrival: writes, partners, users, anonymous callers, background work', async () => {
+    const gate = createPoolGate(1);
+    const hold = held();
+    const first = gate.run(() => hold.done);
+    const order: string[] = [];
+    const queued = (['anonymous', 'user', 'background', 'write', 'anonymous', 'partner', 'write'] as const).map((priority, i) =>
+      gate.run(async () => void order.push(`${priority}${i}`), 'select', unit(priority)),
+    );
+    await Promise.resolve();
+    expect(gate.waiting).toBe(7);
+    expect([gate.waitingAhead('write'), gate.waitingAhead('partner'), gate.waitingAhead('user'), gate.waitingAhead('anonymous')]).toEqual([2, 3, 4, 6]);
+    hold.release();
+    await Promise.all([first, ...queued]);
+    expect(order).toEqual(['write3', 'write6', 'partner5', 'user1', 'anonymous0', 'anonymous4', 'background2']);
+  });
+
+  it('expects the wait from the line ahead and the time a permit is held, and refuses at once what could not start before its deadline', async () => {
+    // a permit is taken to be held 100 ms: the second in line behind the held one would wait 200 ms
+    const gate = createPoolGate(1, { initialHoldMs: 100 });
+    const drops: string[] = [];
+    gate.onDrop((p) => drops.push(p));
+    expect(gate.expectedWaitMs('anonymous')).toBe(0);
+    const hold = held();
+    const first = gate.run(() => hold.done);
+    expect(gate.expectedWaitMs('anonymous')).toBe(100);
+    let ran = 0;
+    const work = async () => void ran++;
+    const patient = gate.run(work, 'select', unit('anonymous', 150));
+    expect(gate.expectedWaitMs('anonymous')).toBe(200);
+    expect(gate.expectedWaitMs('write')).toBe(100);
+    const hopeless = unit('anonymous', 150);
+    await expect(gate.run(work, 'select', hopeless)).rejects.toMatchObject({
+      extensions: { code: ErrorCode.OVERLOADED, reason: 'dropped', priority: 'anonymous' },
+    });
+    expect(gate.waiting).toBe(1);
+    // a write goes ahead of the patient one, who can then no longer start in time: it leaves the line at once
+    const write = gate.run(work, 'transaction', unit('write', 10_000));
+    await expect(patient).rejects.toMatchObject({ extensions: { code: ErrorCode.OVERLOADED, reason: 'dropped' } });
+    expect(gate.waiting).toBe(1);
+    hold.release();
+    await Promise.all([first, write]);
+    // only the write ran; each request's drop was counted once, by its priority
+    expect(ran).toBe(1);
+    expect(drops).toEqual(['anonymous', 'anonymous']);
+    expect(hopeless.dropped).toBe(true);
+  });
+
+  it('counts a request once however many of its statements are dropped', async () => {
+    const gate = createPoolGate(1, { initialHoldMs: 1000 });
+    const drops: string[] = [];
+    gate.onDrop((p) => drops.push(p));
+    const hold = held();
+    const first = gate.run(() => hold.done);
+    const request = unit('user', 500);
+    const batches = [
+      { statements: 0, parent: request },
+      { statements: 0, parent: request },
+    ];
+    const results = await Promise.allSettled(batches.map((b) => gate.run(async () => 1, 'select', b)));
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(drops).toEqual(['user']);
+    hold.release();
+    await first;
   });
 });

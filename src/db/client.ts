@@ -183,6 +183,9 @@ export function openGatedPostgres(
   return { client, pool, db, availability, close };
 }
 
+/** Sampled plans of slow statements wait behind every request (see PRIORITIES). */
+const BACKGROUND: SqlStats = { statements: 0, priority: 'background' };
+
 /** The embedded database is in this process: it is always reachable. */
 const ALWAYS_UP: Availability = { state: 'up', down: false, failed() {}, check: async () => {}, onDown: () => () => {}, stop() {} };
 
@@ -214,6 +217,8 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       async explain(query, params) {
         const plan = await pool.run(
           async () => await client.unsafe<{ 'QUERY PLAN': string }[]>(`explain ${query}`, params as postgres.ParameterOrJSON<never>[]),
+          'other',
+          BACKGROUND,
         );
         return plan.map((r) => r['QUERY PLAN']);
       },
@@ -283,7 +288,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       await client.query('select 1');
     },
     async explain(query, params) {
-      const plan = await pool.run(() => client.query<{ 'QUERY PLAN': string }>(`explain ${query}`, params));
+      const plan = await pool.run(() => client.query<{ 'QUERY PLAN': string }>(`explain ${query}`, params), 'other', BACKGROUND);
       return plan.rows.map((r) => r['QUERY PLAN']);
     },
     async idleConnections() {

@@ -1,26 +1,30 @@
 /**
  * The database pool's front door: at most `permits` statements (or transactions) of this process
- * run at once, the rest wait here in arrival order. The driver has a queue of its own, but it is
- * invisible; this one is counted, so the metrics show connections in use, statements waiting and
- * how long they waited, and the server can shed new requests (a fast 503) when the line is long
- * instead of letting it grow until every request times out. A wait gives up when its request's
- * deadline passes (a write that waited too long must not run after its client was told it failed),
- * and when the database is down nobody waits at all (DATABASE_UNAVAILABLE at once).
+ * run at once, the rest wait here. The driver has a queue of its own, but it is invisible; this one
+ * is counted, so the metrics show connections in use, statements waiting and how long they waited,
+ * and admission (src/admission/load.ts) can shed new requests (a fast 503) from what the line says
+ * instead of letting it grow until every request times out.
+ *
+ * The line is ordered by priority (see PRIORITIES: writes before partners before signed-in users
+ * before anonymous callers), then by arrival. A statement whose request cannot get a connection
+ * before its deadline (the line ahead of it × the recent time a permit is held) is not queued: it is
+ * refused OVERLOADED at once, and one pushed back that far by more urgent work is dropped from the
+ * line the same way (`dropped`). A wait gives up when its request's deadline passes (a write that
+ * waited too long must not run after its client was told it failed), and when the database is down
+ * nobody waits at all (DATABASE_UNAVAILABLE at once).
  */
-import { DatabaseUnavailableError } from '../errors.js';
+import { DatabaseUnavailableError, OverloadedError } from '../errors.js';
 import { inSpan } from '../observability/tracing.js';
 import { isConnectionError, type Availability } from './availability.js';
-import { countStatement, deadlineOf, type SqlStats } from './sql-stats.js';
+import { countStatement, deadlineOf, PRIORITIES, priorityOf, rankOf, rootOf, type Priority, type SqlStats } from './sql-stats.js';
 
 /**
  * One statement: a span (under the loader batch or mutation that sent it) around its wait for a
  * connection and its run. The span carries the statement's text, never its parameters.
  */
-function traced<T>(gate: PoolGate, text: string, run: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+function traced<T>(gate: PoolGate, text: string, run: () => Promise<T>, unit?: SqlStats): Promise<T> {
   const kind = statementKind(text);
-  return inSpan(`sql ${kind}`, { 'db.system': 'postgresql', 'db.operation.name': kind, 'db.query.text': text.slice(0, 2000) }, () =>
-    gate.run(run, kind, signal),
-  );
+  return inSpan(`sql ${kind}`, { 'db.system': 'postgresql', 'db.operation.name': kind, 'db.query.text': text.slice(0, 2000) }, () => gate.run(run, kind, unit));
 }
 
 /** What a permit was held for: a statement by its first keyword, or a whole transaction. */
@@ -35,22 +39,34 @@ export function statementKind(text: string): StatementKind {
 
 export interface PoolGate {
   /**
-   * Runs `fn` once a permit is free, holding it until `fn` settles; `kind` labels its duration. A wait
-   * gives up when `signal` aborts (the request's deadline).
+   * Runs `fn` once a permit is free, holding it until `fn` settles; `kind` labels its duration. The
+   * statement waits at the priority of `unit` (the request or batch that sends it), gives up at its
+   * deadline, and is refused (OVERLOADED, reason `dropped`) when it could not get a permit before it.
    */
-  run<T>(fn: () => Promise<T>, kind?: StatementKind, signal?: AbortSignal): Promise<T>;
+  run<T>(fn: () => Promise<T>, kind?: StatementKind, unit?: SqlStats): Promise<T>;
   /** Most statements running at once (DB_POOL_MAX). */
   readonly permits: number;
   /** Statements or transactions running now. */
   readonly active: number;
   /** Statements waiting for a permit now. */
   readonly waiting: number;
+  /** Statements waiting now that a new one of `priority` would wait behind (those of its priority or more urgent). */
+  waitingAhead(priority: Priority): number;
+  /**
+   * How long a new statement of `priority` would wait for a permit, in milliseconds: the line ahead of
+   * it times the recent time a permit is held, shared among the permits (0 while one is free).
+   */
+  expectedWaitMs(priority: Priority): number;
+  /** The recent mean time a permit is held, in milliseconds (an exponentially weighted mean of the last ~20). */
+  readonly holdMs: number;
   /** When a statement last succeeded (`performance.now()`; 0 before the first). */
   readonly lastSuccess: number;
   /** Calls `listener` with every wait for a permit, in seconds (0 when one was free); returns an unsubscribe. */
   onWait(listener: (seconds: number) => void): () => void;
   /** Calls `listener` with how long each permit was held (the statement's or transaction's time). */
   onDone(listener: (kind: StatementKind, seconds: number) => void): () => void;
+  /** Calls `listener` once per request (root unit) when one of its statements is dropped from the line. */
+  onDrop(listener: (priority: Priority) => void): () => void;
 }
 
 /** The database's own unavailability, as a coded error a client can act on (503, Retry-After). */
@@ -60,41 +76,97 @@ function unavailable(cause?: unknown): DatabaseUnavailableError {
   return error;
 }
 
+const dropped = (rank: number) => new OverloadedError('dropped', PRIORITIES[rank]);
+
 interface Waiter {
+  rank: number;
+  unit: SqlStats | undefined;
   grant(): void;
   refuse(reason: unknown): void;
 }
 
-export function createPoolGate(permits: number, options: { availability?: Availability } = {}): PoolGate {
+// weight of the newest permit hold in the running mean: about the last 20 count
+const HOLD_WEIGHT = 0.05;
+
+export interface PoolGateOptions {
+  availability?: Availability;
+  /** How long a permit is taken to be held until the first statement has finished (default 0: nobody is dropped before then). */
+  initialHoldMs?: number;
+}
+
+export function createPoolGate(permits: number, options: PoolGateOptions = {}): PoolGate {
   const { availability } = options;
   let active = 0;
   let lastSuccess = 0;
+  let holdMs = options.initialHoldMs ?? 0;
+  let held = 0;
+  // waiters in the order they are served: by rank, then arrival
   const queue: Waiter[] = [];
+  // waiters by rank, so that "how many are ahead of a newcomer of this rank" costs no walk
+  const byRank = PRIORITIES.map(() => 0);
   const listeners = new Set<(seconds: number) => void>();
   const doneListeners = new Set<(kind: StatementKind, seconds: number) => void>();
+  const dropListeners = new Set<(priority: Priority) => void>();
   const report = (seconds: number) => {
     for (const listener of listeners) listener(seconds);
+  };
+  const ahead = (rank: number) => {
+    let n = 0;
+    for (let r = 0; r <= rank; r++) n += byRank[r];
+    return n;
+  };
+  /** The wait of a statement with `position` statements in line before it. */
+  const waitAt = (position: number) => (active < permits ? 0 : ((position + 1) * holdMs) / permits);
+  const leave = (waiter: Waiter) => {
+    const at = queue.indexOf(waiter);
+    if (at < 0) return false;
+    queue.splice(at, 1);
+    byRank[waiter.rank]--;
+    return true;
   };
   const release = () => {
     const next = queue.shift();
     // the permit passes straight to the next in line, so a newcomer cannot overtake it
-    if (next) next.grant();
-    else active--;
+    if (next) {
+      byRank[next.rank]--;
+      next.grant();
+    } else active--;
+  };
+  /** Counts a drop once per request, for the metrics. */
+  const noteDrop = (rank: number, unit: SqlStats | undefined) => {
+    const root = unit && rootOf(unit);
+    if (!root || root.dropped) return;
+    root.dropped = true;
+    for (const listener of dropListeners) listener(PRIORITIES[rank]);
+  };
+  /** Whether the statement of `unit`, `position` statements from the front, can no longer get a permit before its deadline. */
+  const hopeless = (unit: SqlStats | undefined, position: number) => {
+    const deadline = deadlineOf(unit);
+    return deadline !== undefined && waitAt(position) > deadline.remainingMs();
   };
   // when the database goes down, nobody in the line would get anywhere: answer them all at once
   availability?.onDown(() => {
+    byRank.fill(0);
     for (const waiter of queue.splice(0)) waiter.refuse(unavailable());
   });
 
-  /** Waits in line for a permit; gives up (leaving the line) when `signal` aborts. */
-  function waitInLine(signal: AbortSignal | undefined): Promise<void> {
+  /** Waits in line for a permit at the unit's priority; gives up (leaving the line) at its deadline. */
+  function waitInLine(unit: SqlStats | undefined): Promise<void> {
+    const rank = rankOf(priorityOf(unit));
+    const position = ahead(rank);
+    if (hopeless(unit, position)) {
+      noteDrop(rank, unit);
+      return Promise.reject(dropped(rank));
+    }
+    const signal = deadlineOf(unit)?.signal;
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
-        const at = queue.indexOf(waiter);
-        if (at >= 0) queue.splice(at, 1);
+        leave(waiter);
         reject(signal!.reason);
       };
       const waiter: Waiter = {
+        rank,
+        unit,
         grant() {
           signal?.removeEventListener('abort', onAbort);
           resolve();
@@ -104,8 +176,19 @@ export function createPoolGate(permits: number, options: { availability?: Availa
           reject(reason);
         },
       };
-      queue.push(waiter);
+      queue.splice(position, 0, waiter);
+      byRank[rank]++;
       signal?.addEventListener('abort', onAbort, { once: true });
+      // everyone behind moved back one place: those who can no longer make their deadlines leave now
+      for (let i = position + 1; i < queue.length; i++) {
+        const behind = queue[i];
+        if (hopeless(behind.unit, i)) {
+          leave(behind);
+          noteDrop(behind.rank, behind.unit);
+          behind.refuse(dropped(behind.rank));
+          i--;
+        }
+      }
     });
   }
 
@@ -116,6 +199,11 @@ export function createPoolGate(permits: number, options: { availability?: Availa
     },
     get waiting() {
       return queue.length;
+    },
+    waitingAhead: (priority) => ahead(rankOf(priority)),
+    expectedWaitMs: (priority) => waitAt(ahead(rankOf(priority))),
+    get holdMs() {
+      return holdMs;
     },
     get lastSuccess() {
       return lastSuccess;
@@ -128,15 +216,19 @@ export function createPoolGate(permits: number, options: { availability?: Availa
       doneListeners.add(listener);
       return () => doneListeners.delete(listener);
     },
-    async run<T>(fn: () => Promise<T>, kind: StatementKind = 'other', signal?: AbortSignal): Promise<T> {
+    onDrop(listener) {
+      dropListeners.add(listener);
+      return () => dropListeners.delete(listener);
+    },
+    async run<T>(fn: () => Promise<T>, kind: StatementKind = 'other', unit?: SqlStats): Promise<T> {
       if (availability?.down) throw unavailable();
-      signal?.throwIfAborted();
+      deadlineOf(unit)?.signal.throwIfAborted();
       if (active < permits) {
         active++;
         report(0);
       } else {
         const queued = performance.now();
-        await waitInLine(signal);
+        await waitInLine(unit);
         report((performance.now() - queued) / 1000);
       }
       const started = performance.now();
@@ -151,8 +243,10 @@ export function createPoolGate(permits: number, options: { availability?: Availa
         throw unavailable(e);
       } finally {
         release();
-        const seconds = (performance.now() - started) / 1000;
-        for (const listener of doneListeners) listener(kind, seconds);
+        const ms = performance.now() - started;
+        // the first hold replaces the prior; then each moves the mean by HOLD_WEIGHT of its difference
+        holdMs = held++ === 0 ? ms : holdMs + HOLD_WEIGHT * (ms - holdMs);
+        for (const listener of doneListeners) listener(kind, ms / 1000);
       }
     },
   };
@@ -207,7 +301,7 @@ export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, 
               return gated;
             },
             then<R1, R2>(onFulfilled?: (value: unknown) => R1 | PromiseLike<R1>, onRejected?: (reason: unknown) => R2 | PromiseLike<R2>) {
-              return traced(gate, text, async () => await query, deadlineOf(unit)?.signal).then(onFulfilled, onRejected);
+              return traced(gate, text, async () => await query, unit).then(onFulfilled, onRejected);
             },
           };
           return gated;
@@ -218,7 +312,7 @@ export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, 
           gate.run(
             () => (target as unknown as { begin: (...a: unknown[]) => Promise<unknown> }).begin(...countingCallbacks(args, unit, countingPostgresClient)),
             'transaction',
-            deadlineOf(unit)?.signal,
+            unit,
           );
       }
       return Reflect.get(target, property, receiver) as unknown;
@@ -232,12 +326,10 @@ export function gatePgliteClient<C extends object>(client: C, gate: PoolGate, un
     get(target, property, receiver) {
       if (property === 'query' || property === 'transaction') {
         const method = Reflect.get(target, property, receiver) as (...a: unknown[]) => Promise<unknown>;
-        const signal = () => deadlineOf(unit)?.signal;
         return (...args: unknown[]) => {
-          if (property === 'transaction')
-            return gate.run(() => method.apply(target, countingCallbacks(args, unit, countingPgliteClient)), 'transaction', signal());
+          if (property === 'transaction') return gate.run(() => method.apply(target, countingCallbacks(args, unit, countingPgliteClient)), 'transaction', unit);
           countStatement(unit, String(args[0]), args[1]);
-          return traced(gate, String(args[0]), () => method.apply(target, args), signal());
+          return traced(gate, String(args[0]), () => method.apply(target, args), unit);
         };
       }
       return Reflect.get(target, property, receiver) as unknown;

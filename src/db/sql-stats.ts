@@ -9,6 +9,35 @@ export interface SqlStats {
   parent?: SqlStats;
   /** The request's deadline: a wait for a connection gives up when it passes (see gate.ts). */
   deadline?: Deadline;
+  /** Where the unit's statements stand in the line for a connection (see gate.ts); `system` when unset. */
+  priority?: Priority;
+  /** Set once the gate has dropped one of the unit's statements from its line (counted once per unit). */
+  dropped?: boolean;
+}
+
+/**
+ * Who goes first when statements wait for a database connection, most urgent first: the server's own
+ * work (probes, migrations), writes (a trade must not wait behind reads), partners' trusted documents,
+ * signed-in users, anonymous callers, and background work (sampled plans of slow statements). Under
+ * overload the later ones are shed first (see src/admission/load.ts).
+ */
+export const PRIORITIES = ['system', 'write', 'partner', 'user', 'anonymous', 'background'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+/** A priority's place in PRIORITIES: lower goes first. */
+export const rankOf = (priority: Priority): number => PRIORITIES.indexOf(priority);
+
+/** The priority a unit of work runs at (its own, or that of the request it is part of). */
+export function priorityOf(unit: SqlStats | undefined): Priority {
+  for (let stats = unit; stats; stats = stats.parent) if (stats.priority) return stats.priority;
+  return 'system';
+}
+
+/** The outermost unit (the request) a unit is part of. */
+export function rootOf(unit: SqlStats): SqlStats {
+  let stats = unit;
+  while (stats.parent) stats = stats.parent;
+  return stats;
 }
 
 let total = 0;

@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
 import type { Admission, Admitted, Caller } from '../admission/index.js';
+import { priorityOfRequest, type LoadControl } from '../admission/load.js';
 import { createDeadline, type Deadline } from '../db/deadline.js';
-import type { SqlStats } from '../db/sql-stats.js';
-import { CodedError, ErrorCode } from '../errors.js';
+import type { Priority, SqlStats } from '../db/sql-stats.js';
+import { CodedError, ErrorCode, type ShedReason } from '../errors.js';
 import type { RequestContext, RequestInput } from '../graphql/context.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -52,8 +53,8 @@ export interface HttpOptions {
   devToken?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   /** False while start-up work runs: GraphQL answers 503 with Retry-After instead of failing on a half-made database. */
   accepting: () => boolean;
-  /** Load shedding: a reason to answer OVERLOADED (503) at once, or null to go on. */
-  shed: () => string | null;
+  /** Admission by the database's health: whether a request may start now, by its priority (src/admission/load.ts). */
+  load: Pick<LoadControl, 'refusal'>;
   /** Browser origins allowed by CORS; a function so development can allow any localhost. */
   allowOrigin: (origin: string) => boolean;
   /** Largest request body accepted, in bytes. */
@@ -88,9 +89,10 @@ const requestIdOf = (req: IncomingMessage) => {
 
 /**
  * The whole HTTP surface on node:http, each step in the order a request meets it: the target and a
- * request id, CORS, the probes (/healthz, /readyz, /metrics), shedding, the API key, the body and its
- * shape, admission (trusted documents, who calls), the early answer of a cached response, and then
- * Apollo's executeHTTPGraphQLRequest under the request's deadline. Nothing here knows GraphQL's internals.
+ * request id, CORS, the probes (/healthz, /readyz, /metrics), the API key, the body and its shape,
+ * admission (trusted documents, who calls), the early answer of a cached response, shedding by the
+ * database's health and the request's priority, and then Apollo's executeHTTPGraphQLRequest under the
+ * request's deadline. Nothing here knows GraphQL's internals.
  */
 export function createHttpHandler(options: HttpOptions) {
   const { logger, metrics, admission, readiness, timeoutMs } = options;
@@ -107,6 +109,13 @@ export function createHttpHandler(options: HttpOptions) {
     logger.info({ requestId, outcome: code }, 'refused before execution');
     metrics.errors.inc({ code });
     sendCodedError(res, error);
+  }
+
+  /** A request shed before it starts: 503 OVERLOADED at once, counted by reason and priority. */
+  function shed(res: ServerResponse, reason: ShedReason, priority?: Priority): void {
+    metrics.shed.inc({ reason, priority: priority ?? 'unknown' });
+    metrics.errors.inc({ code: ErrorCode.OVERLOADED });
+    sendShed(res, reason, priority);
   }
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -132,13 +141,7 @@ export function createHttpHandler(options: HttpOptions) {
         sendError(res, 404, `no such endpoint: ${url.pathname.slice(0, 100)}; GraphQL is at /graphql`, 'NOT_FOUND');
         return;
       }
-      const shedReason = options.accepting() ? options.shed() : 'starting';
-      if (shedReason) {
-        metrics.shed.inc({ reason: shedReason });
-        metrics.errors.inc({ code: ErrorCode.OVERLOADED });
-        sendShed(res, shedReason);
-        return;
-      }
+      if (!options.accepting()) return shed(res, 'starting');
       if (req.method !== 'GET' && req.method !== 'POST') {
         res.setHeader('allow', 'GET, POST');
         sendError(res, 405, 'GraphQL accepts GET and POST only', 'BAD_USER_INPUT');
@@ -200,6 +203,11 @@ export function createHttpHandler(options: HttpOptions) {
       return;
     }
     if (options.early && (await options.early(res, { req, requestId, admitted, caller, arrived, text }))) return;
+    // what the cache could not answer needs the database: it starts only if the line lets it (by what
+    // it claims to be; once parsed and priced, the cost plugin asks again with what it is)
+    const priority = priorityOfRequest(admitted, caller);
+    const shedReason = options.load.refusal(priority, deadline.remainingMs());
+    if (shedReason) return shed(res, shedReason, priority);
 
     const { request } = admitted;
     const headers = new HeaderMap();
@@ -214,8 +222,9 @@ export function createHttpHandler(options: HttpOptions) {
       return;
     }
     // Every statement the operation sends (through the database handle its context gives it) is
-    // counted in `sql`, and its waits for a database connection give up at its deadline.
-    const sql: SqlStats = { statements: 0, deadline };
+    // counted in `sql`, and its waits for a database connection give up at its deadline and stand in
+    // line at its priority (the cost plugin settles it once the operation is parsed).
+    const sql: SqlStats = { statements: 0, deadline, priority };
     const context = options.context({ requestId, caller, sql, deadline });
     // the operation's span: loader spans nest under it; the operation log plugin names it
     const execution = inSpan(

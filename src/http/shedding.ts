@@ -1,13 +1,12 @@
 import type { ServerResponse } from 'node:http';
-import { ErrorCode } from '../errors.js';
-import { sendError } from './respond.js';
+import type { Priority } from '../db/sql-stats.js';
+import { OverloadedError, type ShedReason } from '../errors.js';
+import { sendCodedError } from './respond.js';
 
 /**
- * 503 OVERLOADED with Retry-After, at once: while start-up work runs (`starting`), or when the server
- * says why it sheds (a long line for database connections: more requests would only wait longer).
+ * 503 OVERLOADED with Retry-After, at once: while start-up work runs (`starting`), or when admission
+ * (src/admission/load.ts) says the request must not start now, and why.
  */
-export function sendShed(res: ServerResponse, reason: string): void {
-  res.setHeader('retry-after', '1');
-  const message = reason === 'starting' ? 'the server is starting: retry in a moment' : 'the server is overloaded: retry in a moment';
-  sendError(res, 503, message, ErrorCode.OVERLOADED, { reason });
+export function sendShed(res: ServerResponse, reason: ShedReason, priority?: Priority): void {
+  sendCodedError(res, new OverloadedError(reason, priority));
 }

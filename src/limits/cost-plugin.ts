@@ -1,5 +1,7 @@
 import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
-import { CodedError, ErrorCode } from '../errors.js';
+import { priorityOfOperation, type LoadControl } from '../admission/load.js';
+import type { Priority } from '../db/sql-stats.js';
+import { CodedError, ErrorCode, OverloadedError, type ShedReason } from '../errors.js';
 import type { RequestContext } from '../graphql/context.js';
 import type { CostBudget } from './budget.js';
 import type { CostEstimator } from './cost-estimate.js';
@@ -17,18 +19,25 @@ export interface CostPluginOptions {
   recorder?: CostRecorder;
   /** Observes each executed operation's estimated and actual cost. */
   observe?: (estimated: number, actual: number) => void;
+  /** Admission by the database's health and the cost in flight, asked again now that the operation is parsed and priced. */
+  load?: LoadControl;
+  /** Called when `load` sheds an operation. */
+  onShed?: (reason: ShedReason, priority: Priority) => void;
 }
 
 /**
  * Prices every operation before it executes, from the schema's @cost/@listSize directives and the
  * request's variables (Apollo has resolved the operation but run nothing yet): a slicing argument
- * past its list's cap, a cost above the limit, or a caller over budget is refused here, so no SQL
+ * past its list's cap, a cost above the limit, an operation admission sheds (its priority now known
+ * from its type, its cost from the estimate), or a caller over budget is refused here, so no SQL
  * runs. Every answer then carries `extensions.cost`: the estimate, and what the request really did.
  */
 export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin<RequestContext> {
-  const { estimator, maxCost, caps, budget, recorder, observe } = options;
+  const { estimator, maxCost, caps, budget, recorder, observe, load, onShed } = options;
   return {
     async requestDidStart() {
+      // the operation's cost counted in flight from admission to its answer
+      let release: (() => void) | undefined;
       return {
         async didResolveOperation({ document, operation, request, contextValue }) {
           if (!operation) return; // Apollo has already refused a request that names no operation
@@ -54,6 +63,15 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
               400,
             );
           }
+          if (load) {
+            const priority = priorityOfOperation(operation.operation, contextValue);
+            contextValue.sql.priority = priority;
+            const reason = load.refusal(priority, contextValue.deadline.remainingMs(), cost);
+            if (reason) {
+              onShed?.(reason, priority);
+              throw new OverloadedError(reason, priority);
+            }
+          }
           const decision = await budget.spend(contextValue.caller, cost);
           contextValue.cost.budget = { limit: decision.limit, remaining: decision.remaining };
           if (!decision.allowed && cost > decision.limit) {
@@ -74,9 +92,11 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
             error.extensions.http = { status: 429, headers: new HeaderMap([['retry-after', String(decision.retryAfterSeconds)]]) };
             throw error;
           }
+          release = load?.hold(cost);
         },
 
         async willSendResponse({ response, contextValue, operationName }) {
+          release?.();
           if (response.body.kind !== 'single') return;
           const { sql, work, cost } = contextValue;
           const actual = { sqlStatements: sql.statements, loaderBatches: work.batches, loaderKeys: work.keys, rows: work.rows };

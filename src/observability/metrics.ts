@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Availability } from '../db/availability.js';
 import type { PoolGate } from '../db/gate.js';
-import { totalStatements } from '../db/sql-stats.js';
+import { totalStatements, type Priority } from '../db/sql-stats.js';
 import type { LiveCalibration } from '../domain/forecasting/scoring.js';
 import { createBoundedSet } from './bounded.js';
 
@@ -22,6 +22,9 @@ export interface MetricsOptions {
   /** The forecasts' live calibration (src/domain/forecasting/scoring.ts), read at scrape time; cached by the caller. */
   forecastCalibration?: () => Promise<LiveCalibration[]>;
 }
+
+// the priorities requests run at (system and background work are the server's own)
+const REQUEST_PRIORITIES: Priority[] = ['write', 'partner', 'user', 'anonymous'];
 
 export function createMetrics(options: MetricsOptions = {}) {
   const registry = new Registry();
@@ -159,9 +162,32 @@ export function createMetrics(options: MetricsOptions = {}) {
   pool?.onDone((kind, seconds) => sqlDuration.observe({ kind }, seconds));
   const shed = new Counter({
     name: 'foliograph_shed_requests_total',
-    help: 'Requests answered OVERLOADED (503) before running, by reason (db_queue: too many statements waiting for a connection; starting)',
-    labelNames: ['reason'] as const,
+    help:
+      'Requests answered OVERLOADED (503) before they could change anything, by reason (starting; db_wait: the expected wait for a connection too long for the ' +
+      "request's priority; db_queue: DB_QUEUE_MAX statements waiting ahead; cost_in_flight: too much estimated cost running; dropped: pushed back in the line " +
+      'past its deadline) and priority (write, partner, user, anonymous; unknown while starting)',
+    labelNames: ['reason', 'priority'] as const,
     registers: [registry],
+  });
+  pool?.onDrop((priority) => shed.inc({ reason: 'dropped', priority }));
+  new Gauge({
+    name: 'foliograph_db_pool_expected_wait_seconds',
+    help: "How long a new statement would wait for a database connection now, by the request's priority (the line ahead of it × the recent time a connection is held)",
+    labelNames: ['priority'] as const,
+    registers: [registry],
+    collect() {
+      if (!pool) return;
+      for (const priority of REQUEST_PRIORITIES) this.set({ priority }, pool.expectedWaitMs(priority) / 1000);
+    },
+  });
+  let costInFlight: (() => number) | undefined;
+  new Gauge({
+    name: 'foliograph_admission_cost_in_flight',
+    help: 'Estimated cost of the operations admitted and not yet answered (capped by ADMISSION_MAX_COST_IN_FLIGHT)',
+    registers: [registry],
+    collect() {
+      this.set(costInFlight?.() ?? 0);
+    },
   });
   const readRoutes = new Counter({
     name: 'foliograph_db_read_routes_total',
@@ -267,6 +293,10 @@ export function createMetrics(options: MetricsOptions = {}) {
   });
   return {
     registry,
+    /** Where foliograph_admission_cost_in_flight reads from (admission is made after the metrics). */
+    watchCostInFlight(read: () => number) {
+      costInFlight = read;
+    },
     ready,
     processErrors,
     redisUp,

@@ -1,0 +1,101 @@
+import type { PoolGate } from '../db/gate.js';
+import type { Admitted } from './admit.js';
+import type { Caller } from './caller.js';
+import type { Viewer } from './tokens.js';
+import type { Priority } from '../db/sql-stats.js';
+import type { ShedReason } from '../errors.js';
+
+/**
+ * Admission by the database's health and the work in flight: whether a request may start, decided
+ * from what the pools' lines say now and what the request costs, by its priority (PRIORITIES). Under
+ * overload the least urgent go first: anonymous ad-hoc queries are shed while signed-in users still
+ * get in, users before partners' trusted documents, and writes only when they could not finish in
+ * time. Cache hits and probes never ask (they need no connection).
+ *
+ * The reasons, each counted in foliograph_shed_requests_total{reason, priority}:
+ * - `db_wait`: the expected wait for a connection (the line ahead × the recent time a connection is
+ *   held) is past what this priority tolerates (ADMISSION_TARGET_WAIT_MS × 1, 2, 4 for anonymous,
+ *   users, partners) or past the request's remaining deadline (writes: only then);
+ * - `db_queue`: DB_QUEUE_MAX statements already wait ahead of it (a line that long is not moving);
+ * - `cost_in_flight`: the estimated cost of the operations running now, with this one's, would pass
+ *   this priority's share of ADMISSION_MAX_COST_IN_FLIGHT (half for anonymous callers, all for writes);
+ * - `dropped` (by the gate, not here): admitted, but pushed so far back in the line by more urgent work
+ *   that it could no longer get a connection before its deadline.
+ */
+
+export interface LoadControlOptions {
+  /** The pools a request may use (the primary's and each replica's); the worst line decides. */
+  pools: () => readonly PoolGate[];
+  /** The expected wait for a connection an anonymous request still accepts, in ms; more urgent ones tolerate more. */
+  targetWaitMs: number;
+  /** DB_QUEUE_MAX: statements waiting ahead of a request at which it is refused. */
+  queueMax: number;
+  /** The most estimated cost running at once (a write may use all of it, an anonymous query half). */
+  maxCostInFlight: number;
+}
+
+export interface LoadControl {
+  /** Why a request of `priority` with `remainingMs` to its deadline (and `cost`, once priced) must not start now, or null. */
+  refusal(priority: Priority, remainingMs: number, cost?: number): ShedReason | null;
+  /** Counts `cost` as in flight until the returned release is called (idempotent). */
+  hold(cost: number): () => void;
+  /** The estimated cost of the operations admitted and not yet answered. */
+  readonly costInFlight: number;
+}
+
+// how much longer than an anonymous caller each priority waits for a connection before it is shed
+const PATIENCE: Record<Priority, number> = { system: Infinity, write: Infinity, partner: 4, user: 2, anonymous: 1, background: 1 };
+// each priority's share of the cost in flight
+const COST_SHARE: Record<Priority, number> = { system: 1, write: 1, partner: 0.9, user: 0.75, anonymous: 0.5, background: 0.5 };
+
+export function createLoadControl(options: LoadControlOptions): LoadControl {
+  const { pools, targetWaitMs, queueMax, maxCostInFlight } = options;
+  let costInFlight = 0;
+  return {
+    refusal(priority, remainingMs, cost = 0) {
+      let wait = 0;
+      let ahead = 0;
+      for (const pool of pools()) {
+        wait = Math.max(wait, pool.expectedWaitMs(priority));
+        ahead = Math.max(ahead, pool.waitingAhead(priority));
+      }
+      if (ahead >= queueMax) return 'db_queue';
+      if (wait > Math.min(targetWaitMs * PATIENCE[priority], remainingMs)) return 'db_wait';
+      // an operation alone is never refused for its cost here: MAX_COST bounds that
+      if (costInFlight > 0 && costInFlight + cost > maxCostInFlight * COST_SHARE[priority]) return 'cost_in_flight';
+      return null;
+    },
+    hold(cost) {
+      costInFlight += cost;
+      let held = true;
+      return () => {
+        if (!held) return;
+        held = false;
+        costInFlight -= cost;
+      };
+    },
+    get costInFlight() {
+      return costInFlight;
+    },
+  };
+}
+
+/**
+ * A request's priority before its document is parsed (to shed it before parsing costs anything):
+ * what it claims. An ad-hoc document that mentions `mutation` is taken for a write here; once parsed,
+ * priorityOfOperation says what it is, and admission asks again.
+ */
+export function priorityOfRequest(admitted: Admitted, caller: Caller): Priority {
+  if (admitted.document) return admitted.document.type === 'mutation' ? 'write' : 'partner';
+  const query = admitted.request.params.query;
+  if (typeof query === 'string' && query.includes('mutation')) return 'write';
+  if (caller.partner) return 'partner';
+  return caller.viewer.kind === 'user' ? 'user' : 'anonymous';
+}
+
+/** A parsed operation's priority: writes first, then partners, signed-in users, anonymous callers. */
+export function priorityOfOperation(type: 'query' | 'mutation' | 'subscription', context: { partner: unknown; viewer: Viewer }): Priority {
+  if (type === 'mutation') return 'write';
+  if (context.partner) return 'partner';
+  return context.viewer.kind === 'user' ? 'user' : 'anonymous';
+}
