@@ -176,6 +176,22 @@ describe('npm run load against a server', () => {
     expect(formatReport(report)).toContain('| steady | 2 |');
   });
 
+  it('runs the overload scenario: every request kind is sent, only OVERLOADED or RATE_LIMITED refusals, and every trade answered is in the database once', async () => {
+    const targets = await discoverTargets(server.url, { jwtSecret: TEST_SECRET, users: 5, withPortfolios: true });
+    const [{ n: before }] = await rows<{ n: number }>(database.db, sql`select count(*)::int as n from trades where idempotency_key like 'load-%'`);
+    const report = await runLoad({ url: server.url, scenario: SCENARIOS.overload, seconds: 2, peak: 8, targets });
+    const [stage] = report.stages;
+    for (const kind of ['heavy', 'dashboard']) expect(stage.kinds[kind]).toBeGreaterThan(0);
+    expect(Object.keys(stage.codes).filter((k) => !/:(OVERLOADED|RATE_LIMITED)$/.test(k))).toEqual([]);
+    if (stage.kinds.healthz) expect(stage.succeeded.healthz).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 200));
+    const [{ n }] = await rows<{ n: number }>(database.db, sql`select count(*)::int as n from trades where idempotency_key like 'load-%'`);
+    expect(Number(n) - Number(before)).toBeGreaterThanOrEqual(stage.succeeded.trade ?? 0);
+    expect(Number(n) - Number(before)).toBeLessThanOrEqual(stage.kinds.trade ?? 0);
+    expect(Number(await positionOf())).toBe(Number(n));
+    expect(formatReport(report)).toMatch(/by kind of request in "steady": .*heavy \d+\/\d+ ok/);
+  });
+
   it('runs the hostile scenario: every hostile request is refused with a contract code, normal traffic is answered, the server lives', async () => {
     const targets = await discoverTargets(server.url, { jwtSecret: TEST_SECRET, users: 5 });
     const report = await runLoad({ url: server.url, scenario: SCENARIOS.hostile, seconds: 1, peak: 4, targets });

@@ -218,6 +218,15 @@ export function formatReport(report: LoadReport): string {
           .join(', '),
     );
   }
+  for (const s of report.stages) {
+    const kinds = Object.entries(s.kinds).sort((a, b) => b[1] - a[1]);
+    if (kinds.length < 2) continue;
+    const each = kinds.map(([kind, sent]) => {
+      const ok = s.succeeded[kind] ?? 0;
+      return `${kind} ${ok}/${sent} ok (${Math.round((100 * ok) / Math.max(sent, 1))}%), p99 ${s.latencyByKind[kind]?.p99 ?? '-'} ms`;
+    });
+    lines.push('', `by kind of request in "${s.name}": ${each.join('; ')}`);
+  }
   if (report.normalKinds?.length && report.stages.length > 1) {
     const [alone, ...rest] = report.stages.map((s) => ({ s, n: normalLatency(s, report.normalKinds!) }));
     for (const { s, n } of rest) {

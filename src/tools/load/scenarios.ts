@@ -56,6 +56,8 @@ export const DASHBOARD = `query Dashboard { viewer { portfolios(first: 20) { nod
 export const QUOTE = `query Quote($s: String!) { instrument(symbol: $s) { symbol name latestPrice { date close }
   latestForecast(horizonDays: 21) { expectedReturn lower upper } prices(first: 20) { date close } } }`;
 const TRADE = `mutation LoadTrade($input: RecordTradeInput!) { recordTrade(input: $input) { trade { id } position { quantity } } }`;
+/** An anonymous ad-hoc query that reads a lot and is rarely asked twice (its sizes vary): the first to be shed. */
+const HEAVY = `query Heavy($n: Int!, $p: Int!, $q: String) { instruments(first: $n, search: $q) { nodes { symbol name prices(first: $p) { date close } latestForecast { expectedReturn lower upper } } } }`;
 /** A page far over its cap: BAD_USER_INPUT, refused before any SQL of that list. */
 const OVERSIZED = `{ instruments(first: 100000) { totalCount } }`;
 /** Far over MAX_COST: thousands of portfolios' positions' price histories. */
@@ -81,6 +83,11 @@ function quote(t: LoadTargets, pick: Pickers): LoadRequest {
   return { kind: 'quote', headers: json, body: JSON.stringify({ query: QUOTE, operationName: 'Quote', variables: { s: t.symbols[pick.symbol()] } }) };
 }
 
+function heavy(random: () => number): LoadRequest {
+  const variables = { n: 20 + Math.floor(random() * 31), p: 30 + Math.floor(random() * 171), q: 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)] };
+  return { kind: 'heavy', headers: json, body: JSON.stringify({ query: HEAVY, operationName: 'Heavy', variables }) };
+}
+
 /** A ramp to `peak` connections and back: what the incident looked like from the server's side. */
 function ramp(seconds: number, peak: number): Stage[] {
   const calm = Math.max(1, Math.round(peak / 20));
@@ -96,6 +103,19 @@ function ramp(seconds: number, peak: number): Stage[] {
 const steady = (seconds: number, peak: number): Stage[] => [{ name: 'steady', connections: peak, seconds }];
 
 let tradeCounter = 0;
+
+/** A buy of one unit into `user`'s portfolio, each with a new idempotency key. */
+function trade(t: LoadTargets, user: number, portfolioId: string, pick: Pickers): LoadRequest {
+  const input = {
+    portfolioId,
+    symbol: t.symbols[pick.symbol()],
+    side: 'BUY',
+    quantity: '1',
+    price: '100',
+    idempotencyKey: `load-${process.pid}-${Date.now()}-${++tradeCounter}`,
+  };
+  return { kind: 'trade', headers: bearer(t.tokens[user]), body: JSON.stringify({ query: TRADE, operationName: 'LoadTrade', variables: { input } }) };
+}
 
 export const SCENARIOS: Record<string, Scenario> = {
   surge: {
@@ -129,15 +149,27 @@ export const SCENARIOS: Record<string, Scenario> = {
       const user = pick.user();
       const portfolioId = t.portfolios?.[user];
       if (!portfolioId || random() >= 0.2) return { ...dashboard(t, { ...pick, user: () => user }) };
-      const input = {
-        portfolioId,
-        symbol: t.symbols[pick.symbol()],
-        side: 'BUY',
-        quantity: '1',
-        price: '100',
-        idempotencyKey: `load-${process.pid}-${Date.now()}-${++tradeCounter}`,
-      };
-      return { kind: 'trade', headers: bearer(t.tokens[user]), body: JSON.stringify({ query: TRADE, operationName: 'LoadTrade', variables: { input } }) };
+      return trade(t, user, portfolioId, pick);
+    },
+  },
+  overload: {
+    name: 'overload',
+    summary:
+      "WRITES: a surge the database cannot take: anonymous heavy ad-hoc queries and signed-in dashboards, about 5% trades into users' first " +
+      'portfolios, and a few quotes (cached) and /healthz probes; steady at the peak. Shedding should fall on the anonymous heavy queries',
+    writes: true,
+    needsPortfolios: true,
+    stages: steady,
+    next: (t, random, pick) => {
+      const r = random();
+      if (r < 0.05) {
+        const user = pick.user();
+        const portfolioId = t.portfolios?.[user];
+        if (portfolioId) return trade(t, user, portfolioId, pick);
+      }
+      if (r < 0.07) return { kind: 'healthz', headers: {}, body: '', path: '/healthz' };
+      if (r < 0.15) return quote(t, pick);
+      return r < 0.6 ? heavy(random) : dashboard(t, pick);
     },
   },
   hostile: {
