@@ -63,6 +63,18 @@ export class DeadlineExceededError extends CodedError {
   }
 }
 
+/**
+ * The coded error `error` wraps, if any: Drizzle wraps whatever a statement threw (the pool gate's
+ * OVERLOADED or DATABASE_UNAVAILABLE among them) in a DrizzleQueryError, whose `cause` it is.
+ */
+export function codedCause(error: unknown): CodedError | undefined {
+  for (let e = error, depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
+    if (e instanceof CodedError) return e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 /** Seconds a client should wait before retrying when the database is unreachable. */
 export const DATABASE_RETRY_AFTER_SECONDS = 1;
 

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphQLError } from 'graphql';
 import { createLogger } from '../src/observability/logger.js';
-import { CodedError, ErrorCode, NotFoundError } from '../src/errors.js';
+import { CodedError, ErrorCode, NotFoundError, OverloadedError } from '../src/errors.js';
 import { createFormatError } from '../src/graphql/format-error.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
@@ -533,6 +533,20 @@ describe('formatError', () => {
     expect(out.extensions?.code).toBe('INTERNAL_SERVER_ERROR');
     expect(out.extensions?.stacktrace).toBeUndefined();
     expect(out.path).toEqual(['portfolios']);
+  });
+
+  it("answers a coded error a wrapper carries (Drizzle's DrizzleQueryError around the gate's OVERLOADED) with its code and message, never the SQL", () => {
+    const drizzle = Object.assign(new Error('Failed query: select * from portfolios where owner_id = $1\nparams: [redacted]'), {
+      cause: new OverloadedError('dropped', 'user'),
+    });
+    const wrapped = new GraphQLError(drizzle.message, { originalError: drizzle, path: ['viewer'] });
+    for (const format of [masked, open]) {
+      const out = format({ ...formatted(wrapped), extensions: { code: 'INTERNAL_SERVER_ERROR' } }, wrapped);
+      expect(out.message).not.toMatch(/select|portfolios|Failed query/);
+      expect(out.message).toMatch(/overloaded/);
+      expect(out.extensions).toMatchObject({ code: 'OVERLOADED', reason: 'dropped', priority: 'user' });
+      expect(out.extensions?.http).toBeUndefined();
+    }
   });
 
   it('treats an error with no code, or a code outside the contract, as internal', () => {

@@ -4,7 +4,9 @@ import { createAvailability, isConnectionError } from '../src/db/availability.js
 import { createDeadline } from '../src/db/deadline.js';
 import { createPoolGate, statementKind } from '../src/db/gate.js';
 import type { Priority, SqlStats } from '../src/db/sql-stats.js';
-import { ErrorCode } from '../src/errors.js';
+import { CodedError, ErrorCode } from '../src/errors.js';
+import { scopeDb } from '../src/db/client.js';
+import { loader } from '../src/loaders/batch.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { createTestDatabase } from './helpers/db.js';
 
@@ -106,6 +108,30 @@ describe('the pool gate', () => {
       expect(text).toContain('foliograph_sql_duration_seconds_count{kind="select"} 1');
       expect(text).toContain('foliograph_sql_duration_seconds_count{kind="transaction"} 1');
     } finally {
+      await database.destroy();
+    }
+  });
+
+  it("hands a loader the gate's own coded refusal, not Drizzle's wrapper around it (its code, status and Retry-After reach the client)", async () => {
+    const database = await createTestDatabase({ poolMax: 1 });
+    const hold = held();
+    const first = database.pool.run(() => hold.done);
+    try {
+      const request: SqlStats = { statements: 0, priority: 'user', deadline: createDeadline(30) };
+      const probe = loader(
+        'probe',
+        (db) => async (keys: readonly number[]) => {
+          await db.execute(sql`select 1`);
+          return keys;
+        },
+        { db: scopeDb(database.db, request) },
+      );
+      const refusal = await probe.load(1).catch((e: unknown) => e);
+      expect(refusal).toBeInstanceOf(CodedError);
+      expect(refusal).toMatchObject({ extensions: { code: ErrorCode.DEADLINE_EXCEEDED, http: { status: 504 } } });
+    } finally {
+      hold.release();
+      await first;
       await database.destroy();
     }
   });

@@ -8,14 +8,20 @@ const CONTRACT_CODES = new Set<string>(Object.values(ErrorCode));
 // BAD_USER_INPUT; the original stays in extensions.reason for clients that know Apollo's codes.
 const CLIENT_MISTAKES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'OPERATION_RESOLUTION_FAILURE']);
 
-/** The innermost error that carries a code of ours (a validation rule's or a scalar's, say). */
-function ownCode(error: unknown): string | undefined {
-  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
+/**
+ * The innermost error that carries a code of ours (a validation rule's or a scalar's, say), through
+ * GraphQL's `originalError` and the `cause` of a wrapper such as Drizzle's DrizzleQueryError.
+ */
+function ownError(error: unknown): { code: string; message: string; extensions: Record<string, unknown> } | undefined {
+  for (let e: unknown = error, depth = 0; e && depth < 8; depth++) {
     if (e instanceof GraphQLError) {
       const code = e.extensions?.code;
-      if (typeof code === 'string' && CONTRACT_CODES.has(code)) return code;
+      if (typeof code === 'string' && CONTRACT_CODES.has(code)) {
+        const { http: _http, ...extensions } = e.extensions;
+        return { code, message: e.message, extensions };
+      }
     }
-    e = (e as { originalError?: unknown }).originalError;
+    e = (e as { originalError?: unknown }).originalError ?? (e as { cause?: unknown }).cause;
   }
   return undefined;
 }
@@ -32,13 +38,13 @@ export interface FormatErrorOptions {
 export function createFormatError({ mask }: FormatErrorOptions) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const given = formatted.extensions?.code;
-    const own = ownCode(error);
+    const own = ownError(error);
     let code: string;
     let extra: Record<string, unknown> = {};
     // Apollo's own request errors (a persisted query of an unknown version, a hash that does not
     // match) come without a code but with a 4xx status: they are the client's mistakes too.
     const status = (error as { extensions?: { http?: { status?: number } } } | null)?.extensions?.http?.status;
-    if (own) code = own;
+    if (own) code = own.code;
     else if (typeof given === 'string' && CONTRACT_CODES.has(given) && given !== ErrorCode.INTERNAL_SERVER_ERROR) code = given;
     else if (typeof given === 'string' && CLIENT_MISTAKES.has(given)) {
       code = ErrorCode.BAD_USER_INPUT;
@@ -52,8 +58,9 @@ export function createFormatError({ mask }: FormatErrorOptions) {
     const { stacktrace, ...extensions } = formatted.extensions ?? {};
     return {
       ...formatted,
-      message: internal && mask ? 'Internal server error' : formatted.message,
-      extensions: { ...extensions, ...extra, code, ...(mask || !stacktrace ? {} : { stacktrace }) },
+      // a coded error's own message: never a wrapper's (Drizzle's names the SQL it failed)
+      message: internal && mask ? 'Internal server error' : (own?.message ?? formatted.message),
+      extensions: { ...extensions, ...own?.extensions, ...extra, code, ...(mask || !stacktrace ? {} : { stacktrace }) },
     };
   };
 }

@@ -3,7 +3,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import { scopeDb, type Db } from '../db/client.js';
 import type { Deadline } from '../db/deadline.js';
 import type { SqlStats } from '../db/sql-stats.js';
-import { DeadlineExceededError } from '../errors.js';
+import { codedCause, DeadlineExceededError } from '../errors.js';
 import { inSpan } from '../observability/tracing.js';
 
 /**
@@ -95,7 +95,13 @@ export function loader<K, V>(name: string, batch: BatchOver<K, V>, hooks: Loader
         const started = performance.now();
         // the batch's own unit of work, part of the request's: its statements for the slow-SQL log
         const unit: SqlStats = { statements: 0, capture: [], deadline };
-        const results = await batch(scopeDb(db, unit))(keys);
+        let results: V[];
+        try {
+          results = await batch(scopeDb(db, unit))(keys);
+        } catch (e) {
+          // the gate's refusals (OVERLOADED, DATABASE_UNAVAILABLE) reach the client with their code and status, not as Drizzle's wrapper
+          throw codedCause(e) ?? e;
+        }
         const statements = unit.capture!;
         const rows = countRows(results);
         span.setAttribute('foliograph.rows', rows);

@@ -112,9 +112,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
                 return;
               }
               try {
-                const parsed = JSON.parse(body) as { errors?: { extensions?: { code?: string } }[] };
+                const parsed = JSON.parse(body) as { errors?: { extensions?: { code?: string; reason?: unknown } }[] };
                 for (const e of parsed.errors ?? []) {
-                  const key = `${kind}:${e.extensions?.code ?? 'NO_CODE'}`;
+                  // a shed request says by which rule: OVERLOADED:db_wait, OVERLOADED:cost_in_flight, ...
+                  const reason = e.extensions?.code === 'OVERLOADED' && typeof e.extensions.reason === 'string' ? `:${e.extensions.reason.slice(0, 20)}` : '';
+                  const key = `${kind}:${e.extensions?.code ?? 'NO_CODE'}${reason}`;
                   codes[key] = (codes[key] ?? 0) + 1;
                 }
               } catch {
