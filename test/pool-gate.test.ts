@@ -122,7 +122,7 @@ describe('the pool gate', () => {
         'probe',
         (db) => async (keys: readonly number[]) => {
           await db.execute(sql`select 1`);
-          return keys;
+          return [...keys];
         },
         { db: scopeDb(database.db, request) },
       );
@@ -258,7 +258,7 @@ describe('the pool gate under overload', () => {
     ...(deadlineMs === undefined ? {} : { deadline: createDeadline(deadlineMs) }),
   });
 
-  it('serves its line by priority, then by arrival: writes, partners, users, anonymous callers, background work', async () => {
+  it('serves its line by priority, then by arrival (writes, partners, users, anonymous callers, background work), every fourth permit to a less urgent waiter', async () => {
     const gate = createPoolGate(1);
     const hold = held();
     const first = gate.run(() => hold.done);
@@ -271,7 +271,8 @@ describe('the pool gate under overload', () => {
     expect([gate.waitingAhead('write'), gate.waitingAhead('partner'), gate.waitingAhead('user'), gate.waitingAhead('anonymous')]).toEqual([2, 3, 4, 6]);
     hold.release();
     await Promise.all([first, ...queued]);
-    expect(order).toEqual(['write3', 'write6', 'partner5', 'user1', 'anonymous0', 'anonymous4', 'background2']);
+    // the fourth permit goes to the first waiter less urgent than the head of the line
+    expect(order).toEqual(['write3', 'write6', 'partner5', 'anonymous0', 'user1', 'anonymous4', 'background2']);
   });
 
   it('expects the wait from the line ahead and the time a permit is held, and refuses at once what could not start before its deadline', async () => {
@@ -303,6 +304,27 @@ describe('the pool gate under overload', () => {
     expect(ran).toBe(1);
     expect(drops).toEqual(['anonymous', 'anonymous']);
     expect(hopeless.dropped).toBe(true);
+  });
+
+  it("drops a statement from the line once its request's waits together pass its patience", async () => {
+    const gate = createPoolGate(1);
+    const drops: string[] = [];
+    gate.onDrop((p) => drops.push(p));
+    const hold = held();
+    const first = gate.run(() => hold.done);
+    // 40 ms of patience, 30 of them already spent waiting by the request's earlier statements
+    const request: SqlStats = { statements: 0, priority: 'user', deadline: createDeadline(10_000), patienceMs: 40, waitedMs: 30 };
+    const batch = { statements: 0, parent: request };
+    await expect(gate.run(async () => 1, 'select', batch)).rejects.toMatchObject({ extensions: { code: ErrorCode.OVERLOADED, reason: 'dropped' } });
+    expect(gate.waiting).toBe(0);
+    expect(drops).toEqual(['user']);
+    // a write has no patience but its deadline: it waits
+    const write = gate.run(async () => 'written', 'transaction', unit('write', 10_000));
+    await new Promise((r) => setTimeout(r, 60));
+    expect(gate.waiting).toBe(1);
+    hold.release();
+    await expect(write).resolves.toBe('written');
+    await first;
   });
 
   it('counts a request once however many of its statements are dropped', async () => {

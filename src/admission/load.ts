@@ -19,8 +19,9 @@ import type { ShedReason } from '../errors.js';
  * - `db_queue`: DB_QUEUE_MAX statements already wait ahead of it (a line that long is not moving);
  * - `cost_in_flight`: the estimated cost of the operations running now, with this one's, would pass
  *   this priority's share of ADMISSION_MAX_COST_IN_FLIGHT (half for anonymous callers, all for writes);
- * - `dropped` (by the gate, not here): admitted, but pushed so far back in the line by more urgent work
- *   that it could no longer get a connection before its deadline.
+ * - `dropped` (by the gate, not here): admitted, but it could no longer get a connection before its
+ *   deadline, or its statements have waited in line longer than its patience (patienceMs: twice what
+ *   admission tolerates for its priority), pushed back by more urgent work.
  */
 
 export interface LoadControlOptions {
@@ -37,6 +38,11 @@ export interface LoadControlOptions {
 export interface LoadControl {
   /** Why a request of `priority` with `remainingMs` to its deadline (and `cost`, once priced) must not start now, or null. */
   refusal(priority: Priority, remainingMs: number, cost?: number): ShedReason | null;
+  /**
+   * How long in all a request of `priority` may wait in line for connections once admitted, before
+   * its waiting statement is dropped: twice what admission tolerates (writes: until their deadline).
+   */
+  patienceMs(priority: Priority): number | undefined;
   /** Counts `cost` as in flight until the returned release is called (idempotent). */
   hold(cost: number): () => void;
   /** The estimated cost of the operations admitted and not yet answered. */
@@ -64,6 +70,10 @@ export function createLoadControl(options: LoadControlOptions): LoadControl {
       // an operation alone is never refused for its cost here: MAX_COST bounds that
       if (costInFlight > 0 && costInFlight + cost > maxCostInFlight * COST_SHARE[priority]) return 'cost_in_flight';
       return null;
+    },
+    patienceMs(priority) {
+      const patience = PATIENCE[priority];
+      return patience === Infinity ? undefined : 2 * targetWaitMs * patience;
     },
     hold(cost) {
       costInFlight += cost;

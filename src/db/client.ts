@@ -7,6 +7,7 @@ import postgres from 'postgres';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { codedCause } from '../errors.js';
 import { createAvailability, type Availability, type AvailabilityState } from './availability.js';
 import { createPoolGate, gatePgliteClient, gatePostgresClient, type PoolGate } from './gate.js';
 import { createPreparePolicy } from './prepare.js';
@@ -117,7 +118,13 @@ const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 0.5)
 
 /** Rows of a raw statement; the two drivers shape `execute` results differently. */
 export async function rows<T>(db: Db, query: SQL): Promise<T[]> {
-  const result = (await db.execute(query)) as unknown as { rows?: T[] } | T[];
+  let result: { rows?: T[] } | T[];
+  try {
+    result = (await db.execute(query)) as unknown as { rows?: T[] } | T[];
+  } catch (e) {
+    // the gate's refusals (OVERLOADED, DATABASE_UNAVAILABLE) as themselves, not inside Drizzle's DrizzleQueryError
+    throw codedCause(e) ?? e;
+  }
   return Array.isArray(result) ? result : (result.rows ?? []);
 }
 

@@ -16,7 +16,7 @@
 import { DatabaseUnavailableError, OverloadedError } from '../errors.js';
 import { inSpan } from '../observability/tracing.js';
 import { isConnectionError, type Availability } from './availability.js';
-import { countStatement, deadlineOf, PRIORITIES, priorityOf, rankOf, rootOf, type Priority, type SqlStats } from './sql-stats.js';
+import { countStatement, deadlineOf, patienceLeftOf, PRIORITIES, priorityOf, rankOf, rootOf, type Priority, type SqlStats } from './sql-stats.js';
 
 /**
  * One statement: a span (under the loader batch or mutation that sent it) around its wait for a
@@ -87,6 +87,8 @@ interface Waiter {
 
 // weight of the newest permit hold in the running mean: about the last 20 count
 const HOLD_WEIGHT = 0.05;
+// one permit in this many goes to a less urgent waiter when one waits (see release)
+const FAIR_EVERY = 4;
 
 export interface PoolGateOptions {
   availability?: Availability;
@@ -124,13 +126,23 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
     byRank[waiter.rank]--;
     return true;
   };
+  let grants = 0;
   const release = () => {
-    const next = queue.shift();
-    // the permit passes straight to the next in line, so a newcomer cannot overtake it
-    if (next) {
-      byRank[next.rank]--;
-      next.grant();
-    } else active--;
+    if (queue.length === 0) {
+      active--;
+      return;
+    }
+    // The permit passes straight to the next in line, so a newcomer cannot overtake it: the most
+    // urgent first, except that every FAIR_EVERY-th permit goes to the first of a less urgent kind,
+    // so that a flood of writes slows reads down instead of starving them.
+    let at = 0;
+    if (++grants % FAIR_EVERY === 0) {
+      const lesser = queue.findIndex((w) => w.rank > queue[0].rank);
+      if (lesser > 0) at = lesser;
+    }
+    const [next] = queue.splice(at, 1);
+    byRank[next.rank]--;
+    next.grant();
   };
   /** Counts a drop once per request, for the metrics. */
   const noteDrop = (rank: number, unit: SqlStats | undefined) => {
@@ -139,11 +151,10 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
     root.dropped = true;
     for (const listener of dropListeners) listener(PRIORITIES[rank]);
   };
-  /** Whether the statement of `unit`, `position` statements from the front, can no longer get a permit before its deadline. */
-  const hopeless = (unit: SqlStats | undefined, position: number) => {
-    const deadline = deadlineOf(unit);
-    return deadline !== undefined && waitAt(position) > deadline.remainingMs();
-  };
+  /** How long the statement of `unit` may still wait: until its deadline, and within its request's patience. */
+  const mayWaitMs = (unit: SqlStats | undefined) => Math.min(deadlineOf(unit)?.remainingMs() ?? Infinity, patienceLeftOf(unit));
+  /** Whether the statement of `unit`, `position` statements from the front, can no longer get a permit in the time it may wait. */
+  const hopeless = (unit: SqlStats | undefined, position: number) => waitAt(position) > mayWaitMs(unit);
   // when the database goes down, nobody in the line would get anywhere: answer them all at once
   availability?.onDown(() => {
     byRank.fill(0);
@@ -159,27 +170,40 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
       return Promise.reject(dropped(rank));
     }
     const signal = deadlineOf(unit)?.signal;
+    const patience = patienceLeftOf(unit);
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         leave(waiter);
+        clearTimeout(timer);
         reject(signal!.reason);
       };
+      // past the request's patience, the statement leaves the line (OVERLOADED, reason dropped)
+      const timer =
+        patience === Infinity
+          ? undefined
+          : setTimeout(() => {
+              if (!leave(waiter)) return;
+              noteDrop(rank, unit);
+              waiter.refuse(dropped(rank));
+            }, patience);
       const waiter: Waiter = {
         rank,
         unit,
         grant() {
           signal?.removeEventListener('abort', onAbort);
+          clearTimeout(timer);
           resolve();
         },
         refuse(reason) {
           signal?.removeEventListener('abort', onAbort);
+          clearTimeout(timer);
           reject(reason);
         },
       };
       queue.splice(position, 0, waiter);
       byRank[rank]++;
       signal?.addEventListener('abort', onAbort, { once: true });
-      // everyone behind moved back one place: those who can no longer make their deadlines leave now
+      // everyone behind moved back one place: those who can no longer get a permit in time leave now
       for (let i = position + 1; i < queue.length; i++) {
         const behind = queue[i];
         if (hopeless(behind.unit, i)) {
@@ -229,7 +253,12 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
       } else {
         const queued = performance.now();
         await waitInLine(unit);
-        report((performance.now() - queued) / 1000);
+        const waited = performance.now() - queued;
+        if (unit) {
+          const root = rootOf(unit);
+          root.waitedMs = (root.waitedMs ?? 0) + waited;
+        }
+        report(waited / 1000);
       }
       const started = performance.now();
       try {

@@ -13,6 +13,14 @@ export interface SqlStats {
   priority?: Priority;
   /** Set once the gate has dropped one of the unit's statements from its line (counted once per unit). */
   dropped?: boolean;
+  /**
+   * The longest the request's statements may wait in line for a connection, all their waits together
+   * (set by admission from its priority; unset: until the deadline). Past it a waiting statement is
+   * dropped (OVERLOADED, reason dropped): a read that waited that long is worth less than a fast 503.
+   */
+  patienceMs?: number;
+  /** How long the request's statements have waited in line so far, in ms (kept on the root unit). */
+  waitedMs?: number;
 }
 
 /**
@@ -31,6 +39,14 @@ export const rankOf = (priority: Priority): number => PRIORITIES.indexOf(priorit
 export function priorityOf(unit: SqlStats | undefined): Priority {
   for (let stats = unit; stats; stats = stats.parent) if (stats.priority) return stats.priority;
   return 'system';
+}
+
+/** What is left of the request's patience for waiting in line, in ms (Infinity when it has none). */
+export function patienceLeftOf(unit: SqlStats | undefined): number {
+  for (let stats = unit; stats; stats = stats.parent) {
+    if (stats.patienceMs !== undefined) return stats.patienceMs - (rootOf(stats).waitedMs ?? 0);
+  }
+  return Infinity;
 }
 
 /** The outermost unit (the request) a unit is part of. */

@@ -7,6 +7,7 @@ import type { KeyValueCache } from '@apollo/utils.keyvaluecache';
 import type { DocumentNode, GraphQLSchema, ValidationRule } from 'graphql';
 import { LRUCache } from 'lru-cache';
 import type { Server } from 'node:http';
+import { codedCause } from '../errors.js';
 import type { RequestContext } from './context.js';
 import type { Logger } from '../observability/logger.js';
 import { createFormatError } from './format-error.js';
@@ -100,6 +101,8 @@ function createInternalErrorLogPlugin(logger: Logger): ApolloServerPlugin<Reques
             const code = error.extensions?.code;
             if (code && code !== 'INTERNAL_SERVER_ERROR') continue;
             if (error.originalError && 'extensions' in error.originalError) continue;
+            // a coded refusal inside a driver's wrapper (the gate's OVERLOADED) is an answer, not a fault
+            if (codedCause(error.originalError)) continue;
             logger.error({ requestId: contextValue?.requestId, operationName, err: error.originalError ?? error, path: error.path }, 'unexpected error');
           }
         },

@@ -66,6 +66,7 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
           if (load) {
             const priority = priorityOfOperation(operation.operation, contextValue);
             contextValue.sql.priority = priority;
+            contextValue.sql.patienceMs = load.patienceMs(priority);
             const reason = load.refusal(priority, contextValue.deadline.remainingMs(), cost);
             if (reason) {
               onShed?.(reason, priority);

@@ -1,7 +1,7 @@
 import autocannon from 'autocannon';
 import { metricSum } from '../../observability/prom-text.js';
 import { seededRandom } from '../random.js';
-import { zipf, type LoadTargets, type Scenario, type Stage } from './scenarios.js';
+import { zipf, type LoadRequest, type LoadTargets, type Scenario, type Stage } from './scenarios.js';
 
 /**
  * Runs a scenario's stages one after another against a running server and reports each: throughput,
@@ -75,7 +75,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const metricsUrl = new URL('/metrics', options.url).toString();
   const stages: StageReport[] = [];
   for (const [index, stage] of scenario.stages(options.seconds, options.peak).entries()) {
-    options.onProgress?.(`${scenario.name}: ${stage.name}, ${stage.connections} connections for ${stage.seconds} s`);
+    const extra = (scenario.beside ?? []).map((g) => ` + ${g.connections} ${g.name}`).join('');
+    options.onProgress?.(`${scenario.name}: ${stage.name}, ${stage.connections} connections${extra} for ${stage.seconds} s`);
     const kinds: Record<string, number> = {};
     const succeeded: Record<string, number> = {};
     const codes: Record<string, number> = {};
@@ -87,22 +88,23 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         if (text) poolWaitingMax = Math.max(poolWaitingMax, metricSum(text, 'foliograph_db_pool_connections', { state: 'waiting' }));
       });
     }, 1000);
-    let result: autocannon.Result;
-    try {
-      result = await autocannon({
+    /** One autocannon run over `connections` connections, each request from `next`. */
+    const drive = (connections: number, next: () => LoadRequest, rate?: number) =>
+      autocannon({
         url: options.url,
-        connections: stage.connections,
+        connections,
         duration: stage.seconds,
+        ...(rate ? { connectionRate: rate } : {}),
         timeout: 30,
         requests: [
           {
             method: 'POST',
             setupRequest: (request, context) => {
-              const next = scenario.next(targets, random, pick, index);
-              Object.assign(context, { kind: next.kind, sentAt: performance.now() });
-              kinds[next.kind] = (kinds[next.kind] ?? 0) + 1;
-              if (next.path) return { ...request, method: 'GET', path: next.path, headers: next.headers, body: undefined };
-              return { ...request, headers: next.headers, body: next.body };
+              const made = next();
+              Object.assign(context, { kind: made.kind, sentAt: performance.now() });
+              kinds[made.kind] = (kinds[made.kind] ?? 0) + 1;
+              if (made.path) return { ...request, method: 'GET', path: made.path, headers: made.headers, body: undefined };
+              return { ...request, headers: made.headers, body: made.body };
             },
             onResponse: (status, body, context) => {
               const { kind = 'unknown', sentAt } = context as { kind?: string; sentAt?: number };
@@ -126,14 +128,26 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
           },
         ],
       });
+    const groups = scenario.beside ?? [];
+    let results: autocannon.Result[];
+    try {
+      // the scenario's own clients, and beside them each group on connections of its own, all at once
+      results = await Promise.all([
+        drive(stage.connections, () => scenario.next(targets, random, pick, index), stage.rate),
+        ...groups.map((g) => drive(g.connections, () => g.next(targets, random, pick))),
+      ]);
     } finally {
       clearInterval(sampler);
     }
     const after = await scrape(metricsUrl);
     const statuses: Record<string, number> = {};
-    for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statuses[code] = stat.count ?? 0;
-    if (result.errors) statuses.error = result.errors;
-    const requests = result.requests.total;
+    let errors = 0;
+    for (const result of results) {
+      for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statuses[code] = (statuses[code] ?? 0) + (stat.count ?? 0);
+      errors += result.errors;
+    }
+    if (errors) statuses.error = errors;
+    const requests = results.reduce((n, r) => n + r.requests.total, 0);
     let server: StageReport['server'] = null;
     if (before && after) {
       const delta = (name: string, labels?: Record<string, string>) => metricSum(after, name, labels) - metricSum(before, name, labels);
@@ -151,8 +165,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     stages.push({
       ...stage,
       requests,
-      rps: round(result.requests.average),
-      latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max },
+      rps: round(results.reduce((n, r) => n + r.requests.average, 0)),
+      // one group: autocannon's own figures; several: every answer's latency as this client saw it
+      latencyMs:
+        results.length === 1
+          ? { p50: results[0].latency.p50, p90: results[0].latency.p90, p99: results[0].latency.p99, max: results[0].latency.max }
+          : overall(Object.values(latencies).flat()),
       statuses,
       kinds,
       succeeded,
@@ -172,6 +190,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
+
+function overall(ms: number[]): StageReport['latencyMs'] {
+  const sorted = [...ms].sort((a, b) => a - b);
+  const at = (q: number) => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0);
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: round(sorted.at(-1) ?? 0) };
+}
 
 function summarise(ms: number[]): { count: number; p50: number; p99: number } {
   const sorted = [...ms].sort((a, b) => a - b);

@@ -10,6 +10,11 @@ export interface Stage {
   name: string;
   connections: number;
   seconds: number;
+  /**
+   * Requests per second each connection sends at most (a person at a screen, or a client that waits
+   * out Retry-After); unset, each sends its next request as soon as it has an answer.
+   */
+  rate?: number;
 }
 
 export interface LoadTargets {
@@ -44,6 +49,12 @@ export interface Scenario {
   next(targets: LoadTargets, random: () => number, pick: Pickers, stage?: number): LoadRequest;
   /** Kinds of request that stand for normal traffic, whose latency the report compares across stages. */
   normalKinds?: string[];
+  /**
+   * Clients of other kinds beside the stage's connections, each group on a fixed number of
+   * connections of its own in every stage (so that, say, 20 traders keep trading however fast the
+   * others are answered or shed).
+   */
+  beside?: { name: string; connections: number; next(targets: LoadTargets, random: () => number, pick: Pickers): LoadRequest }[];
 }
 
 export interface Pickers {
@@ -155,22 +166,35 @@ export const SCENARIOS: Record<string, Scenario> = {
   overload: {
     name: 'overload',
     summary:
-      "WRITES: a surge the database cannot take: anonymous heavy ad-hoc queries and signed-in dashboards, about 5% trades into users' first " +
-      'portfolios, and a few quotes (cached) and /healthz probes; steady at the peak. Shedding should fall on the anonymous heavy queries',
+      'WRITES: a surge the database cannot take, steady at the peak: anonymous heavy ad-hoc queries and signed-in dashboards on the peak connections, ' +
+      "a few quotes (cached) and /healthz probes among them, and beside them 20 connections of traders buying into users' first portfolios. " +
+      'Shedding should fall on the anonymous heavy queries, and trades keep going through',
     writes: true,
     needsPortfolios: true,
-    stages: steady,
+    // each of the peak's clients sends a request a second at most: what a client that waits out
+    // Retry-After sends while it is shed (a closed loop would measure how fast 503s can be written)
+    stages: (seconds, peak) => [{ name: 'steady', connections: peak, seconds, rate: 1 }],
     next: (t, random, pick) => {
       const r = random();
-      if (r < 0.05) {
-        const user = pick.user();
-        const portfolioId = t.portfolios?.[user];
-        if (portfolioId) return trade(t, user, portfolioId, pick);
-      }
-      if (r < 0.07) return { kind: 'healthz', headers: {}, body: '', path: '/healthz' };
-      if (r < 0.15) return quote(t, pick);
-      return r < 0.6 ? heavy(random) : dashboard(t, pick);
+      if (r < 0.02) return { kind: 'healthz', headers: {}, body: '', path: '/healthz' };
+      if (r < 0.1) return quote(t, pick);
+      return r < 0.55 ? heavy(random) : dashboard(t, pick);
     },
+    beside: [
+      {
+        name: 'traders',
+        connections: 20,
+        next: (t, _random, pick) => {
+          // the first user with a portfolio from a Zipf draw: a few traders trade most
+          for (let i = 0; i < t.tokens.length; i++) {
+            const user = (pick.user() + i) % t.tokens.length;
+            const portfolioId = t.portfolios?.[user];
+            if (portfolioId) return trade(t, user, portfolioId, pick);
+          }
+          throw new Error('the overload scenario needs users with portfolios to trade into');
+        },
+      },
+    ],
   },
   hostile: {
     name: 'hostile',
