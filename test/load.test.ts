@@ -1,10 +1,15 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../src/db/client.js';
-import { formatReport, runLoad } from '../src/tools/load/run.js';
+import { htmlReport } from '../src/tools/load/html.js';
+import { formatReport, runLoad, type LoadReport, type StageReport } from '../src/tools/load/run.js';
+import { judge, parseSlo } from '../src/tools/load/slo.js';
 import { metricSum } from '../src/observability/prom-text.js';
-import { SCENARIOS, zipf } from '../src/tools/load/scenarios.js';
+import { rateSteps, SCENARIOS, zipf } from '../src/tools/load/scenarios.js';
 import { discoverTargets } from '../src/tools/load/targets.js';
 import { seededRandom } from '../src/tools/random.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -97,6 +102,68 @@ describe('load scenarios', () => {
     expect(metricSum(text, 'foo_total', { b: 'x' })).toBe(7);
     expect(metricSum(text, 'foo_total', { a: '2' })).toBe(4);
   });
+
+  it('steps the capacity scenario from 10 req/s up by half a step, to 20 × the connections', () => {
+    expect(rateSteps(100)).toEqual([10, 15, 23, 35, 53, 80]);
+    const stages = SCENARIOS.capacity.stages(2, 5);
+    expect(stages.map((s) => s.offeredRate)).toEqual([10, 15, 23, 35, 53, 80]);
+    expect(stages.every((s) => s.connections === 5 && s.seconds === 2)).toBe(true);
+    expect(SCENARIOS.capacity.steps).toBe(true);
+  });
+
+  const stage = (over: Partial<StageReport> = {}): StageReport => ({
+    name: 'steady',
+    connections: 1,
+    seconds: 1,
+    requests: 100,
+    rps: 100,
+    latencyMs: { p50: 10, p90: 20, p99: 300, max: 400 },
+    statuses: { '200': 95, '503': 5 },
+    kinds: { trade: 10, quote: 90 },
+    succeeded: { trade: 8, quote: 87 },
+    codes: {},
+    latencyByKind: {},
+    timeline: [
+      { t: 0, answered: 50, ok: 48, statuses: { '200': 48, '503': 2 }, p50: 10, p99: 200 },
+      { t: 1, answered: 50, ok: 47, statuses: { '200': 47, '503': 3 }, p50: 11, p99: 300 },
+    ],
+    server: null,
+    ...over,
+  });
+  const report = (stages: StageReport[]): LoadReport => ({ scenario: 'overload', url: 'http://x/graphql', users: 1, instruments: 1, stages });
+
+  it('judges each stage by an SLO file, naming every bound it broke', () => {
+    const slo = parseSlo(JSON.stringify({ p99Ms: 250, maxFailedRatio: 0.01, minSucceeded: { trade: 0.9, healthz: 1 } }));
+    expect(judge(report([stage()]), slo)).toEqual([
+      {
+        stage: 'steady',
+        breaches: ['p99 300 ms > 250 ms', '5.0% refused or failed > 1.0%', 'trade: 80.0% answered < 90.0%', 'healthz: 0.0% answered < 100.0% (none sent)'],
+      },
+    ]);
+    expect(judge(report([stage({ latencyMs: { p50: 1, p90: 1, p99: 1, max: 1 } })]), parseSlo('{"p99Ms": 250}'))).toEqual([{ stage: 'steady', breaches: [] }]);
+    // only the stages it names
+    expect(judge(report([stage(), stage({ name: 'calm' })]), parseSlo('{"p99Ms": 1, "stages": ["calm"]}')).map((v) => v.stage)).toEqual(['calm']);
+  });
+
+  it('refuses an SLO file that is not JSON, has unknown fields or values out of range, saying what is wrong', () => {
+    expect(() => parseSlo('{')).toThrow(/not JSON/);
+    expect(() => parseSlo('{"p99": 5}')).toThrow(/not valid/);
+    expect(() => parseSlo('{"maxFailedRatio": 2}')).toThrow(/maxFailedRatio/);
+    expect(() => parseSlo('{"p99Ms": -1}')).toThrow(/p99Ms/);
+  });
+
+  it('writes the report as a self-contained HTML page with charts over time, every text escaped', () => {
+    const html = htmlReport(
+      report([stage({ name: '<b>surge</b>' }), stage({ name: 'calm', timeline: [{ t: 2, answered: 5, ok: 5, statuses: { '200': 5 }, p50: 1, p99: 2 }] })]),
+    );
+    expect(html).toMatch(/^<!doctype html>/);
+    expect(html.match(/<svg /g)).toHaveLength(3);
+    for (const title of ['Throughput', 'Latency', 'Answers by status']) expect(html).toContain(`<h2>${title}</h2>`);
+    expect(html).not.toContain('<b>surge</b>');
+    expect(html).toContain('&#60;b&#62;surge&#60;/b&#62;');
+    // nothing to run and nothing to fetch
+    expect(html).not.toMatch(/<script|<link|<img|\ssrc=/);
+  });
 });
 
 describe('npm run load options', () => {
@@ -112,7 +179,8 @@ describe('npm run load options', () => {
       const run = load(flag);
       expect(run.status, run.stderr).toBe(0);
       expect(run.stdout).toMatch(/^usage: npm run load -- /);
-      for (const option of ['--scenario', '--url', '--seconds', '--connections', '--users', '--json', '--list']) expect(run.stdout).toContain(option);
+      for (const option of ['--scenario', '--url', '--seconds', '--connections', '--users', '--json', '--list', '--target-p99', '--html', '--slo'])
+        expect(run.stdout).toContain(option);
       expect(run.stderr).toBe('');
     }
   });
@@ -190,6 +258,47 @@ describe('npm run load against a server', () => {
     expect(Number(n) - Number(before)).toBeLessThanOrEqual(stage.kinds.trade ?? 0);
     expect(Number(await positionOf())).toBe(Number(n));
     expect(formatReport(report)).toMatch(/by kind of request in "steady": .*heavy \d+\/\d+ ok/);
+  });
+
+  it('runs the capacity scenario: steps the offered rate until a stage breaks the target p99, and says the highest that held', async () => {
+    const targets = await discoverTargets(server.url, { jwtSecret: TEST_SECRET, users: 5 });
+    // no stage can hold a p99 of a microsecond: the run stops after the first
+    const broken = await runLoad({ url: server.url, scenario: SCENARIOS.capacity, seconds: 1, peak: 2, targets, targetP99Ms: 0.001 });
+    expect(broken.stages).toHaveLength(1);
+    expect(broken.capacity).toMatchObject({ targetP99Ms: 0.001, held: null, broke: { offeredRate: 10 } });
+    expect(formatReport(broken)).toContain('not even the first stage held');
+    // every stage holds an hour: all of them run (10, 15, 23, 35 req/s on 2 connections)
+    const held = await runLoad({ url: server.url, scenario: SCENARIOS.capacity, seconds: 1, peak: 2, targets, targetP99Ms: 3_600_000 });
+    expect(held.stages.map((s) => s.offeredRate)).toEqual([10, 15, 23, 35]);
+    expect(held.capacity?.held?.offeredRate).toBe(35);
+    expect(held.capacity?.broke).toBeNull();
+    expect(formatReport(held)).toMatch(/capacity at p99 ≤ 3600000 ms: 35 req\/s offered, [\d.]+ answered/);
+    expect(held.stages[0].timeline.length).toBeGreaterThan(0);
+  });
+
+  it('exits 1 when a stage breaks the --slo objectives, and writes the --html report', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'load-slo-'));
+    try {
+      writeFileSync(join(dir, 'slo.json'), JSON.stringify({ p99Ms: 0.001 }));
+      // not spawnSync: the server under load lives in this very process
+      const child = spawn(
+        process.execPath,
+        [
+          ...['--import', 'tsx', 'src/tools/cli/load.ts', '--scenario', 'quotes', '--seconds', '1', '--connections', '1', '--users', '2'],
+          ...['--url', server.url, '--slo', join(dir, 'slo.json'), '--html', join(dir, 'report.html')],
+        ],
+        { env: { ...process.env, JWT_SECRET: TEST_SECRET }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += String(d)));
+      child.stdout.resume();
+      const status = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      expect(status, stderr).toBe(1);
+      expect(stderr).toMatch(/SLO BROKEN in "steady": p99 [\d.]+ ms > 0.001 ms/);
+      expect(readFileSync(join(dir, 'report.html'), 'utf8')).toContain('<svg ');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('runs the hostile scenario: every hostile request is refused with a contract code, normal traffic is answered, the server lives', async () => {

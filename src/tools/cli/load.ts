@@ -1,5 +1,8 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig } from '../../config.js';
+import { htmlReport } from '../load/html.js';
 import { formatReport, runLoad } from '../load/run.js';
+import { judge, parseSlo } from '../load/slo.js';
 import { SCENARIOS } from '../load/scenarios.js';
 import { discoverTargets } from '../load/targets.js';
 import { option, say } from './common.js';
@@ -7,19 +10,24 @@ import { option, say } from './common.js';
 // npm run load: runs a load scenario against a running server and prints a report (USAGE says how).
 const args = process.argv.slice(2);
 
-const USAGE = `usage: npm run load -- [--scenario NAME] [--url URL] [--seconds S] [--connections N] [--users N] [--json]
+const USAGE = `usage: npm run load -- [--scenario NAME] [--url URL] [--seconds S] [--connections N] [--users N]
+                        [--target-p99 MS] [--json] [--html FILE] [--slo FILE]
        npm run load -- --list | --help
 
 Runs a load scenario against a running server and prints a report on stdout (a table, or JSON with --json).
   --scenario NAME     the scenario to run (default surge; --list names and describes them all)
   --url URL           the server's GraphQL endpoint (default http://127.0.0.1:4000/graphql)
-  --seconds S         how long to run (default 10)
+  --seconds S         how long each stage runs (default 10)
   --connections N     the peak number of concurrent connections (default 100)
   --users N           how many users (ids 1..N) to sign in as (default 100)
+  --target-p99 MS     the p99 a stage must hold in scenarios that step the rate (capacity; default 1000)
   --json              print the report as one JSON object
+  --html FILE         also write the report as an HTML page with charts of throughput, latency and statuses over time
+  --slo FILE          judge every stage by the objectives in FILE (JSON: p99Ms, maxFailedRatio, minSucceeded
+                      by kind of request, stages); exit 1 when a stage breaks one
 Tokens are signed with JWT_SECRET (the development secret when unset), which must be the server's.
 `;
-const VALUED = ['--scenario', '--url', '--seconds', '--connections', '--users'];
+const VALUED = ['--scenario', '--url', '--seconds', '--connections', '--users', '--target-p99', '--html', '--slo'];
 const FLAGS = ['--json', '--list', '--help', '-h'];
 
 function positive(name: string, fallback: number): number {
@@ -51,6 +59,11 @@ try {
   const seconds = positive('seconds', 10);
   const peak = positive('connections', 100);
   const users = positive('users', 100);
+  const targetP99Ms = positive('target-p99', 1000);
+  const htmlFile = option(args, 'html');
+  const sloFile = option(args, 'slo');
+  // a bad SLO file is found before the run, not after it
+  const slo = sloFile === undefined ? undefined : parseSlo(readFileSync(sloFile, 'utf8'));
   const config = loadConfig();
   if (scenario.writes) say(`${scenario.name} WRITES to the server's database: ${scenario.summary}`);
   say(`finding users (ids 1..${users}) and instruments through ${url}`);
@@ -59,8 +72,17 @@ try {
   say(
     `${targets.tokens.length} users, ${targets.symbols.length} instruments${refused.length ? ` (left out: ${refused.map(([c, n]) => `${c} ×${n}`).join(', ')})` : ''}; ${scenario.summary}`,
   );
-  const report = await runLoad({ url, scenario, seconds, peak, targets, onProgress: say });
-  process.stdout.write(args.includes('--json') ? `${JSON.stringify(report)}\n` : `${formatReport(report)}\n`);
+  const report = await runLoad({ url, scenario, seconds, peak, targets, targetP99Ms, onProgress: say });
+  const verdicts = slo ? judge(report, slo) : [];
+  process.stdout.write(args.includes('--json') ? `${JSON.stringify({ ...report, ...(slo ? { slo: verdicts } : {}) })}\n` : `${formatReport(report)}\n`);
+  if (htmlFile) {
+    writeFileSync(htmlFile, htmlReport(report));
+    say(`wrote ${htmlFile}`);
+  }
+  if (slo) {
+    for (const v of verdicts) say(`SLO ${v.breaches.length ? 'BROKEN' : 'held'} in "${v.stage}"${v.breaches.length ? `: ${v.breaches.join('; ')}` : ''}`);
+    if (verdicts.some((v) => v.breaches.length)) process.exitCode = 1;
+  }
 } catch (e) {
   say(`error: ${e instanceof Error ? e.message : String(e)}`);
   process.exit(1);

@@ -18,7 +18,22 @@ export interface LoadOptions {
   peak: number;
   targets: LoadTargets;
   seed?: number;
+  /** The p99 a stage must hold, in ms: scenarios that step the offered rate stop at the first stage past it (default 1000). */
+  targetP99Ms?: number;
   onProgress?: (message: string) => void;
+}
+
+/** One second of a stage, as the load client saw it: for the report's charts. */
+export interface Second {
+  /** Seconds since the run began. */
+  t: number;
+  answered: number;
+  /** Answered 200 without errors. */
+  ok: number;
+  /** 429, 503 and other statuses (`error` for connection errors), answered in this second. */
+  statuses: Record<string, number>;
+  p50: number;
+  p99: number;
 }
 
 export interface StageReport extends Stage {
@@ -36,6 +51,8 @@ export interface StageReport extends Stage {
   codes: Record<string, number>;
   /** Kind of request → its latency as the load client saw it (from building the request to its answer). */
   latencyByKind: Record<string, { count: number; p50: number; p99: number }>;
+  /** Second by second, from the start of the run. */
+  timeline: Second[];
   /** From the server's /metrics (null when it could not be read). */
   server: {
     sqlStatements: number;
@@ -55,6 +72,8 @@ export interface LoadReport {
   users: number;
   instruments: number;
   stages: StageReport[];
+  /** For scenarios that step the offered rate: the highest that held the target p99, and where it broke. */
+  capacity?: { targetP99Ms: number; held: StageReport | null; broke: StageReport | null };
 }
 
 async function scrape(metricsUrl: string): Promise<string | null> {
@@ -74,6 +93,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const pick = { user: zipf(targets.tokens.length, random), symbol: zipf(targets.symbols.length, random) };
   const metricsUrl = new URL('/metrics', options.url).toString();
   const stages: StageReport[] = [];
+  const began = performance.now();
+  const targetP99Ms = options.targetP99Ms ?? 1000;
   for (const [index, stage] of scenario.stages(options.seconds, options.peak).entries()) {
     const extra = (scenario.beside ?? []).map((g) => ` + ${g.connections} ${g.name}`).join('');
     options.onProgress?.(`${scenario.name}: ${stage.name}, ${stage.connections} connections${extra} for ${stage.seconds} s`);
@@ -81,6 +102,16 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     const succeeded: Record<string, number> = {};
     const codes: Record<string, number> = {};
     const latencies: Record<string, number[]> = {};
+    // second of the run → its answers: how many, how many ok, by status, and their latencies
+    const seconds = new Map<number, { ok: number; statuses: Record<string, number>; ms: number[] }>();
+    const tally = (status: string, ok: boolean, ms: number) => {
+      const t = Math.floor((performance.now() - began) / 1000);
+      let second = seconds.get(t);
+      if (!second) seconds.set(t, (second = { ok: 0, statuses: {}, ms: [] }));
+      second.statuses[status] = (second.statuses[status] ?? 0) + 1;
+      if (ok) second.ok++;
+      second.ms.push(ms);
+    };
     const before = await scrape(metricsUrl);
     let poolWaitingMax = 0;
     const sampler = setInterval(() => {
@@ -89,12 +120,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       });
     }, 1000);
     /** One autocannon run over `connections` connections, each request from `next`. */
-    const drive = (connections: number, next: () => LoadRequest, rate?: number) =>
+    const drive = (connections: number, next: () => LoadRequest, rate?: number, overallRate?: number) =>
       autocannon({
         url: options.url,
         connections,
         duration: stage.seconds,
         ...(rate ? { connectionRate: rate } : {}),
+        ...(overallRate ? { overallRate } : {}),
         timeout: 30,
         requests: [
           {
@@ -108,7 +140,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
             },
             onResponse: (status, body, context) => {
               const { kind = 'unknown', sentAt } = context as { kind?: string; sentAt?: number };
-              if (sentAt !== undefined) (latencies[kind] ??= []).push(performance.now() - sentAt);
+              const ms = sentAt === undefined ? 0 : performance.now() - sentAt;
+              if (sentAt !== undefined) (latencies[kind] ??= []).push(ms);
+              tally(String(status), status === 200 && !body.includes('"errors"'), ms);
               if (status === 200 && !body.includes('"errors"')) {
                 succeeded[kind] = (succeeded[kind] ?? 0) + 1;
                 return;
@@ -133,7 +167,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     try {
       // the scenario's own clients, and beside them each group on connections of its own, all at once
       results = await Promise.all([
-        drive(stage.connections, () => scenario.next(targets, random, pick, index), stage.rate),
+        drive(stage.connections, () => scenario.next(targets, random, pick, index), stage.rate, stage.offeredRate),
         ...groups.map((g) => drive(g.connections, () => g.next(targets, random, pick))),
       ]);
     } finally {
@@ -176,10 +210,16 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       succeeded,
       codes,
       latencyByKind: Object.fromEntries(Object.entries(latencies).map(([kind, ms]) => [kind, summarise(ms)])),
+      timeline: [...seconds].map(([t, second]) => {
+        const { p50, p99 } = summarise(second.ms);
+        return { t, answered: second.ms.length, ok: second.ok, statuses: second.statuses, p50, p99 };
+      }),
       server,
     });
+    // a scenario that steps the offered rate ends at the first stage that did not hold
+    if (scenario.steps && !holds(stages.at(-1)!, targetP99Ms)) break;
   }
-  return {
+  const report: LoadReport = {
     scenario: scenario.name,
     normalKinds: scenario.normalKinds,
     url: options.url,
@@ -187,6 +227,25 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     instruments: targets.symbols.length,
     stages,
   };
+  if (scenario.steps) {
+    const held = stages.filter((s) => holds(s, targetP99Ms)).at(-1) ?? null;
+    const broke = stages.find((s) => !holds(s, targetP99Ms)) ?? null;
+    report.capacity = { targetP99Ms, held, broke };
+  }
+  return report;
+}
+
+/**
+ * Whether a stage held: p99 within the target, at most 1% of answers refused or failed (429, 503,
+ * 5xx, connection errors), and the offered rate really served (at least 80% of it answered).
+ */
+export function holds(stage: StageReport, targetP99Ms: number): boolean {
+  const answered = Object.values(stage.statuses).reduce((a, n) => a + n, 0);
+  const failed = Object.entries(stage.statuses)
+    .filter(([code]) => code === 'error' || code === '429' || code.startsWith('5'))
+    .reduce((a, [, n]) => a + n, 0);
+  const served = stage.offeredRate ? stage.requests / stage.seconds >= 0.8 * stage.offeredRate : true;
+  return stage.latencyMs.p99 <= targetP99Ms && failed <= 0.01 * Math.max(answered, 1) && served;
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
@@ -263,6 +322,16 @@ export function formatReport(report: LoadReport): string {
           `p99 ${n.p99} ms against ${alone.n.p99} ms (${(n.p99 / Math.max(alone.n.p99, 1e-9)).toFixed(2)}×)`,
       );
     }
+  }
+  if (report.capacity) {
+    const { held, broke, targetP99Ms } = report.capacity;
+    const line = (s: StageReport) =>
+      `${s.offeredRate} req/s offered, ${s.rps} answered, p99 ${s.latencyMs.p99} ms, SQL/request ${s.server?.sqlPerRequest ?? '-'}, pool line max ${s.server?.poolWaitingMax ?? '-'}`;
+    lines.push(
+      '',
+      held ? `capacity at p99 ≤ ${targetP99Ms} ms: ${line(held)}` : `capacity at p99 ≤ ${targetP99Ms} ms: not even the first stage held`,
+      broke ? `first stage past it: ${line(broke)}` : 'no stage broke it: raise the last rate (--connections) to find the limit',
+    );
   }
   const calm = report.stages[0];
   const peak = report.stages.reduce((a, b) => (b.connections > a.connections ? b : a), calm);

@@ -15,6 +15,8 @@ export interface Stage {
    * out Retry-After); unset, each sends its next request as soon as it has an answer.
    */
   rate?: number;
+  /** Requests per second offered by all the stage's connections together (an open loop), if set. */
+  offeredRate?: number;
 }
 
 export interface LoadTargets {
@@ -55,6 +57,15 @@ export interface Scenario {
    * others are answered or shed).
    */
   beside?: { name: string; connections: number; next(targets: LoadTargets, random: () => number, pick: Pickers): LoadRequest }[];
+  /** Whether its stages step the offered rate up until one does not hold the target p99 (the run stops there). */
+  steps?: boolean;
+}
+
+/** Offered rates from 10 req/s up by half each step, to at most `max`: enough steps to place a capacity within 50%. */
+export function rateSteps(max: number): number[] {
+  const rates: number[] = [];
+  for (let r = 10; r <= max; r = Math.round(r * 1.5)) rates.push(r);
+  return rates;
 }
 
 export interface Pickers {
@@ -162,6 +173,17 @@ export const SCENARIOS: Record<string, Scenario> = {
       if (!portfolioId || random() >= 0.2) return { ...dashboard(t, { ...pick, user: () => user }) };
       return trade(t, user, portfolioId, pick);
     },
+  },
+  capacity: {
+    name: 'capacity',
+    summary:
+      'the surge mix (70% dashboards, 30% quotes) offered at a rate stepped up by half each --seconds, from 10 req/s to 20 × --connections, ' +
+      'until a stage breaks the target p99 (--target-p99, 1,000 ms), answers more than 1% with 429/5xx or serves under 80% of the rate; ' +
+      'prints the highest rate that held',
+    writes: false,
+    steps: true,
+    stages: (seconds, peak) => rateSteps(20 * peak).map((rate) => ({ name: `${rate} req/s`, connections: peak, seconds, offeredRate: rate })),
+    next: (t, random, pick) => (random() < 0.7 ? dashboard(t, pick) : quote(t, pick)),
   },
   overload: {
     name: 'overload',
