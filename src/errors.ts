@@ -105,10 +105,11 @@ const SHED_MESSAGES: Record<ShedReason, string> = {
  * connection, before it could change anything; `reason` says by which rule, `priority` at which level.
  */
 export class OverloadedError extends CodedError {
-  constructor(reason: ShedReason, priority?: string) {
-    super(ErrorCode.OVERLOADED, SHED_MESSAGES[reason], { reason, ...(priority ? { priority } : {}) }, 503, {
-      'retry-after': String(OVERLOADED_RETRY_AFTER_SECONDS),
-    });
+  /** `wholeRequest: false` when a part of the request may already be applied: no 503 or Retry-After for the whole response then. */
+  constructor(reason: ShedReason, priority?: string, options: { wholeRequest?: boolean } = {}) {
+    const extensions = { reason, ...(priority ? { priority } : {}) };
+    if (options.wholeRequest === false) super(ErrorCode.OVERLOADED, SHED_MESSAGES[reason], extensions);
+    else super(ErrorCode.OVERLOADED, SHED_MESSAGES[reason], extensions, 503, { 'retry-after': String(OVERLOADED_RETRY_AFTER_SECONDS) });
   }
 }
 

@@ -6,7 +6,11 @@ import type { Priority } from '../src/db/sql-stats.js';
 import { metricSum } from '../src/observability/prom-text.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
-import { startTestServer, type TestServer } from './helpers/server.js';
+import { startTestServer, TEST_SECRET, type TestServer } from './helpers/server.js';
+import { createApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { createMemoryBudget, type CostBudget } from '../src/limits/budget.js';
+import { createLogger } from '../src/observability/logger.js';
 import { until } from './helpers/until.js';
 
 // Shedding by priority through the real server over a real database whose connections the test
@@ -109,6 +113,32 @@ describe('admission by priority', () => {
     expect(shedBy(after, 'anonymous') - shedBy(before, 'anonymous')).toBe(1);
     expect(metricSum(after, 'foliograph_shed_requests_total', { reason: 'db_queue', priority: 'anonymous' })).toBeGreaterThanOrEqual(1);
     for (const priority of ['write', 'user', 'partner']) expect(shedBy(after, priority)).toBe(0);
+  });
+
+  it('releases the cost in flight of every request, those refused while their budget was being charged included', async () => {
+    // a budget that answers a moment later, as Redis does: meanwhile another plugin refuses the
+    // request (a NUL in a variable) and Apollo answers it
+    const memory = createMemoryBudget({ costPerMinute: 1_000_000 });
+    const slow: CostBudget = {
+      spend: async (caller, cost) => {
+        await new Promise((r) => setTimeout(r, 20));
+        return memory.spend(caller, cost);
+      },
+      close: () => memory.close(),
+    };
+    const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'silent', RESPONSE_CACHE: 'off' });
+    const app = createApp({ config, database, logger: createLogger('silent'), budget: slow });
+    const url = await app.listen(0, '127.0.0.1');
+    try {
+      const post = (body: unknown) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const refused = await post({ query: QUOTE, variables: { s: 'A\u0000' } });
+      expect(((await refused.json()) as { errors: { extensions: { code: string } }[] }).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+      expect((await post({ query: LIST })).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(metricSum(await app.metrics.registry.metrics(), 'foliograph_admission_cost_in_flight')).toBe(0);
+    } finally {
+      await app.stop();
+    }
   });
 
   it('sheds a trade only when writes fill the line, and then the trade changes nothing', async () => {

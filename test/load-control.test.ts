@@ -91,6 +91,13 @@ describe('admission by database health and cost', () => {
     expect(priorityOfRequest(adHoc('{ instruments { totalCount } }'), anonymous)).toBe('anonymous');
     expect(priorityOfRequest(adHoc('{ viewer { id } }'), user)).toBe('user');
     expect(priorityOfRequest(adHoc('mutation { recordTrade }'), anonymous)).toBe('write');
+    // an automatic persisted query sent by its hash alone may be a mutation: only its parsed type ranks it lower
+    expect(
+      priorityOfRequest(
+        { request: { method: 'POST', body: {}, search: '', params: { extensions: { persistedQuery: { sha256Hash: 'ab' } } } }, partner: null },
+        user,
+      ),
+    ).toBe('write');
     const trusted = (type: string): Admitted => ({ ...adHoc(''), partner, document: { sha256: 'x', name: 'n', type, body: '' } });
     expect(priorityOfRequest(trusted('query'), { ...user, partner })).toBe('partner');
     expect(priorityOfRequest(trusted('mutation'), { ...user, partner })).toBe('write');

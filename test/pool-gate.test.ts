@@ -327,6 +327,54 @@ describe('the pool gate under overload', () => {
     await first;
   });
 
+  it("expects a less urgent waiter's wait from its fair turns: a user behind 30 writes waits about four permits, not thirty", async () => {
+    const gate = createPoolGate(1, { initialHoldMs: 100 });
+    const hold = held();
+    const first = gate.run(() => hold.done);
+    const writes = Array.from({ length: 30 }, () => gate.run(async () => {}, 'transaction', unit('write')));
+    expect(gate.expectedWaitMs('write')).toBe(3100);
+    // every fourth permit goes to the first less urgent waiter: a newcomer user is the fourth in turn
+    expect(gate.expectedWaitMs('user')).toBe(500);
+    const user = gate.run(async () => {}, 'select', unit('user'));
+    // the second user behind it waits for two fair turns
+    expect(gate.expectedWaitMs('user')).toBe(900);
+    hold.release();
+    await Promise.all([first, ...writes, user]);
+  });
+
+  it('counts the waits of a request side by side once against its patience', async () => {
+    const gate = createPoolGate(1);
+    const waits: number[] = [];
+    gate.onWait((s) => waits.push(s * 1000));
+    const hold = held();
+    const first = gate.run(() => hold.done);
+    const request: SqlStats = { statements: 0, priority: 'user', deadline: createDeadline(10_000) };
+    const batches = [0, 1].map(() => gate.run(async () => {}, 'select', { statements: 0, parent: request }));
+    await new Promise((r) => setTimeout(r, 40));
+    hold.release();
+    await Promise.all([first, ...batches]);
+    const [, a, b] = waits;
+    // the request waited as long as its longest wait, not their sum
+    expect(request.waitedMs).toBeGreaterThanOrEqual(Math.max(a, b) - 1);
+    expect(request.waitedMs).toBeLessThan(a + b - 20);
+    expect(request.waitingNow).toBe(0);
+  });
+
+  it('answers a statement dropped after its request began a write without a 503 for the whole response (a part may be applied)', async () => {
+    const gate = createPoolGate(1, { initialHoldMs: 1000 });
+    const hold = held();
+    const first = gate.run(() => hold.done);
+    const deadline = createDeadline(500);
+    const before = await gate.run(async () => 1, 'transaction', { statements: 0, priority: 'write', deadline }).catch((e: unknown) => e);
+    expect(before).toMatchObject({ extensions: { code: ErrorCode.OVERLOADED, reason: 'dropped', http: { status: 503 } } });
+    deadline.holdForWrite();
+    const after = (await gate.run(async () => 1, 'transaction', { statements: 0, priority: 'write', deadline }).catch((e: unknown) => e)) as CodedError;
+    expect(after.extensions).toMatchObject({ code: ErrorCode.OVERLOADED, reason: 'dropped' });
+    expect(after.extensions.http).toBeUndefined();
+    hold.release();
+    await first;
+  });
+
   it('counts a request once however many of its statements are dropped', async () => {
     const gate = createPoolGate(1, { initialHoldMs: 1000 });
     const drops: string[] = [];

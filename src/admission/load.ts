@@ -92,13 +92,14 @@ export function createLoadControl(options: LoadControlOptions): LoadControl {
 
 /**
  * A request's priority before its document is parsed (to shed it before parsing costs anything):
- * what it claims. An ad-hoc document that mentions `mutation` is taken for a write here; once parsed,
- * priorityOfOperation says what it is, and admission asks again.
+ * what it claims. An ad-hoc document that mentions `mutation`, or one sent by its hash alone, is
+ * taken for a write here; once parsed, priorityOfOperation says what it is, and admission asks again.
  */
 export function priorityOfRequest(admitted: Admitted, caller: Caller): Priority {
   if (admitted.document) return admitted.document.type === 'mutation' ? 'write' : 'partner';
   const query = admitted.request.params.query;
-  if (typeof query === 'string' && query.includes('mutation')) return 'write';
+  // without its text (an automatic persisted query sent by hash) it may be a write: it is not shed before parsing
+  if (typeof query !== 'string' || query.includes('mutation')) return 'write';
   if (caller.partner) return 'partner';
   return caller.viewer.kind === 'user' ? 'user' : 'anonymous';
 }

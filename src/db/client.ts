@@ -190,8 +190,8 @@ export function openGatedPostgres(
   return { client, pool, db, availability, close };
 }
 
-/** Sampled plans of slow statements wait behind every request (see PRIORITIES). */
-const BACKGROUND: SqlStats = { statements: 0, priority: 'background' };
+/** A sampled plan of a slow statement waits behind every request (see PRIORITIES), and gives up after 10 s in line. */
+const background = (): SqlStats => ({ statements: 0, priority: 'background', patienceMs: 10_000 });
 
 /** The embedded database is in this process: it is always reachable. */
 const ALWAYS_UP: Availability = { state: 'up', down: false, failed() {}, check: async () => {}, onDown: () => () => {}, stop() {} };
@@ -225,7 +225,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         const plan = await pool.run(
           async () => await client.unsafe<{ 'QUERY PLAN': string }[]>(`explain ${query}`, params as postgres.ParameterOrJSON<never>[]),
           'other',
-          BACKGROUND,
+          background(),
         );
         return plan.map((r) => r['QUERY PLAN']);
       },
@@ -295,7 +295,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       await client.query('select 1');
     },
     async explain(query, params) {
-      const plan = await pool.run(() => client.query<{ 'QUERY PLAN': string }>(`explain ${query}`, params), 'other', BACKGROUND);
+      const plan = await pool.run(() => client.query<{ 'QUERY PLAN': string }>(`explain ${query}`, params), 'other', background());
       return plan.rows.map((r) => r['QUERY PLAN']);
     },
     async idleConnections() {

@@ -16,7 +16,7 @@
 import { DatabaseUnavailableError, OverloadedError } from '../errors.js';
 import { inSpan } from '../observability/tracing.js';
 import { isConnectionError, type Availability } from './availability.js';
-import { countStatement, deadlineOf, patienceLeftOf, PRIORITIES, priorityOf, rankOf, rootOf, type Priority, type SqlStats } from './sql-stats.js';
+import { countStatement, deadlineOf, noteWaiting, patienceLeftOf, PRIORITIES, priorityOf, rankOf, rootOf, type Priority, type SqlStats } from './sql-stats.js';
 
 /**
  * One statement: a span (under the loader batch or mutation that sent it) around its wait for a
@@ -76,7 +76,12 @@ function unavailable(cause?: unknown): DatabaseUnavailableError {
   return error;
 }
 
-const dropped = (rank: number) => new OverloadedError('dropped', PRIORITIES[rank]);
+/**
+ * Why a waiting statement leaves the line. Once the request's write has begun (a mutation of several
+ * root fields, one of them committed), the answer must not say "503, retry": it says which field was
+ * dropped, and the response keeps its status.
+ */
+const dropped = (rank: number, unit: SqlStats | undefined) => new OverloadedError('dropped', PRIORITIES[rank], { wholeRequest: !deadlineOf(unit)?.writing });
 
 interface Waiter {
   rank: number;
@@ -117,8 +122,18 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
     for (let r = 0; r <= rank; r++) n += byRank[r];
     return n;
   };
-  /** The wait of a statement with `position` statements in line before it. */
-  const waitAt = (position: number) => (active < permits ? 0 : ((position + 1) * holdMs) / permits);
+  /**
+   * The wait of a statement of `rank` with `position` statements in line before it. One permit in
+   * FAIR_EVERY goes to the first waiter less urgent than the head: a waiter behind the head's kind
+   * is that many permits from the front for each such waiter before it, if that is sooner.
+   */
+  const waitAt = (rank: number, position: number) => {
+    if (active < permits) return 0;
+    let turns = position;
+    const headRank = queue[0]?.rank;
+    if (headRank !== undefined && rank > headRank) turns = Math.min(position, FAIR_EVERY * (position - byRank[headRank] + 1));
+    return ((turns + 1) * holdMs) / permits;
+  };
   const leave = (waiter: Waiter) => {
     const at = queue.indexOf(waiter);
     if (at < 0) return false;
@@ -154,7 +169,7 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
   /** How long the statement of `unit` may still wait: until its deadline, and within its request's patience. */
   const mayWaitMs = (unit: SqlStats | undefined) => Math.min(deadlineOf(unit)?.remainingMs() ?? Infinity, patienceLeftOf(unit));
   /** Whether the statement of `unit`, `position` statements from the front, can no longer get a permit in the time it may wait. */
-  const hopeless = (unit: SqlStats | undefined, position: number) => waitAt(position) > mayWaitMs(unit);
+  const hopeless = (rank: number, unit: SqlStats | undefined, position: number) => waitAt(rank, position) > mayWaitMs(unit);
   // when the database goes down, nobody in the line would get anywhere: answer them all at once
   availability?.onDown(() => {
     byRank.fill(0);
@@ -165,9 +180,9 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
   function waitInLine(unit: SqlStats | undefined): Promise<void> {
     const rank = rankOf(priorityOf(unit));
     const position = ahead(rank);
-    if (hopeless(unit, position)) {
+    if (hopeless(rank, unit, position)) {
       noteDrop(rank, unit);
-      return Promise.reject(dropped(rank));
+      return Promise.reject(dropped(rank, unit));
     }
     const signal = deadlineOf(unit)?.signal;
     const patience = patienceLeftOf(unit);
@@ -184,7 +199,7 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
           : setTimeout(() => {
               if (!leave(waiter)) return;
               noteDrop(rank, unit);
-              waiter.refuse(dropped(rank));
+              waiter.refuse(dropped(rank, unit));
             }, patience);
       const waiter: Waiter = {
         rank,
@@ -206,10 +221,10 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
       // everyone behind moved back one place: those who can no longer get a permit in time leave now
       for (let i = position + 1; i < queue.length; i++) {
         const behind = queue[i];
-        if (hopeless(behind.unit, i)) {
+        if (hopeless(behind.rank, behind.unit, i)) {
           leave(behind);
           noteDrop(behind.rank, behind.unit);
-          behind.refuse(dropped(behind.rank));
+          behind.refuse(dropped(behind.rank, behind.unit));
           i--;
         }
       }
@@ -225,7 +240,7 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
       return queue.length;
     },
     waitingAhead: (priority) => ahead(rankOf(priority)),
-    expectedWaitMs: (priority) => waitAt(ahead(rankOf(priority))),
+    expectedWaitMs: (priority) => waitAt(rankOf(priority), ahead(rankOf(priority))),
     get holdMs() {
       return holdMs;
     },
@@ -252,13 +267,13 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
         report(0);
       } else {
         const queued = performance.now();
-        await waitInLine(unit);
-        const waited = performance.now() - queued;
-        if (unit) {
-          const root = rootOf(unit);
-          root.waitedMs = (root.waitedMs ?? 0) + waited;
+        if (unit) noteWaiting(unit, true);
+        try {
+          await waitInLine(unit);
+        } finally {
+          if (unit) noteWaiting(unit, false);
         }
-        report(waited / 1000);
+        report((performance.now() - queued) / 1000);
       }
       const started = performance.now();
       try {

@@ -19,8 +19,14 @@ export interface SqlStats {
    * dropped (OVERLOADED, reason dropped): a read that waited that long is worth less than a fast 503.
    */
   patienceMs?: number;
-  /** How long the request's statements have waited in line so far, in ms (kept on the root unit). */
+  /**
+   * How long the request has had a statement waiting in line so far, in ms (kept on the root unit):
+   * wall-clock time during which at least one of its statements waited, so waits side by side count once.
+   */
   waitedMs?: number;
+  /** Statements of the request waiting in line now, and since when one has (root unit; see waitedMs). */
+  waitingNow?: number;
+  waitingSince?: number;
 }
 
 /**
@@ -44,9 +50,25 @@ export function priorityOf(unit: SqlStats | undefined): Priority {
 /** What is left of the request's patience for waiting in line, in ms (Infinity when it has none). */
 export function patienceLeftOf(unit: SqlStats | undefined): number {
   for (let stats = unit; stats; stats = stats.parent) {
-    if (stats.patienceMs !== undefined) return stats.patienceMs - (rootOf(stats).waitedMs ?? 0);
+    if (stats.patienceMs === undefined) continue;
+    const root = rootOf(stats);
+    const ongoing = root.waitingNow ? performance.now() - root.waitingSince! : 0;
+    return stats.patienceMs - (root.waitedMs ?? 0) - ongoing;
   }
   return Infinity;
+}
+
+/** Marks one of the request's statements as starting (`true`) or ending a wait in line, for waitedMs. */
+export function noteWaiting(unit: SqlStats, starting: boolean): void {
+  const root = rootOf(unit);
+  const now = performance.now();
+  if (starting) {
+    if (!root.waitingNow) root.waitingSince = now;
+    root.waitingNow = (root.waitingNow ?? 0) + 1;
+  } else if (root.waitingNow) {
+    root.waitingNow--;
+    if (root.waitingNow === 0) root.waitedMs = (root.waitedMs ?? 0) + (now - root.waitingSince!);
+  }
 }
 
 /** The outermost unit (the request) a unit is part of. */

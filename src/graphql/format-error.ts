@@ -10,17 +10,19 @@ const CLIENT_MISTAKES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAI
 
 /**
  * The innermost error that carries a code of ours (a validation rule's or a scalar's, say), through
- * GraphQL's `originalError` and the `cause` of a wrapper such as Drizzle's DrizzleQueryError.
+ * GraphQL's `originalError` and the `cause` of a wrapper such as Drizzle's DrizzleQueryError;
+ * `wrapped` when a wrapper that is no GraphQL error was passed on the way (its message names SQL).
  */
-function ownError(error: unknown): { code: string; message: string; extensions: Record<string, unknown> } | undefined {
+function ownError(error: unknown): { code: string; message: string; extensions: Record<string, unknown>; wrapped: boolean } | undefined {
+  let wrapped = false;
   for (let e: unknown = error, depth = 0; e && depth < 8; depth++) {
     if (e instanceof GraphQLError) {
       const code = e.extensions?.code;
       if (typeof code === 'string' && CONTRACT_CODES.has(code)) {
         const { http: _http, ...extensions } = e.extensions;
-        return { code, message: e.message, extensions };
+        return { code, message: e.message, extensions, wrapped };
       }
-    }
+    } else if (depth > 0) wrapped = true;
     e = (e as { originalError?: unknown }).originalError ?? (e as { cause?: unknown }).cause;
   }
   return undefined;
@@ -58,9 +60,9 @@ export function createFormatError({ mask }: FormatErrorOptions) {
     const { stacktrace, ...extensions } = formatted.extensions ?? {};
     return {
       ...formatted,
-      // a coded error's own message: never a wrapper's (Drizzle's names the SQL it failed)
-      message: internal && mask ? 'Internal server error' : (own?.message ?? formatted.message),
-      extensions: { ...extensions, ...own?.extensions, ...extra, code, ...(mask || !stacktrace ? {} : { stacktrace }) },
+      // the coded error's own message and extensions where a wrapper stood between (Drizzle's names the SQL it failed)
+      message: internal && mask ? 'Internal server error' : own?.wrapped ? own.message : formatted.message,
+      extensions: { ...extensions, ...(own?.wrapped ? own.extensions : {}), ...extra, code, ...(mask || !stacktrace ? {} : { stacktrace }) },
     };
   };
 }

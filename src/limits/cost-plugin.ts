@@ -36,7 +36,7 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
   const { estimator, maxCost, caps, budget, recorder, observe, load, onShed } = options;
   return {
     async requestDidStart() {
-      // the operation's cost counted in flight from admission to its answer
+      // the operation's cost counted in flight from the start of its execution to its answer
       let release: (() => void) | undefined;
       return {
         async didResolveOperation({ document, operation, request, contextValue }) {
@@ -93,7 +93,14 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
             error.extensions.http = { status: 429, headers: new HeaderMap([['retry-after', String(decision.retryAfterSeconds)]]) };
             throw error;
           }
-          release = load?.hold(cost);
+        },
+
+        // Held here, not in didResolveOperation: Apollo runs every plugin's didResolveOperation at once
+        // and answers as soon as one throws, so a hold taken there after an await (the budget's, in
+        // Redis) could come after the answer, and never be released. Execution starts only once they
+        // all passed, and willSendResponse always follows it.
+        async executionDidStart({ contextValue }) {
+          if (load && contextValue.cost.estimated !== null) release = load.hold(contextValue.cost.estimated);
         },
 
         async willSendResponse({ response, contextValue, operationName }) {
