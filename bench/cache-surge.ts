@@ -8,117 +8,13 @@
 //
 // BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/foliograph_bench) is created and
 // seeded with `db:seed --scale N` when it has no load users yet.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
-import autocannon from 'autocannon';
-import postgres from 'postgres';
-import { signUserToken } from '../src/admission/tokens.js';
-import { DASHBOARD, QUOTE, SCENARIOS, zipf } from '../src/tools/load/scenarios.js';
-import { seededRandom } from '../src/tools/random.js';
+import { DASHBOARD } from '../src/tools/load/scenarios.js';
+import { ensureDatabase, numberOption, say, startServer, stopServer, surge, surgeTargets, warmUp, type Outcome } from './surge.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
-const CONNECTIONS = opt('connections', 200);
-const SECONDS = opt('seconds', 20);
-const SCALE = opt('scale', 10);
-const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/foliograph_bench';
-const SECRET = 'bench-secret-0123456789abcdef0123456789';
-const say = (m: string) => process.stderr.write(`${m}\n`);
-
-async function ensureDatabase(): Promise<void> {
-  const url = new URL(DATABASE_URL);
-  const name = url.pathname.slice(1);
-  url.pathname = '/postgres';
-  const admin = postgres(url.toString(), { max: 1, onnotice: () => {} });
-  const [exists] = await admin`select 1 from pg_database where datname = ${name}`;
-  if (!exists) await admin.unsafe(`create database "${name}"`);
-  await admin.end();
-  const db = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
-  const [row] = await db`select count(*)::int as n from information_schema.tables where table_name = 'users'`;
-  const users = row.n ? (await db`select count(*)::int as n from users where email like 'load-%'`)[0].n : 0;
-  await db.end();
-  if (users < SCALE * 25) {
-    say(`seeding ${DATABASE_URL} with --scale ${SCALE} (once)`);
-    const seeded = spawnSync('npm', ['run', '--silent', 'db:seed', '--', '--scale', String(SCALE)], {
-      env: { ...process.env, DATABASE_URL },
-      stdio: 'inherit',
-    });
-    if (seeded.status !== 0) throw new Error('seeding failed');
-  }
-}
-
-async function startServer(port: number, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: {
-      ...process.env,
-      DATABASE_URL,
-      PORT: String(port),
-      JWT_SECRET: SECRET,
-      NODE_ENV: 'production',
-      LOG_LEVEL: 'warn',
-      RATE_LIMIT_COST_PER_MINUTE: '1000000000',
-      DB_POOL_MAX: '10',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  for (let i = 0; i < 200; i++) {
-    if ((await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.ok) return child;
-    await sleep(100);
-  }
-  throw new Error('server did not become ready');
-}
-
-async function sqlStatements(port: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  return Number(/^foliograph_sql_statements_total (\d+)/m.exec(text)?.[1] ?? 0);
-}
-
-interface Outcome {
-  requests: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  sqlPerSecond: number;
-  sqlPerRequest: number;
-}
-
-async function surge(port: number, tokens: string[], symbols: string[]): Promise<Outcome> {
-  // the load command's surge mix: 70% dashboards (private, per user), 30% quotes (public, shared)
-  const random = seededRandom(42);
-  const pick = { user: zipf(tokens.length, random), symbol: zipf(symbols.length, random) };
-  const url = `http://127.0.0.1:${port}/graphql`;
-  const before = await sqlStatements(port);
-  const result = await autocannon({
-    url,
-    connections: CONNECTIONS,
-    duration: SECONDS,
-    requests: [
-      {
-        method: 'POST',
-        setupRequest: (request) => {
-          const next = SCENARIOS.surge.next({ tokens, symbols }, random, pick);
-          return { ...request, headers: next.headers, body: next.body };
-        },
-      },
-    ],
-  });
-  const statements = (await sqlStatements(port)) - before;
-  const requests = result.requests.total;
-  return {
-    requests,
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    errors: result.errors + result.non2xx,
-    sqlPerSecond: statements / SECONDS,
-    sqlPerRequest: requests ? statements / requests : 0,
-  };
-}
+const CONNECTIONS = numberOption(args, 'connections', 200);
+const SECONDS = numberOption(args, 'seconds', 20);
+const SCALE = numberOption(args, 'scale', 10);
 
 /** Medians of one connection asking for one cached answer over and over: the server's own time (its Server-Timing header) and the round trip. */
 async function hitLatency(port: number, token: string): Promise<{ server: number; roundTrip: number }> {
@@ -139,12 +35,9 @@ async function hitLatency(port: number, token: string): Promise<{ server: number
 }
 
 async function main() {
-  await ensureDatabase();
-  const db = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
-  const users = await db`select id from users where email like 'load-%' order by id limit 500`;
-  const symbols = (await db`select symbol from instruments order by symbol`).map((r) => r.symbol as string);
-  await db.end();
-  const tokens = await Promise.all(users.map((u) => signUserToken(SECRET, u.id as number, '1h')));
+  await ensureDatabase(SCALE);
+  const targets = await surgeTargets();
+  const { tokens, symbols } = targets;
   say(`${tokens.length} users, ${symbols.length} instruments, ${CONNECTIONS} connections, ${SECONDS} s per side`);
 
   const sides: [string, Record<string, string>][] = [
@@ -157,20 +50,12 @@ async function main() {
     const server = await startServer(port, env);
     try {
       say(`${label}: warming up`);
-      await autocannon({
-        url: `http://127.0.0.1:${port}/graphql`,
-        connections: 10,
-        duration: 3,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ query: QUOTE, variables: { s: symbols[0] } }),
-      });
+      await warmUp(port, symbols[0]);
       say(`${label}: surge`);
-      outcomes[label] = await surge(port, tokens, symbols);
+      outcomes[label] = await surge(port, targets, CONNECTIONS, SECONDS);
       if (env.RESPONSE_CACHE === 'on') outcomes[label].hit = await hitLatency(port, tokens[0]);
     } finally {
-      server.kill('SIGTERM');
-      await new Promise((r) => server.once('exit', r));
+      await stopServer(server);
     }
   }
 

@@ -11,6 +11,10 @@ const BENCHMARKS: Record<string, { about: string; run: (args: string[]) => Promi
     about: 'the surge replayed against foliograph with caching off and on (also npm run bench:cache)',
     run: (args) => script('./cache-surge.js', args),
   },
+  incident: {
+    about: 'the surge against the naive N+1 design, batching only, and full foliograph on one database; ratios of throughput, p99 and SQL/request',
+    run: async (args) => (await import('./incident.js')).incidentBenchmark(args),
+  },
   forecasts: {
     about: "how honest each forecasting model's intervals are on the demo series (also npm run bench:forecasts)",
     run: (args) => script('./forecast-calibration.js', args),

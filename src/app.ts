@@ -216,6 +216,7 @@ export function createApp({
     defaultModel: config.forecasts.defaultModel,
     hot,
     router,
+    batching: config.cache.loaderBatching,
     onBatch: createSlowSqlLog({
       logger,
       explain: (query, params) => database.explain(query, params),

@@ -65,6 +65,7 @@ const schema = z
     RESPONSE_CACHE_MAX_ENTRIES: positiveInt(10_000),
     RESPONSE_CACHE_MAX_BYTES: positiveInt(64 * 1024 * 1024),
     HOT_CACHE_TTL_MS: z.coerce.number().int().min(0).default(30_000),
+    LOADER_BATCHING: z.enum(['on', 'off']).default('on'),
     ALLOW_INTROSPECTION: z.enum(['true', 'false']).default('false'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     FORECAST_DEFAULT_MODEL: z.string().min(1).default('fhs'),
@@ -172,6 +173,8 @@ function settle(e: z.output<typeof schema>) {
       responseMaxBytes: e.RESPONSE_CACHE_MAX_BYTES,
       /** How long instruments and latest prices are shared across requests (0: not at all). */
       hotTtlMs: e.HOT_CACHE_TTL_MS,
+      /** Loaders batch keys into one statement; `off` sends one per key (the naive N+1 design, for npm run bench -- incident). */
+      loaderBatching: e.LOADER_BATCHING === 'on',
       /** Parsed and validated documents kept for reuse: most entries, and most bytes of heap (estimated). */
       documentMaxEntries: e.DOCUMENT_CACHE_MAX_ENTRIES,
       documentMaxBytes: e.DOCUMENT_CACHE_MAX_BYTES,

@@ -97,6 +97,22 @@ describe('dashboard batching', () => {
     expect(large.statements).toBe(small.statements);
   });
 
+  it('with LOADER_BATCHING=off (the naive design bench -- incident measures) answers the same, one statement per portfolio', async () => {
+    const naive = await startTestServer(database, { HOT_CACHE_TTL_MS: '0', RESPONSE_CACHE: 'off', LOADER_BATCHING: 'off' });
+    try {
+      const batched = await server.countSql(async () => (await server.client(ownerId)).request<any>(DASHBOARD, { n: 10, h: 21 }));
+      const client = await naive.client(ownerId);
+      const small = await naive.countSql(() => client.request<any>(DASHBOARD, { n: 10, h: 21 }));
+      const large = await naive.countSql(() => client.request<any>(DASHBOARD, { n: 40, h: 21 }));
+      expect(small.result).toEqual(batched.result);
+      // the user, then each portfolio's open positions alone: SQL grows with the breadth
+      expect(small.statements).toBe(1 + 10);
+      expect(large.statements).toBe(1 + 40);
+    } finally {
+      await naive.stop();
+    }
+  });
+
   it('loads several horizons with the positions in the same statement, each the same as the instrument asked alone', async () => {
     const client = await server.client(ownerId);
     const query = `query H { viewer { portfolios(first: 3) { nodes { positions(first: 50) { nodes { instrument { symbol

@@ -92,6 +92,8 @@ export interface ContextFactoryOptions {
   router?: ReadRouter;
   /** Told of every loader batch with the request's id: the slow-SQL log. */
   onBatch?: (requestId: string, event: BatchEvent) => void;
+  /** False: loaders send one statement per key (LOADER_BATCHING=off, the naive design bench -- incident measures). */
+  batching?: boolean;
 }
 
 export interface RequestInput {
@@ -106,7 +108,7 @@ export interface RequestInput {
  * on-request models. Loaders are made per operation (`forOperation`), for the database it reads from,
  * and every batch they send is accounted for in `work` and the metrics.
  */
-export function createContextFactory({ db, metrics, defaultModel, hot, router, onBatch }: ContextFactoryOptions) {
+export function createContextFactory({ db, metrics, defaultModel, hot, router, onBatch, batching }: ContextFactoryOptions) {
   return function createContext({ requestId, caller, sql, deadline }: RequestInput): RequestContext {
     const { viewer, partner } = caller;
     const work: WorkStats = { batches: 0, keys: 0, rows: 0, loaderMs: 0, byLoader: {}, models: {} };
@@ -154,7 +156,7 @@ export function createContextFactory({ db, metrics, defaultModel, hot, router, o
         }
         // the operation's own handle: what it sends is counted in `sql` and waits at most until its deadline
         const mine = scopeDb(reads, sql);
-        const loaders = createLoaders(mine, viewer, { defaultModel, deadline, hot, observe });
+        const loaders = createLoaders(mine, viewer, { defaultModel, deadline, hot, observe, batching });
         return { ...request, db: mine, loaders, cache };
       },
     };

@@ -79,13 +79,15 @@ export interface LoaderHooks {
   observe?: BatchObserver;
   /** Once the request's deadline has passed, no further batch is sent to the database. */
   deadline?: Deadline;
+  /** False: every key alone (the naive N+1 design the incident bench compares with); true by default. */
+  batching?: boolean;
 }
 
 /** A batch function over a database handle: the loader gives each batch a handle of its own, which captures its statements. */
 export type BatchOver<K, V> = (db: Db) => (keys: readonly K[]) => Promise<V[]>;
 
 export function loader<K, V>(name: string, batch: BatchOver<K, V>, hooks: LoaderHooks): DataLoader<K, V, string | K> {
-  const { db, observe, deadline } = hooks;
+  const { db, observe, deadline, batching = true } = hooks;
   return new DataLoader<K, V, string | K>(
     async (keys) => {
       // by the clock, not only the signal: its timer may not have had a turn yet
@@ -111,7 +113,7 @@ export function loader<K, V>(name: string, batch: BatchOver<K, V>, hooks: Loader
     },
     {
       name,
-      maxBatchSize: 1000,
+      maxBatchSize: batching ? 1000 : 1,
       cacheKeyFn: (k) => (typeof k === 'object' && k !== null ? JSON.stringify(k) : k),
     },
   );

@@ -26,6 +26,8 @@ export interface LoaderOptions {
   deadline?: Deadline;
   /** Instruments and latest prices shared across requests (a short TTL, invalidated explicitly). */
   hot?: HotCache;
+  /** False: one statement per key, the naive N+1 design (LOADER_BATCHING=off, for bench -- incident only). */
+  batching?: boolean;
 }
 
 /**
@@ -33,7 +35,7 @@ export interface LoaderOptions {
  * the authorization of every private read happens inside these batch functions.
  */
 export function createLoaders(db: Db, viewer: Viewer, options: LoaderOptions) {
-  const o = { db, observe: options.observe, deadline: options.deadline };
+  const o = { db, observe: options.observe, deadline: options.deadline, batching: options.batching };
   const hot = options.hot;
   const instrumentById = loader('instrumentById', (db) => (hot ? hot.instrumentsById(instrumentsById(db)) : instrumentsById(db)), o);
   // an instrument found by symbol is also known by id for the rest of the request
