@@ -29,7 +29,7 @@ const schema = z
     DB_POOL_MAX: positiveInt(10),
     DB_QUEUE_MAX: positiveInt(100),
     ADMISSION_TARGET_WAIT_MS: positiveInt(250),
-    ADMISSION_MAX_COST_IN_FLIGHT: positiveInt(500_000),
+    ADMISSION_MAX_COST_IN_FLIGHT: positiveInt(2_000_000),
     DB_CONNECT_TIMEOUT_MS: positiveInt(2000),
     DB_PLAN_CACHE_MODE: z.enum(['force_generic_plan', 'auto', 'force_custom_plan']).default('force_generic_plan'),
     JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),

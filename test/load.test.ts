@@ -122,7 +122,7 @@ describe('load scenarios', () => {
     kinds: { trade: 10, quote: 90 },
     succeeded: { trade: 8, quote: 87 },
     codes: {},
-    latencyByKind: {},
+    latencyByKind: { trade: { count: 10, p50: 1, p99: 2 }, quote: { count: 90, p50: 1, p99: 2 } },
     timeline: [
       { t: 0, answered: 50, ok: 48, statuses: { '200': 48, '503': 2 }, p50: 10, p99: 200 },
       { t: 1, answered: 50, ok: 47, statuses: { '200': 47, '503': 3 }, p50: 11, p99: 300 },
@@ -137,7 +137,12 @@ describe('load scenarios', () => {
     expect(judge(report([stage()]), slo)).toEqual([
       {
         stage: 'steady',
-        breaches: ['p99 300 ms > 250 ms', '5.0% refused or failed > 1.0%', 'trade: 80.0% answered < 90.0%', 'healthz: 0.0% answered < 100.0% (none sent)'],
+        breaches: [
+          'p99 300 ms > 250 ms',
+          '5.0% refused or failed > 1.0%',
+          'trade: 80.0% answered ok < 90.0%',
+          'healthz: 0.0% answered ok < 100.0% (none answered)',
+        ],
       },
     ]);
     expect(judge(report([stage({ latencyMs: { p50: 1, p90: 1, p99: 1, max: 1 } })]), parseSlo('{"p99Ms": 250}'))).toEqual([{ stage: 'steady', breaches: [] }]);

@@ -43,7 +43,7 @@ export interface StageReport extends Stage {
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   /** HTTP status → count; `error` for connection errors and timeouts. */
   statuses: Record<string, number>;
-  /** Kind of request → requests sent. */
+  /** Kind of request → requests made (those prepared when the stage ended, at most one per connection, were never sent). */
   kinds: Record<string, number>;
   /** Kind of request → answers with status 200 and no errors. */
   succeeded: Record<string, number>;
@@ -306,9 +306,11 @@ export function formatReport(report: LoadReport): string {
   for (const s of report.stages) {
     const kinds = Object.entries(s.kinds).sort((a, b) => b[1] - a[1]);
     if (kinds.length < 2) continue;
-    const each = kinds.map(([kind, sent]) => {
+    // of those answered: a request prepared when the stage ended (one per connection at most) was never sent
+    const each = kinds.map(([kind]) => {
       const ok = s.succeeded[kind] ?? 0;
-      return `${kind} ${ok}/${sent} ok (${Math.round((100 * ok) / Math.max(sent, 1))}%), p99 ${s.latencyByKind[kind]?.p99 ?? '-'} ms`;
+      const answered = s.latencyByKind[kind]?.count ?? 0;
+      return `${kind} ${ok}/${answered} ok (${Math.round((100 * ok) / Math.max(answered, 1))}%), p99 ${s.latencyByKind[kind]?.p99 ?? '-'} ms`;
     });
     lines.push('', `by kind of request in "${s.name}": ${each.join('; ')}`);
   }

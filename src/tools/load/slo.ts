@@ -12,7 +12,7 @@ const sloSchema = z
     p99Ms: z.number().positive().optional(),
     /** The largest share of a stage's answers that may be refused or fail: 429, 5xx, connection errors. */
     maxFailedRatio: z.number().min(0).max(1).optional(),
-    /** Kind of request → the least share of those sent that must be answered 200 without errors. */
+    /** Kind of request → the least share of its answers that must be 200 without errors. */
     minSucceeded: z.record(z.string().max(50), z.number().min(0).max(1)).optional(),
     /** Only these stages are judged (by name); all of them when absent. */
     stages: z.array(z.string().max(100)).max(100).optional(),
@@ -58,9 +58,10 @@ export function judge(report: LoadReport, slo: Slo): StageVerdict[] {
         if (ratio > slo.maxFailedRatio) breaches.push(`${(100 * ratio).toFixed(1)}% refused or failed > ${(100 * slo.maxFailedRatio).toFixed(1)}%`);
       }
       for (const [kind, least] of Object.entries(slo.minSucceeded ?? {})) {
-        const sent = s.kinds[kind] ?? 0;
-        const ratio = sent ? (s.succeeded[kind] ?? 0) / sent : 0;
-        if (ratio < least) breaches.push(`${kind}: ${(100 * ratio).toFixed(1)}% answered < ${(100 * least).toFixed(1)}%${sent ? '' : ' (none sent)'}`);
+        const answered = s.latencyByKind[kind]?.count ?? 0;
+        const ratio = answered ? (s.succeeded[kind] ?? 0) / answered : 0;
+        if (ratio < least)
+          breaches.push(`${kind}: ${(100 * ratio).toFixed(1)}% answered ok < ${(100 * least).toFixed(1)}%${answered ? '' : ' (none answered)'}`);
       }
       return { stage: s.name, breaches };
     });
