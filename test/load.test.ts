@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPartner } from '../src/admission/partners.js';
+import { checkManifest, publishOperations } from '../src/admission/trusted-documents.js';
 import { rows } from '../src/db/client.js';
+import { buildSchema } from '../src/graphql/schema.js';
+import { CostEstimator } from '../src/limits/cost-estimate.js';
+import { limitRules } from '../src/limits/rules.js';
 import { htmlReport } from '../src/tools/load/html.js';
 import { formatReport, runLoad, type LoadReport, type StageReport } from '../src/tools/load/run.js';
 import { judge, parseSlo } from '../src/tools/load/slo.js';
@@ -190,6 +195,16 @@ describe('npm run load options', () => {
     }
   });
 
+  it("refuses the partners scenario without a partner's key in LOAD_API_KEY, before any request", () => {
+    const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/tools/cli/load.ts', '--scenario', 'partners', '--url', 'http://127.0.0.1:9/graphql'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, LOAD_API_KEY: '' },
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/set LOAD_API_KEY/);
+  });
+
   it('refuses an option it does not know instead of running with defaults', () => {
     const run = load('--secs', '5');
     expect(run.status).toBe(1);
@@ -304,6 +319,27 @@ describe('npm run load against a server', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("runs the partners scenario: the example partner's trusted documents by hash with its key, every one answered", async () => {
+    const { key, partner } = await createPartner(database.db, `load-${Date.now()}`);
+    const manifest = JSON.parse(readFileSync(new URL('../deploy/partner-example/persisted-query-manifest.json', import.meta.url), 'utf8'));
+    const schema = buildSchema();
+    const { operations, problems } = checkManifest(manifest, {
+      schema,
+      estimator: new CostEstimator(schema),
+      rules: limitRules(server.config),
+      maxCost: server.config.limits.maxCost,
+    });
+    expect(problems).toEqual([]);
+    await publishOperations(database.db, operations, partner.id);
+    const targets = { ...(await discoverTargets(server.url, { jwtSecret: TEST_SECRET, users: 5 })), apiKey: key };
+    const report = await runLoad({ url: server.url, scenario: SCENARIOS.partners, seconds: 1, peak: 2, targets });
+    const [stage] = report.stages;
+    expect(Object.keys(stage.kinds).sort()).toEqual(['partner:PriceHistory', 'partner:Quote']);
+    expect(stage.codes).toEqual({});
+    for (const kind of Object.keys(stage.kinds)) expect(stage.succeeded[kind]).toBe(stage.latencyByKind[kind].count);
+    expect(JSON.stringify(report)).not.toContain(key);
   });
 
   it('runs the hostile scenario: every hostile request is refused with a contract code, normal traffic is answered, the server lives', async () => {

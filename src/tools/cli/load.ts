@@ -25,7 +25,8 @@ Runs a load scenario against a running server and prints a report on stdout (a t
   --html FILE         also write the report as an HTML page with charts of throughput, latency and statuses over time
   --slo FILE          judge every stage by the objectives in FILE (JSON: p99Ms, maxFailedRatio, minSucceeded
                       by kind of request, stages); exit 1 when a stage breaks one
-Tokens are signed with JWT_SECRET (the development secret when unset), which must be the server's.
+Tokens are signed with JWT_SECRET (the development secret when unset), which must be the server's; the partners
+scenario takes its partner's API key from LOAD_API_KEY.
 `;
 const VALUED = ['--scenario', '--url', '--seconds', '--connections', '--users', '--target-p99', '--html', '--slo'];
 const FLAGS = ['--json', '--list', '--help', '-h'];
@@ -67,7 +68,14 @@ try {
   const config = loadConfig();
   if (scenario.writes) say(`${scenario.name} WRITES to the server's database: ${scenario.summary}`);
   say(`finding users (ids 1..${users}) and instruments through ${url}`);
-  const targets = await discoverTargets(url, { jwtSecret: config.auth.jwtSecret, users, withPortfolios: scenario.needsPortfolios });
+  // a partner's key comes from the environment, never the command line (where process lists show it)
+  const apiKey = process.env.LOAD_API_KEY;
+  if (scenario.needsApiKey && !apiKey) {
+    throw new Error(
+      `the ${scenario.name} scenario calls as a partner: set LOAD_API_KEY to its API key (npm run partner:create), with deploy/partner-example's manifest published for it (npm run pq:publish)`,
+    );
+  }
+  const targets = { ...(await discoverTargets(url, { jwtSecret: config.auth.jwtSecret, users, withPortfolios: scenario.needsPortfolios })), apiKey };
   const refused = Object.entries(targets.refusals ?? {});
   say(
     `${targets.tokens.length} users, ${targets.symbols.length} instruments${refused.length ? ` (left out: ${refused.map(([c, n]) => `${c} ×${n}`).join(', ')})` : ''}; ${scenario.summary}`,

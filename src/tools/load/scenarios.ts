@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 /**
  * Load scenarios: who asks what, how many at once, for how long. Pure data and request builders: the
@@ -28,6 +29,8 @@ export interface LoadTargets {
   portfolios?: (string | null)[];
   /** Users left out because the server refused their probe, by error code. */
   refusals?: Record<string, number>;
+  /** A partner's API key, for scenarios that call as a partner (never printed). */
+  apiKey?: string;
 }
 
 export interface LoadRequest {
@@ -59,6 +62,40 @@ export interface Scenario {
   beside?: { name: string; connections: number; next(targets: LoadTargets, random: () => number, pick: Pickers): LoadRequest }[];
   /** Whether its stages step the offered rate up until one does not hold the target p99 (the run stops there). */
   steps?: boolean;
+  /** Whether it calls as a partner: it needs an API key (LOAD_API_KEY). */
+  needsApiKey?: boolean;
+}
+
+interface TrustedOperation {
+  id: string;
+  name: string;
+  type: string;
+  body: string;
+}
+
+let example: TrustedOperation[] | undefined;
+/** The example partner's trusted documents (deploy/partner-example), read once: what the partners scenario sends by hash. */
+function exampleOperations(): TrustedOperation[] {
+  example ??= (
+    JSON.parse(readFileSync(new URL('../../../deploy/partner-example/persisted-query-manifest.json', import.meta.url), 'utf8')) as {
+      operations: TrustedOperation[];
+    }
+  ).operations.filter((o) => o.type === 'query');
+  return example;
+}
+
+/** A trusted document of the example manifest, by hash alone, with the partner's key: what a partner's client sends. */
+function trusted(t: LoadTargets, random: () => number, pick: Pickers): LoadRequest {
+  const operations = exampleOperations();
+  const op = operations[Math.floor(random() * operations.length)];
+  // PriceHistory takes a page size: varied, so that its answers are not all one cache entry
+  const variables =
+    op.name === 'PriceHistory' ? { symbol: t.symbols[pick.symbol()], first: 20 + Math.floor(random() * 100) } : { symbol: t.symbols[pick.symbol()] };
+  return {
+    kind: `partner:${op.name}`,
+    headers: { ...json, 'x-api-key': t.apiKey ?? '' },
+    body: JSON.stringify({ operationName: op.name, variables, extensions: { persistedQuery: { version: 1, sha256Hash: op.id } } }),
+  };
 }
 
 /** Offered rates from 10 req/s up by half each step, to at most `max`: enough steps to place a capacity within 50%. */
@@ -184,6 +221,16 @@ export const SCENARIOS: Record<string, Scenario> = {
     steps: true,
     stages: (seconds, peak) => rateSteps(20 * peak).map((rate) => ({ name: `${rate} req/s`, connections: peak, seconds, offeredRate: rate })),
     next: (t, random, pick) => (random() < 0.7 ? dashboard(t, pick) : quote(t, pick)),
+  },
+  partners: {
+    name: 'partners',
+    summary:
+      "a partner's client: the example partner's trusted documents (deploy/partner-example: PriceHistory, Quote) by hash alone with its API key " +
+      '(LOAD_API_KEY; publish the manifest for that partner first with npm run pq:publish), steady at the peak',
+    writes: false,
+    needsApiKey: true,
+    stages: steady,
+    next: (t, random, pick) => trusted(t, random, pick),
   },
   overload: {
     name: 'overload',
