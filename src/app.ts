@@ -155,8 +155,15 @@ export function createApp({
         dbPoolMax: config.database.poolMax,
         statementTimeoutMs: config.limits.requestTimeoutMs,
         planCacheMode: config.database.planCacheMode,
+        // a read a replica cannot run for a connection reason runs again on the primary: a dying replica costs no query
+        primary: database.gated,
+        onFailover: (i) => {
+          metrics.replicaFailovers.inc({ replica: String(i) });
+          metrics.replicaUp.set({ replica: String(i) }, 0);
+        },
       })
     : null;
+  if (replicas) metrics.watchReplicaPools(replicas.pools);
   const router = createReadRouter({ replicas: replicas?.dbs ?? [], readYourWritesMs: config.database.readYourWritesMs, health: replicas?.health });
   const noticeChanges = (tags: string[]) => {
     for (const tag of tags) {

@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANONYMOUS } from '../src/admission/tokens.js';
 import { notifyInvalidation } from '../src/cache/invalidation.js';
-import type { Db } from '../src/db/client.js';
+import { createDatabase, type Db } from '../src/db/client.js';
+import { migrate } from '../src/db/migrate.js';
 import { createReadRouter } from '../src/db/replicas.js';
 import { metricSum } from '../src/observability/prom-text.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
+import { privatePostgresBin, startPrivatePostgres, type PrivatePostgres } from './helpers/private-pg.js';
 import { seed } from './helpers/seed.js';
 import { until } from './helpers/until.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
@@ -161,4 +163,53 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     expect(found.latestPrice).toEqual({ date: '2024-01-31', close: '11' });
     expect(routes(await metrics(), 'catch_up')).toBeGreaterThanOrEqual(1);
   });
+});
+
+// A replica that dies: a PostgreSQL server of the test's own, stopped while the server reads from it.
+// Reads it cannot run for a connection reason run again on the primary: no query fails for it.
+describe.runIf(onPostgres && privatePostgresBin)('a replica that dies (PostgreSQL)', () => {
+  let primary: TestDatabase;
+  let cluster: PrivatePostgres;
+  let server: TestServer;
+  let symbol: string;
+
+  beforeAll(async () => {
+    primary = await createTestDatabase();
+    symbol = (await seed(primary.db).instrument(['10', '11'], { last: '2024-01-31' })).symbol;
+    cluster = await startPrivatePostgres();
+    // the replica has the instrument without its last close: answers show where they were read
+    const replica = await createDatabase({ databaseUrl: cluster.url, pgliteDataDir: 'memory://', dbPoolMax: 2 });
+    await migrate(replica);
+    await seed(replica.db).instrument(['10'], { symbol, last: '2024-01-30' });
+    await replica.close();
+    server = await startTestServer(primary, { READ_REPLICA_URLS: cluster.url, READ_YOUR_WRITES_MS: '600000', RESPONSE_CACHE: 'off', HOT_CACHE_TTL_MS: '0' });
+  }, 120_000);
+  afterAll(async () => {
+    await server?.stop();
+    cluster?.destroy();
+    await primary?.destroy();
+  });
+
+  const quote = () => server.post({ query: 'query($s: String!) { instrument(symbol: $s) { latestPrice { date close } } }', variables: { s: symbol } });
+  const metrics = async () => (await fetch(server.url.replace('/graphql', '/metrics'))).text();
+
+  it('runs the reads of a replica that went away on the primary, marks it down at once, and counts the failover', async () => {
+    expect((await quote()).body.data.instrument.latestPrice).toEqual({ date: '2024-01-30', close: '10' });
+    expect(await metrics()).toMatch(/^foliograph_db_replica_pool_connections\{replica="0",state="in_use"\} 0$/m);
+    cluster.stop();
+    // the first read after: its replica fails it, the primary answers it
+    const during = await quote();
+    expect(during.status).toBe(200);
+    expect(during.body.errors).toBeUndefined();
+    expect(during.body.data.instrument.latestPrice).toEqual({ date: '2024-01-31', close: '11' });
+    const text = await metrics();
+    expect(metricSum(text, 'foliograph_db_replica_failovers_total', { replica: '0' })).toBeGreaterThanOrEqual(1);
+    expect(text).toMatch(/^foliograph_db_replica_up\{replica="0"\} 0$/m);
+    // and the next reads go to the primary without trying the replica
+    const failovers = metricSum(text, 'foliograph_db_replica_failovers_total');
+    for (let i = 0; i < 3; i++) expect((await quote()).body.data.instrument.latestPrice.close).toBe('11');
+    const after = await metrics();
+    expect(metricSum(after, 'foliograph_db_replica_failovers_total')).toBe(failovers);
+    expect(metricSum(after, 'foliograph_db_read_routes_total', { reason: 'no_healthy_replica' })).toBeGreaterThanOrEqual(3);
+  }, 60_000);
 });

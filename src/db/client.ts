@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { codedCause } from '../errors.js';
 import { createAvailability, type Availability, type AvailabilityState } from './availability.js';
-import { createPoolGate, gatePgliteClient, gatePostgresClient, type PoolGate } from './gate.js';
+import { createPoolGate, failoverPostgresClient, gatePgliteClient, gatePostgresClient, type PoolGate } from './gate.js';
 import { createPreparePolicy } from './prepare.js';
 import { lockDataDir } from './pglite-lock.js';
 import * as schema from './schema.js';
@@ -78,6 +78,8 @@ export interface Database {
   listen(channel: string, onMessage: (payload: string) => void, onRelisten?: () => void): Promise<() => Promise<void>>;
   /** Runs `fn` holding a cluster-wide lock (migrations by several instances at once). */
   exclusive<T>(fn: () => Promise<T>): Promise<T>;
+  /** PostgreSQL only: the gated client a statement of `unit` goes through (what a read replica falls back to). */
+  gated?: (unit?: SqlStats) => postgres.Sql;
   close(): Promise<void>;
 }
 
@@ -144,6 +146,8 @@ export function openGatedPostgres(
     connectTimeoutMs?: number;
     planCacheMode?: PlanCacheMode;
     onAvailability?: (state: AvailabilityState, previous: AvailabilityState, cause?: unknown) => void;
+    /** A read replica's: where a statement it cannot run for a connection reason runs instead (see failoverPostgresClient). */
+    fallback?: { gated: (unit?: SqlStats) => postgres.Sql; onFail: (cause: unknown) => void };
   },
 ) {
   const connectTimeout = (options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) / 1000;
@@ -177,17 +181,16 @@ export function openGatedPostgres(
   });
   const pool = createPoolGate(options.max, { availability });
   const prepare = createPreparePolicy();
-  const db = scopable(
-    (unit) =>
-      (unit
-        ? drizzlePostgres(gatePostgresClient(client, pool, prepare, unit))
-        : drizzlePostgres(gatePostgresClient(client, pool, prepare), { schema })) as unknown as Db,
-  );
+  const { fallback } = options;
+  /** The client a statement of `unit` goes through: this pool's gate, and for a replica the primary after it. */
+  const gated = (unit?: SqlStats) => gatePostgresClient(client, pool, prepare, unit);
+  const statements = (unit?: SqlStats) => (fallback ? failoverPostgresClient(gated(unit), fallback.gated(unit), fallback.onFail) : gated(unit));
+  const db = scopable((unit) => (unit ? drizzlePostgres(statements(unit)) : drizzlePostgres(statements(), { schema })) as unknown as Db);
   const close = async () => {
     availability.stop();
     await Promise.all([client.end({ timeout: 5 }), prober?.end({ timeout: 1 })]);
   };
-  return { client, pool, db, availability, close };
+  return { client, pool, db, gated, availability, close };
 }
 
 /** A sampled plan of a slow statement waits behind every request (see PRIORITIES), and gives up after 10 s in line. */
@@ -201,7 +204,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     // host and pid tell this process's connections from other instances' in pg_stat_activity
     // (63 bytes is PostgreSQL's limit for a name)
     const applicationName = `foliograph:${hostname()}:${process.pid}`.slice(-63);
-    const { client, pool, db, availability, close } = openGatedPostgres(options.databaseUrl, {
+    const { client, pool, db, gated, availability, close } = openGatedPostgres(options.databaseUrl, {
       max: options.dbPoolMax,
       applicationName,
       statementTimeoutMs: options.statementTimeoutMs,
@@ -216,6 +219,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     return {
       db,
       driver: 'postgres',
+      gated,
       identity: `postgres://${url.hostname}:${url.port || '5432'}${url.pathname}`,
       pool,
       availability,

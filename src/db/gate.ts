@@ -364,6 +364,49 @@ export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, 
   });
 }
 
+/**
+ * A read replica's gated client that falls back to the primary: a statement the replica cannot run
+ * for a connection reason (DATABASE_UNAVAILABLE from its gate: the connection failed, or the replica
+ * is already known down) runs once more on the primary's gated client, and `onFail` hears of it, so
+ * that a replica dying costs no query. Transactions (`begin`) stay on the replica: a query's reads
+ * never need one there.
+ */
+export function failoverPostgresClient<C extends object>(replica: C, primary: C, onFail: (cause: unknown) => void): C {
+  type Lazy = PromiseLike<unknown> & { values(): unknown };
+  const unsafeOf = (client: C) => (client as unknown as { unsafe: (...a: unknown[]) => Lazy }).unsafe;
+  return new Proxy(replica, {
+    get(target, property, receiver) {
+      if (property !== 'unsafe') return Reflect.get(target, property, receiver) as unknown;
+      return (...args: unknown[]) => {
+        const first = unsafeOf(target)(...args);
+        let values = false;
+        const attempt = {
+          values() {
+            values = true;
+            first.values();
+            return attempt;
+          },
+          then<R1, R2>(onFulfilled?: (value: unknown) => R1 | PromiseLike<R1>, onRejected?: (reason: unknown) => R2 | PromiseLike<R2>) {
+            const run = async () => {
+              try {
+                return await first;
+              } catch (e) {
+                if (!(e instanceof DatabaseUnavailableError)) throw e;
+                onFail(e);
+                const again = unsafeOf(primary)(...args);
+                if (values) again.values();
+                return await again;
+              }
+            };
+            return run().then(onFulfilled, onRejected);
+          },
+        };
+        return attempt;
+      };
+    },
+  });
+}
+
 /** The same for PGlite, whose one connection drizzle uses through `query` and `transaction`. */
 export function gatePgliteClient<C extends object>(client: C, gate: PoolGate, unit?: SqlStats): C {
   return new Proxy(client, {

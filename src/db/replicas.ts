@@ -4,6 +4,7 @@ import postgres from 'postgres';
 import type { Viewer } from '../admission/tokens.js';
 import { openGatedPostgres, type Db, type PlanCacheMode } from './client.js';
 import type { PoolGate } from './gate.js';
+import type { SqlStats } from './sql-stats.js';
 
 /**
  * Read replicas (READ_REPLICA_URLS): each a pool of its own, at most DB_POOL_MAX connections behind
@@ -27,10 +28,39 @@ export interface ReadReplicas {
   close(): Promise<void>;
 }
 
-export function createReadReplicas(urls: string[], options: { dbPoolMax: number; statementTimeoutMs?: number; planCacheMode?: PlanCacheMode }): ReadReplicas {
+export interface ReadReplicaOptions {
+  dbPoolMax: number;
+  statementTimeoutMs?: number;
+  planCacheMode?: PlanCacheMode;
+  /** The primary's gated client: a read a replica cannot run for a connection reason runs there instead, once. */
+  primary?: (unit?: SqlStats) => postgres.Sql;
+  /** Told when a replica failed a read for a connection reason (it is marked down at once). */
+  onFailover?: (replica: number) => void;
+}
+
+export function createReadReplicas(urls: string[], options: ReadReplicaOptions): ReadReplicas {
   const applicationName = `foliograph:${hostname()}:${process.pid}:replica`.slice(-63);
-  const opened = urls.map((url) =>
-    openGatedPostgres(url, { max: options.dbPoolMax, applicationName, statementTimeoutMs: options.statementTimeoutMs, planCacheMode: options.planCacheMode }),
+  const health: ReplicaHealth[] = urls.map(() => ({ up: true, lagSeconds: 0 }));
+  const { primary } = options;
+  const opened = urls.map((url, i) =>
+    openGatedPostgres(url, {
+      max: options.dbPoolMax,
+      applicationName,
+      statementTimeoutMs: options.statementTimeoutMs,
+      planCacheMode: options.planCacheMode,
+      // a replica that fails a read for a connection reason gets no more until its next check answers
+      ...(primary
+        ? {
+            fallback: {
+              gated: primary,
+              onFail: () => {
+                health[i] = { up: false, lagSeconds: null };
+                options.onFailover?.(i);
+              },
+            },
+          }
+        : {}),
+    }),
   );
   const pools = opened.map((o) => o.pool);
   const dbs = opened.map((o) => o.db);
@@ -44,7 +74,6 @@ export function createReadReplicas(urls: string[], options: { dbPoolMax: number;
       connection: { application_name: `${applicationName}:check`.slice(-63), statement_timeout: 2000 },
     }),
   );
-  const health: ReplicaHealth[] = urls.map(() => ({ up: true, lagSeconds: 0 }));
   return {
     dbs,
     pools,

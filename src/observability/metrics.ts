@@ -201,6 +201,25 @@ export function createMetrics(options: MetricsOptions = {}) {
     labelNames: ['replica'] as const,
     registers: [registry],
   });
+  const replicaFailovers = new Counter({
+    name: 'foliograph_db_replica_failovers_total',
+    help: 'With READ_REPLICA_URLS: reads a replica could not run for a connection reason, run again on the primary (the replica is marked down until its next check answers)',
+    labelNames: ['replica'] as const,
+    registers: [registry],
+  });
+  let replicaPools: readonly PoolGate[] = [];
+  new Gauge({
+    name: 'foliograph_db_replica_pool_connections',
+    help: "With READ_REPLICA_URLS: each replica's connections in use and statements waiting for one, by the replica's position in the list",
+    labelNames: ['replica', 'state'] as const,
+    registers: [registry],
+    collect() {
+      replicaPools.forEach((p, i) => {
+        this.set({ replica: String(i), state: 'in_use' }, p.active);
+        this.set({ replica: String(i), state: 'waiting' }, p.waiting);
+      });
+    },
+  });
   const replicaLag = new Gauge({
     name: 'foliograph_db_replica_lag_seconds',
     help: 'With READ_REPLICA_URLS: how far a replica replays behind the WAL it has received (a replica further behind than READ_YOUR_WRITES_MS gets no reads)',
@@ -293,6 +312,10 @@ export function createMetrics(options: MetricsOptions = {}) {
   });
   return {
     registry,
+    /** The replicas' pools, for foliograph_db_replica_pool_connections (they are opened after the metrics). */
+    watchReplicaPools(pools: readonly PoolGate[]) {
+      replicaPools = pools;
+    },
     /** Where foliograph_admission_cost_in_flight reads from (admission is made after the metrics). */
     watchCostInFlight(read: () => number) {
       costInFlight = read;
@@ -304,6 +327,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     readRoutes,
     replicaUp,
     replicaLag,
+    replicaFailovers,
     poolWait,
     modelDuration,
     operationDuration,
