@@ -34,6 +34,9 @@ describe.skipIf(!hasPrometheus)('alert rules on a real Prometheus', () => {
   let server: TestServer;
   let prometheus: ChildProcess;
   let promUrl: string;
+  let symbol: string;
+  let trader: { id: number };
+  let portfolio: number;
   const dir = mkdtempSync(join(tmpdir(), 'foliograph-prometheus-'));
 
   const alerts = async (): Promise<PromAlert[]> => {
@@ -55,7 +58,10 @@ describe.skipIf(!hasPrometheus)('alert rules on a real Prometheus', () => {
   beforeAll(async () => {
     // two connections (PGlite has one), a one-statement line, nothing answered from a cache
     database = await createTestDatabase({ poolMax: 2 });
-    await seed(database.db).instrument(['10', '11']);
+    const s = seed(database.db);
+    symbol = (await s.instrument(['10', '11'])).symbol;
+    trader = await s.user();
+    portfolio = (await s.portfolio(trader)).id;
     server = await startTestServer(database, { DB_QUEUE_MAX: '1', RESPONSE_CACHE: 'off', HOT_CACHE_TTL_MS: '0' });
     const target = new URL(server.url).host;
     const rules = readFileSync(join(import.meta.dirname, '../deploy/prometheus/alerts.yml'), 'utf8').replace(/^(\s+)for: \S+$/gm, '$1for: 1s');
@@ -134,5 +140,46 @@ describe.skipIf(!hasPrometheus)('alert rules on a real Prometheus', () => {
     // and the pool's alert resolves once its connections are free again
     const after = await waitFor(firing, (names) => !names.includes('FoliographDbPoolSaturated'));
     expect(after).not.toContain('FoliographDbPoolSaturated');
+  });
+  it('fires FoliographUrgentTrafficShed when trades are shed, which anonymous shedding alone never did', { timeout: 120_000 }, async () => {
+    expect(await firing()).not.toContain('FoliographUrgentTrafficShed');
+    // every connection held and a write in line: DB_QUEUE_MAX (1) writes ahead of any new trade
+    const { pool } = database;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const holders = [
+      ...Array.from({ length: pool.permits }, () => pool.run(() => held)),
+      pool.run(async () => {}, 'transaction', { statements: 0, priority: 'write' }),
+    ];
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${await server.token(trader.id)}` };
+    const trade = (n: number) =>
+      fetch(server.url, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          query: 'mutation T($input: RecordTradeInput!) { recordTrade(input: $input) { trade { id } } }',
+          variables: { input: { portfolioId: String(portfolio), symbol, side: 'BUY', quantity: '1', price: '10', idempotencyKey: `prom-${n}` } },
+        }),
+      });
+    const statuses: number[] = [];
+    let arriving = true;
+    const traffic = (async () => {
+      for (let n = 0; arriving; n++) {
+        statuses.push((await trade(n)).status);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    try {
+      const fired = await waitFor(firing, (names) => names.includes('FoliographUrgentTrafficShed'));
+      expect(fired).toContain('FoliographUrgentTrafficShed');
+      const urgent = (await alerts()).find((a) => a.labels.alertname === 'FoliographUrgentTrafficShed' && a.state === 'firing')!;
+      expect(urgent.labels).toMatchObject({ priority: 'write', severity: 'critical' });
+      expect(statuses.every((st) => st === 503)).toBe(true);
+    } finally {
+      arriving = false;
+      await traffic;
+      release();
+      await Promise.all(holders);
+    }
   });
 });
