@@ -128,6 +128,7 @@ describe('load scenarios', () => {
     succeeded: { trade: 8, quote: 87 },
     codes: {},
     latencyByKind: { trade: { count: 10, p50: 1, p99: 2 }, quote: { count: 90, p50: 1, p99: 2 } },
+    clients: 1,
     timeline: [
       { t: 0, answered: 50, ok: 48, statuses: { '200': 48, '503': 2 }, p50: 10, p99: 200 },
       { t: 1, answered: 50, ok: 47, statuses: { '200': 47, '503': 3 }, p50: 11, p99: 300 },
@@ -146,13 +147,17 @@ describe('load scenarios', () => {
           'p99 300 ms > 250 ms',
           '5.0% refused or failed > 1.0%',
           'trade: 80.0% answered ok < 90.0%',
-          'healthz: 0.0% answered ok < 100.0% (none answered)',
+          'healthz: 0.0% answered ok < 100.0% (none sent)',
         ],
       },
     ]);
     expect(judge(report([stage({ latencyMs: { p50: 1, p90: 1, p99: 1, max: 1 } })]), parseSlo('{"p99Ms": 250}'))).toEqual([{ stage: 'steady', breaches: [] }]);
-    // only the stages it names
+    // only the stages it names, and a name the run did not have is a breach
     expect(judge(report([stage(), stage({ name: 'calm' })]), parseSlo('{"p99Ms": 1, "stages": ["calm"]}')).map((v) => v.stage)).toEqual(['calm']);
+    expect(judge(report([stage()]), parseSlo('{"stages": ["stedy"]}'))).toEqual([{ stage: 'stedy', breaches: ['no such stage in the run'] }]);
+    // a request that timed out unanswered counts against its kind: 10 trades made, 8 answered ok, 2 never answered
+    const unanswered = stage({ kinds: { trade: 12 }, succeeded: { trade: 8 }, latencyByKind: { trade: { count: 8, p50: 1, p99: 2 } }, clients: 2 });
+    expect(judge(report([unanswered]), parseSlo('{"minSucceeded": {"trade": 0.9}}'))[0].breaches).toEqual(['trade: 80.0% answered ok < 90.0%']);
   });
 
   it('refuses an SLO file that is not JSON, has unknown fields or values out of range, saying what is wrong', () => {

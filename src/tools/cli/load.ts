@@ -68,6 +68,7 @@ try {
   const config = loadConfig();
   if (scenario.writes) say(`${scenario.name} WRITES to the server's database: ${scenario.summary}`);
   say(`finding users (ids 1..${users}) and instruments through ${url}`);
+  scenario.prepare?.();
   // a partner's key comes from the environment, never the command line (where process lists show it)
   const apiKey = process.env.LOAD_API_KEY;
   if (scenario.needsApiKey && !apiKey) {

@@ -64,6 +64,8 @@ export interface Scenario {
   steps?: boolean;
   /** Whether it calls as a partner: it needs an API key (LOAD_API_KEY). */
   needsApiKey?: boolean;
+  /** Reads what it needs before the run, throwing with what is missing (rather than inside the load client). */
+  prepare?(): void;
 }
 
 interface TrustedOperation {
@@ -76,11 +78,15 @@ interface TrustedOperation {
 let example: TrustedOperation[] | undefined;
 /** The example partner's trusted documents (deploy/partner-example), read once: what the partners scenario sends by hash. */
 function exampleOperations(): TrustedOperation[] {
-  example ??= (
-    JSON.parse(readFileSync(new URL('../../../deploy/partner-example/persisted-query-manifest.json', import.meta.url), 'utf8')) as {
-      operations: TrustedOperation[];
-    }
-  ).operations.filter((o) => o.type === 'query');
+  if (example) return example;
+  const file = new URL('../../../deploy/partner-example/persisted-query-manifest.json', import.meta.url);
+  try {
+    example = (JSON.parse(readFileSync(file, 'utf8')) as { operations: TrustedOperation[] }).operations.filter((o) => o.type === 'query');
+  } catch (e) {
+    throw new Error(
+      `the partners scenario sends the trusted documents of ${file.pathname}, which cannot be read: ${e instanceof Error ? e.message : String(e)}`,
+    );
+  }
   return example;
 }
 
@@ -229,6 +235,7 @@ export const SCENARIOS: Record<string, Scenario> = {
       '(LOAD_API_KEY; publish the manifest for that partner first with npm run pq:publish), steady at the peak',
     writes: false,
     needsApiKey: true,
+    prepare: () => void exampleOperations(),
     stages: steady,
     next: (t, random, pick) => trusted(t, random, pick),
   },

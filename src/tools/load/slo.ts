@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { LoadReport } from './run.js';
+import { triedOf, type LoadReport } from './run.js';
 
 /**
  * A service-level objective a load run is judged by (`npm run load -- --slo FILE`): every stage must
@@ -12,7 +12,7 @@ const sloSchema = z
     p99Ms: z.number().positive().optional(),
     /** The largest share of a stage's answers that may be refused or fail: 429, 5xx, connection errors. */
     maxFailedRatio: z.number().min(0).max(1).optional(),
-    /** Kind of request → the least share of its answers that must be 200 without errors. */
+    /** Kind of request → the least share of those sent that must be answered 200 without errors (see triedOf). */
     minSucceeded: z.record(z.string().max(50), z.number().min(0).max(1)).optional(),
     /** Only these stages are judged (by name); all of them when absent. */
     stages: z.array(z.string().max(100)).max(100).optional(),
@@ -44,7 +44,11 @@ export interface StageVerdict {
 
 /** Each judged stage against the SLO. */
 export function judge(report: LoadReport, slo: Slo): StageVerdict[] {
-  return report.stages
+  // a stage the SLO names that the run did not have is a breach, not a silent pass
+  const missing = (slo.stages ?? [])
+    .filter((name) => !report.stages.some((s) => s.name === name))
+    .map((stage) => ({ stage, breaches: ['no such stage in the run'] }));
+  const judged = report.stages
     .filter((s) => !slo.stages || slo.stages.includes(s.name))
     .map((s) => {
       const breaches: string[] = [];
@@ -58,11 +62,11 @@ export function judge(report: LoadReport, slo: Slo): StageVerdict[] {
         if (ratio > slo.maxFailedRatio) breaches.push(`${(100 * ratio).toFixed(1)}% refused or failed > ${(100 * slo.maxFailedRatio).toFixed(1)}%`);
       }
       for (const [kind, least] of Object.entries(slo.minSucceeded ?? {})) {
-        const answered = s.latencyByKind[kind]?.count ?? 0;
-        const ratio = answered ? (s.succeeded[kind] ?? 0) / answered : 0;
-        if (ratio < least)
-          breaches.push(`${kind}: ${(100 * ratio).toFixed(1)}% answered ok < ${(100 * least).toFixed(1)}%${answered ? '' : ' (none answered)'}`);
+        const tried = triedOf(s, kind);
+        const ratio = tried ? (s.succeeded[kind] ?? 0) / tried : 0;
+        if (ratio < least) breaches.push(`${kind}: ${(100 * ratio).toFixed(1)}% answered ok < ${(100 * least).toFixed(1)}%${tried ? '' : ' (none sent)'}`);
       }
       return { stage: s.name, breaches };
     });
+  return [...judged, ...missing];
 }
