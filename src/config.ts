@@ -144,7 +144,7 @@ function settle(e: z.output<typeof schema>) {
     admission: {
       /**
        * The expected wait for a database connection past which an anonymous request is shed (503
-       * OVERLOADED, reason db_wait); signed-in users wait up to 2×, partners 4×, writes until their deadline.
+       * OVERLOADED, reason db_wait); signed-in users wait up to 2×, partners 4×, writes are never shed for their wait.
        */
       targetWaitMs: e.ADMISSION_TARGET_WAIT_MS,
       /** The most estimated cost running at once: past its share (half for anonymous callers, all for writes) a request is shed (cost_in_flight). */

@@ -38,8 +38,9 @@ describe('admission by database health and cost', () => {
     const more = overload(gate, 2, 'user');
     await Promise.resolve();
     expect(ALL.map((p) => load.refusal(p, 10_000))).toEqual([null, null, 'db_wait', 'db_wait']);
-    // a write is refused only when it could not get a connection before its deadline
-    expect(load.refusal('write', 50)).toBe('db_wait');
+    // a write is never shed for its wait; one that could not get a connection before its deadline is told so
+    expect(load.refusal('write', 50)).toBe('deadline');
+    expect(load.refusal('user', 50)).toBe('db_wait');
     await Promise.all([release(), more()]);
     expect(ALL.map((p) => load.refusal(p, 10_000))).toEqual([null, null, null, null]);
   });

@@ -9,19 +9,22 @@ import type { ShedReason } from '../errors.js';
  * Admission by the database's health and the work in flight: whether a request may start, decided
  * from what the pools' lines say now and what the request costs, by its priority (PRIORITIES). Under
  * overload the least urgent go first: anonymous ad-hoc queries are shed while signed-in users still
- * get in, users before partners' trusted documents, and writes only when they could not finish in
- * time. Cache hits and probes never ask (they need no connection).
+ * get in, users before partners' trusted documents, and writes only when writes alone fill the line
+ * or the cost in flight is at its cap. Cache hits and probes never ask (they need no connection).
  *
  * The reasons, each counted in foliograph_shed_requests_total{reason, priority}:
  * - `db_wait`: the expected wait for a connection (the line ahead × the recent time a connection is
  *   held) is past what this priority tolerates (ADMISSION_TARGET_WAIT_MS × 1, 2, 4 for anonymous,
- *   users, partners) or past the request's remaining deadline (writes: only then);
+ *   users, partners; writes tolerate any);
  * - `db_queue`: DB_QUEUE_MAX statements already wait ahead of it (a line that long is not moving);
  * - `cost_in_flight`: the estimated cost of the operations running now, with this one's, would pass
  *   this priority's share of ADMISSION_MAX_COST_IN_FLIGHT (half for anonymous callers, all for writes);
  * - `dropped` (by the gate, not here): admitted, but it could no longer get a connection before its
  *   deadline, or its statements have waited in line longer than its patience (patienceMs: twice what
  *   admission tolerates for its priority), pushed back by more urgent work.
+ * And `deadline`, not a shedding: the expected wait is within what the priority tolerates but past
+ * the request's own remaining deadline, so it could not finish in time however idle the server: it is
+ * answered DEADLINE_EXCEEDED (504) at once, as it would be later.
  */
 
 export interface LoadControlOptions {
@@ -37,7 +40,7 @@ export interface LoadControlOptions {
 
 export interface LoadControl {
   /** Why a request of `priority` with `remainingMs` to its deadline (and `cost`, once priced) must not start now, or null. */
-  refusal(priority: Priority, remainingMs: number, cost?: number): ShedReason | null;
+  refusal(priority: Priority, remainingMs: number, cost?: number): ShedReason | 'deadline' | null;
   /**
    * How long in all a request of `priority` may wait in line for connections once admitted, before
    * its waiting statement is dropped: twice what admission tolerates (writes: until their deadline).
@@ -66,7 +69,8 @@ export function createLoadControl(options: LoadControlOptions): LoadControl {
         ahead = Math.max(ahead, pool.waitingAhead(priority));
       }
       if (ahead >= queueMax) return 'db_queue';
-      if (wait > Math.min(targetWaitMs * PATIENCE[priority], remainingMs)) return 'db_wait';
+      if (wait > targetWaitMs * PATIENCE[priority]) return 'db_wait';
+      if (wait > remainingMs) return 'deadline';
       // an operation alone is never refused for its cost here: MAX_COST bounds that
       if (costInFlight > 0 && costInFlight + cost > maxCostInFlight * COST_SHARE[priority]) return 'cost_in_flight';
       return null;

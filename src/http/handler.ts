@@ -207,6 +207,11 @@ export function createHttpHandler(options: HttpOptions) {
     // it claims to be; once parsed and priced, the cost plugin asks again with what it is)
     const priority = priorityOfRequest(admitted, caller);
     const shedReason = options.load.refusal(priority, deadline.remainingMs());
+    if (shedReason === 'deadline') {
+      metrics.errors.inc({ code: ErrorCode.DEADLINE_EXCEEDED });
+      sendExpiry(res, 'expired', timeoutMs);
+      return;
+    }
     if (shedReason) return shed(res, shedReason, priority);
 
     const { request } = admitted;

@@ -1,7 +1,7 @@
 import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { priorityOfOperation, type LoadControl } from '../admission/load.js';
 import type { Priority } from '../db/sql-stats.js';
-import { CodedError, ErrorCode, OverloadedError, type ShedReason } from '../errors.js';
+import { CodedError, DeadlineExceededError, ErrorCode, OverloadedError, type ShedReason } from '../errors.js';
 import type { RequestContext } from '../graphql/context.js';
 import type { CostBudget } from './budget.js';
 import type { CostEstimator } from './cost-estimate.js';
@@ -68,6 +68,8 @@ export function createCostPlugin(options: CostPluginOptions): ApolloServerPlugin
             contextValue.sql.priority = priority;
             contextValue.sql.patienceMs = load.patienceMs(priority);
             const reason = load.refusal(priority, contextValue.deadline.remainingMs(), cost);
+            // it could not finish before its deadline even on an idle server: the answer it would get later, now
+            if (reason === 'deadline') throw new DeadlineExceededError(contextValue.deadline.ms);
             if (reason) {
               onShed?.(reason, priority);
               throw new OverloadedError(reason, priority);
