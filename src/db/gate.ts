@@ -333,7 +333,6 @@ export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, 
     get(target, property, receiver) {
       if (property === 'unsafe') {
         return (text: string, params?: unknown, options?: object) => {
-          countStatement(unit, text, params);
           // postgres.js queries are lazy: nothing is sent until the query is awaited
           const query = (target as unknown as { unsafe: (...a: unknown[]) => PromiseLike<unknown> & { values(): unknown } }).unsafe(text, params, {
             ...options,
@@ -345,7 +344,17 @@ export function gatePostgresClient<C extends object>(client: C, gate: PoolGate, 
               return gated;
             },
             then<R1, R2>(onFulfilled?: (value: unknown) => R1 | PromiseLike<R1>, onRejected?: (reason: unknown) => R2 | PromiseLike<R2>) {
-              return traced(gate, text, async () => await query, unit).then(onFulfilled, onRejected);
+              // counted once it has a connection: a statement the gate refused was never sent (and a
+              // replica's refused read, run again on the primary, counts once: see failoverPostgresClient)
+              return traced(
+                gate,
+                text,
+                async () => {
+                  countStatement(unit, text, params);
+                  return await query;
+                },
+                unit,
+              ).then(onFulfilled, onRejected);
             },
           };
           return gated;
@@ -415,8 +424,15 @@ export function gatePgliteClient<C extends object>(client: C, gate: PoolGate, un
         const method = Reflect.get(target, property, receiver) as (...a: unknown[]) => Promise<unknown>;
         return (...args: unknown[]) => {
           if (property === 'transaction') return gate.run(() => method.apply(target, countingCallbacks(args, unit, countingPgliteClient)), 'transaction', unit);
-          countStatement(unit, String(args[0]), args[1]);
-          return traced(gate, String(args[0]), () => method.apply(target, args), unit);
+          return traced(
+            gate,
+            String(args[0]),
+            () => {
+              countStatement(unit, String(args[0]), args[1]);
+              return method.apply(target, args);
+            },
+            unit,
+          );
         };
       }
       return Reflect.get(target, property, receiver) as unknown;
