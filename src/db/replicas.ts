@@ -74,6 +74,22 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
       connection: { application_name: `${applicationName}:check`.slice(-63), statement_timeout: 2000 },
     }),
   );
+  // per replica: since when (and at which replay position) its replay has been behind what it received
+  const behind: ({ replayed: string; since: number } | undefined)[] = urls.map(() => undefined);
+  /**
+   * A replica's lag: 0 when it has replayed all it received (an idle primary is no lag), else how
+   * long since the last transaction it replayed, or, when that is unknown (none replayed since it
+   * started) or shorter, how long its replay has stood still at this position.
+   */
+  const lagOf = (i: number, row: LagRow): number => {
+    if (!row.standby || row.received === null || row.received === row.replayed) {
+      behind[i] = undefined;
+      return 0;
+    }
+    const now = Date.now();
+    if (behind[i]?.replayed !== row.replayed) behind[i] = { replayed: row.replayed ?? '', since: now };
+    return Math.max(row.since_xact ?? 0, (now - behind[i]!.since) / 1000);
+  };
   return {
     dbs,
     pools,
@@ -82,10 +98,10 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
       await Promise.all(
         checkers.map(async (checker, i) => {
           try {
-            // lag counts only while WAL it has received is not yet replayed: an idle primary is not lag
-            const [row] = await checker`select case when not pg_is_in_recovery() or pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() then 0
-                                                    else coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()), 0) end::float8 as lag`;
-            health[i] = { up: true, lagSeconds: Number(row.lag) };
+            const [row] = await checker`select pg_is_in_recovery() as standby, pg_last_wal_receive_lsn()::text as received,
+                                               pg_last_wal_replay_lsn()::text as replayed,
+                                               extract(epoch from now() - pg_last_xact_replay_timestamp())::float8 as since_xact`;
+            health[i] = { up: true, lagSeconds: lagOf(i, row as LagRow) };
           } catch {
             health[i] = { up: false, lagSeconds: null };
           }
@@ -96,6 +112,13 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
       await Promise.all([...opened.map((o) => o.close()), ...checkers.map((c) => c.end({ timeout: 5 }))]);
     },
   };
+}
+
+interface LagRow {
+  standby: boolean;
+  received: string | null;
+  replayed: string | null;
+  since_xact: number | null;
 }
 
 export type ReadTarget = 'primary' | 'replica';

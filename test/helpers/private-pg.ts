@@ -19,6 +19,8 @@ export interface PrivatePostgres {
   start(): void;
   /** psql one statement as the superuser; returns its output. */
   psql(statement: string): string;
+  /** `pg_ctl stop -m immediate`: the server dies at once, as in a crash. */
+  kill(): void;
   destroy(): void;
 }
 
@@ -38,7 +40,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+/**
+ * A cluster of the test's own; with `standbyOf`, a streaming replica of that cluster instead:
+ * `pg_basebackup -R` of it into a temporary directory, started on a port of its own (hot standby).
+ */
+export async function startPrivatePostgres(of: { standbyOf?: PrivatePostgres } = {}): Promise<PrivatePostgres> {
   if (!privatePostgresBin) throw new Error('no PostgreSQL server binaries');
   const bin = privatePostgresBin;
   const root = process.getuid?.() === 0;
@@ -52,7 +58,12 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 60_000,
     });
-  as(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
+  if (of.standbyOf) {
+    // a copy of the primary streaming its WAL from it (initdb's trust rules allow replication from 127.0.0.1)
+    as(join(bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(of.standbyOf.port), '-U', 'postgres', '-D', data, '-R', '-X', 'stream', '--no-sync']);
+  } else {
+    as(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
+  }
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=100`;
   const pgctl = (...args: string[]) => as(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', ...args]);
   const start = () => pgctl('-o', options, 'start');
@@ -64,6 +75,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     port,
     restart: () => void pgctl('-m', 'fast', '-o', options, 'restart'),
     stop: () => void pgctl('-m', 'fast', 'stop'),
+    kill: () => void pgctl('-m', 'immediate', 'stop'),
     start: () => void start(),
     psql,
     destroy() {
