@@ -1,8 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { count, eq } from 'drizzle-orm';
-import type { PoolGate } from '../src/db/gate.js';
 import { trades } from '../src/db/schema.js';
-import type { Priority } from '../src/db/sql-stats.js';
 import { metricSum } from '../src/observability/prom-text.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { seed } from './helpers/seed.js';
@@ -11,6 +9,7 @@ import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { createMemoryBudget, type CostBudget } from '../src/limits/budget.js';
 import { createLogger } from '../src/observability/logger.js';
+import { overload } from './helpers/overload.js';
 import { until } from './helpers/until.js';
 
 // Shedding by priority through the real server over a real database whose connections the test
@@ -21,20 +20,6 @@ const QUOTE = `query Quote($s: String!) { instrument(symbol: $s) { symbol latest
 const LIST = `{ instruments(first: 3) { nodes { symbol } } }`;
 const MINE = `{ viewer { portfolios(first: 5) { nodes { name } } } }`;
 const TRADE = `mutation T($input: RecordTradeInput!) { recordTrade(input: $input) { position { quantity } } }`;
-
-/** Holds every connection of `pool` and queues `n` statements of `priority` behind them; returns the release. */
-function overload(pool: PoolGate, n: number, priority: Priority) {
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  const runs = [
-    ...Array.from({ length: pool.permits }, () => pool.run(() => held)),
-    ...Array.from({ length: n }, () => pool.run(async () => {}, 'select', { statements: 0, priority })),
-  ];
-  return async () => {
-    release();
-    await Promise.all(runs);
-  };
-}
 
 describe('admission by priority', () => {
   let database: TestDatabase;

@@ -2,25 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { createLoadControl, priorityOfOperation, priorityOfRequest } from '../src/admission/load.js';
 import type { Admitted } from '../src/admission/admit.js';
 import type { Caller } from '../src/admission/caller.js';
-import { createPoolGate, type PoolGate } from '../src/db/gate.js';
+import { createPoolGate } from '../src/db/gate.js';
 import type { Priority } from '../src/db/sql-stats.js';
+import { overload } from './helpers/overload.js';
 
 // Admission by the database's health (src/admission/load.ts) over real pool gates whose permits the
 // test holds: which priority is refused first, and why.
-
-/** Holds every permit of `gate` and queues `n` statements of `priority` behind them; returns the release. */
-function overload(gate: PoolGate, n: number, priority: Priority) {
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  const runs = [
-    ...Array.from({ length: gate.permits }, () => gate.run(() => held)),
-    ...Array.from({ length: n }, () => gate.run(async () => {}, 'select', { statements: 0, priority })),
-  ];
-  return async () => {
-    release();
-    await Promise.all(runs);
-  };
-}
 
 describe('admission by database health and cost', () => {
   const ALL: Priority[] = ['write', 'partner', 'user', 'anonymous'];
