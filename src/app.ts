@@ -15,10 +15,11 @@ import { createResponseStore, type ResponseStore } from './cache/store/tiers.js'
 import { instrumentOfTag, writerOfTag } from './cache/tags.js';
 import type { Config } from './config.js';
 import type { Database } from './db/client.js';
-import { createReadReplicas, createReadRouter, replicaChecks } from './db/replicas.js';
+import { formatLsn, parseLsn, createWritePositions } from './db/causal.js';
+import { createReadReplicas, createReadRouter, positionTtlMs, replicaChecks } from './db/replicas.js';
 import { calibrationReader } from './domain/forecasting/scoring.js';
 import { FIELD_PAGE_CAPS } from './domain/pagination.js';
-import { createContextFactory, type RequestContext } from './graphql/context.js';
+import { createContextFactory, type Context, type RequestContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
 import { createApolloServer } from './graphql/server.js';
 import { createDevTokenRoute } from './http/dev-token.js';
@@ -149,9 +150,11 @@ export function createApp({
   const hot = config.cache.hotTtlMs > 0 ? createHotCache({ ttlMs: config.cache.hotTtlMs }) : undefined;
   if (hot) store?.onInvalidate((tags) => hot.invalidate(tags));
 
-  // where reads go: replicas for queries; writers and fresh public data read from the primary
+  // where reads go: replicas for queries, once they have replayed what the read must see (a writer's
+  // last commit, a client's X-Consistent-After, public data's last change); else the primary
   const replicas = config.database.readReplicaUrls.length
     ? createReadReplicas(config.database.readReplicaUrls, {
+        primaryPosition: database.walPosition,
         dbPoolMax: config.database.poolMax,
         statementTimeoutMs: config.limits.requestTimeoutMs,
         planCacheMode: config.database.planCacheMode,
@@ -164,7 +167,34 @@ export function createApp({
       })
     : null;
   if (replicas) metrics.watchReplicaPools(replicas.pools);
-  const router = createReadRouter({ replicas: replicas?.dbs ?? [], readYourWritesMs: config.database.readYourWritesMs, health: replicas?.health });
+  const positions = replicas
+    ? createWritePositions({ redis: redis ?? undefined, namespace, ttlMs: positionTtlMs(config.database.readReplicaMaxLagMs) })
+    : undefined;
+  const router = createReadRouter({
+    replicas: replicas?.dbs ?? [],
+    maxLagMs: config.database.readReplicaMaxLagMs,
+    health: replicas?.health,
+    checks: replicas ?? undefined,
+    positions,
+  });
+  /** After a user's mutation: the primary's WAL position, which their reads must see from now on. */
+  const settleWrite = async (ctx: Context): Promise<string | undefined> => {
+    if (!positions || !database.gated || ctx.viewer.kind !== 'user') return undefined;
+    const { userId } = ctx.viewer;
+    try {
+      // the write committed before this asks: WAL inserted so far holds its commit record (what is
+      // written or flushed may not yet, with synchronous_commit off)
+      const [row] = await database.gated(ctx.sql)`select pg_current_wal_insert_lsn()::text as lsn`;
+      const lsn = parseLsn((row as { lsn: string }).lsn);
+      if (lsn === null) throw new Error('no WAL position');
+      await positions.record(userId, lsn);
+      return formatLsn(lsn);
+    } catch {
+      // unknown: this user reads from the primary until a replica has replayed its next sample
+      router.wrote(userId);
+      return undefined;
+    }
+  };
   const noticeChanges = (tags: string[]) => {
     for (const tag of tags) {
       const writer = writerOfTag(tag);
@@ -190,7 +220,7 @@ export function createApp({
   // execution: Apollo parses and validates (the limit rules) and runs the plugins; envelop executes
   const apollo = createApolloServer({
     schema,
-    gateway: createEnvelopGateway({ schema, store, profiles, metrics, onWrite: (userId) => router.wrote(userId) }),
+    gateway: createEnvelopGateway({ schema, store, profiles, metrics, onWrite: settleWrite }),
     logger,
     production: config.production,
     allowIntrospection: config.limits.allowIntrospection,
@@ -293,11 +323,15 @@ export function createApp({
     {
       name: 'replicas',
       ...(replicas
-        ? replicaChecks(replicas, (health) =>
-            health.forEach((h, i) => {
-              metrics.replicaUp.set({ replica: String(i) }, h.up ? 1 : 0);
-              if (h.lagSeconds !== null) metrics.replicaLag.set({ replica: String(i) }, h.lagSeconds);
-            }),
+        ? replicaChecks(
+            replicas,
+            (health) =>
+              health.forEach((h, i) => {
+                metrics.replicaUp.set({ replica: String(i) }, h.up ? 1 : 0);
+                if (h.lagSeconds !== null) metrics.replicaLag.set({ replica: String(i) }, h.lagSeconds);
+                if (h.lagBytes !== null) metrics.replicaLagBytes.set({ replica: String(i) }, h.lagBytes);
+              }),
+            config.database.readReplicaCheckMs,
           )
         : {}),
     },

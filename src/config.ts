@@ -21,9 +21,11 @@ const schema = z
     PORT: z.coerce.number().int().min(0).max(65535).default(4000),
     HOST: z.string().min(1).default('127.0.0.1'),
     DATABASE_URL: z.string().url().optional(),
+    DATABASE_DIRECT_URL: z.string().url().optional(),
     PGLITE_DATA_DIR: z.string().min(1).default('.data/pglite'),
     READ_REPLICA_URLS: csv,
-    READ_YOUR_WRITES_MS: z.coerce.number().int().min(0).default(5000),
+    READ_REPLICA_MAX_LAG_MS: z.coerce.number().int().min(0).default(10_000),
+    READ_REPLICA_CHECK_MS: positiveInt(200),
     REDIS_URL: z.string().url().optional(),
     REDIS_COMMAND_TIMEOUT_MS: positiveInt(100),
     DB_POOL_MAX: positiveInt(10),
@@ -75,6 +77,9 @@ const schema = z
     if (env.NODE_ENV === 'production' && !env.JWT_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'JWT_SECRET is required when NODE_ENV=production' });
     }
+    if (env.DATABASE_DIRECT_URL && !env.DATABASE_URL) {
+      ctx.addIssue({ code: 'custom', path: ['DATABASE_DIRECT_URL'], message: 'DATABASE_DIRECT_URL bypasses a pooler at DATABASE_URL: set DATABASE_URL too' });
+    }
     // node:http refuses a header deadline later than the whole request's
     if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
       ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'HTTP_HEADERS_TIMEOUT_MS must not be above HTTP_REQUEST_TIMEOUT_MS' });
@@ -103,6 +108,8 @@ function settle(e: z.output<typeof schema>) {
     database: {
       /** PostgreSQL primary; undefined means the embedded PGlite database. */
       url: e.DATABASE_URL,
+      /** The primary not through a pooler: with it, DATABASE_URL is a pooler in transaction mode (PgBouncer). */
+      directUrl: e.DATABASE_DIRECT_URL,
       /** PGlite data directory, or `memory://` for a throw-away database. */
       pgliteDataDir: e.PGLITE_DATA_DIR,
       poolMax: e.DB_POOL_MAX,
@@ -113,8 +120,10 @@ function settle(e: z.output<typeof schema>) {
       /** PostgreSQL's plan_cache_mode on the pools' connections: how a prepared statement is planned (see db/prepare.ts). */
       planCacheMode: e.DB_PLAN_CACHE_MODE,
       readReplicaUrls: e.READ_REPLICA_URLS,
-      /** How long after a write its writer (and, after public data changed, everyone) reads from the primary: longer than the replicas' lag. */
-      readYourWritesMs: e.READ_YOUR_WRITES_MS,
+      /** A replica further behind the primary serves nobody's reads; a writer's reads follow their commit position whatever this says. */
+      readReplicaMaxLagMs: e.READ_REPLICA_MAX_LAG_MS,
+      /** How often the primary's WAL position and each replica's replay position and health are sampled (one loop per process). */
+      readReplicaCheckMs: e.READ_REPLICA_CHECK_MS,
     },
     redis: {
       url: e.REDIS_URL,

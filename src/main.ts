@@ -27,6 +27,7 @@ async function main() {
   if (config.observability.otlpEndpoint) logger.info({ endpoint: config.observability.otlpEndpoint }, 'exporting traces over OTLP');
   const database = await createDatabase({
     databaseUrl: config.database.url,
+    directUrl: config.database.directUrl,
     pgliteDataDir: config.database.pgliteDataDir,
     dbPoolMax: config.database.poolMax,
     statementTimeoutMs: config.limits.requestTimeoutMs,

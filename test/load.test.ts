@@ -65,6 +65,22 @@ describe('load scenarios', () => {
     expect(SCENARIOS.trades.writes).toBe(true);
   });
 
+  it('mixes the replicas scenario as 10% trades, 75% dashboards of the same users and 15% quotes', () => {
+    const random = seededRandom(5);
+    const pick = { user: zipf(3, random), symbol: zipf(2, random) };
+    const kinds = new Map<string, number>();
+    for (let i = 0; i < 4000; i++) {
+      const kind = SCENARIOS.replicas.next(targets, random, pick).kind;
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    // one user of three has no portfolio: their share of trades is a dashboard instead
+    expect(kinds.get('quote')! / 4000).toBeCloseTo(0.15, 1);
+    expect(kinds.get('trade')! / 4000).toBeGreaterThan(0.04);
+    expect(kinds.get('trade')! / 4000).toBeLessThan(0.1);
+    expect(kinds.get('dashboard')! / 4000).toBeGreaterThan(0.75);
+    expect(SCENARIOS.replicas.writes).toBe(true);
+  });
+
   it('runs normal traffic alone, then the same normal traffic beside every hostile kind of request', () => {
     const random = seededRandom(5);
     const pick = { user: zipf(3, random), symbol: zipf(2, random) };

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANONYMOUS } from '../src/admission/tokens.js';
+import { ANONYMOUS, type Viewer } from '../src/admission/tokens.js';
 import { notifyInvalidation } from '../src/cache/invalidation.js';
 import { createDatabase, type Db } from '../src/db/client.js';
 import { migrate } from '../src/db/migrate.js';
-import { createReadRouter } from '../src/db/replicas.js';
+import { createWritePositions, formatLsn, parseLsn, UNKNOWN, type WritePositions } from '../src/db/causal.js';
+import { createReadRouter, positionTtlMs, type PrimarySample, type ReplicaHealth } from '../src/db/replicas.js';
 import { metricSum } from '../src/observability/prom-text.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 import { privatePostgresBin, startPrivatePostgres, type PrivatePostgres } from './helpers/private-pg.js';
@@ -11,59 +12,117 @@ import { seed } from './helpers/seed.js';
 import { until } from './helpers/until.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
-// READ_REPLICA_URLS: queries read from replicas; mutations, and the reads of whoever just wrote, from
-// the primary; after public data changes, everyone reads from the primary for a while.
+// READ_REPLICA_URLS: queries read from replicas that have replayed what they must see; mutations, and
+// the reads that need a position no replica has replayed yet, from the primary.
 
 describe('the read router', () => {
   const [r1, r2] = [{ name: 'r1' }, { name: 'r2' }] as unknown as Db[];
   const alice = { kind: 'user' as const, userId: 1 };
   const bob = { kind: 'user' as const, userId: 2 };
+  /** A standby that answered its last check, replayed up to `replayed`. */
+  const standby = (replayed: bigint): ReplicaHealth => ({ up: true, lagSeconds: 0, replayed, lagBytes: 0 });
+  const reasons = async (router: ReturnType<typeof createReadRouter>, viewer: Viewer, after?: bigint) => (await router.route('query', viewer, after)).reason;
 
-  it('sends queries to the replicas in turn, mutations to the primary', () => {
-    const router = createReadRouter({ replicas: [r1, r2], readYourWritesMs: 1000 });
+  it('sends queries to the replicas in turn, mutations to the primary', async () => {
+    const router = createReadRouter({ replicas: [r1, r2], maxLagMs: 1000 });
     expect(router.enabled).toBe(true);
-    expect([1, 2, 3].map(() => router.route('query', ANONYMOUS).db)).toEqual([r1, r2, r1]);
-    expect(router.route('mutation', alice)).toEqual({ db: undefined, target: 'primary', reason: 'mutation' });
+    const dbs = [];
+    for (let i = 0; i < 3; i++) dbs.push((await router.route('query', ANONYMOUS)).db);
+    expect(dbs).toEqual([r1, r2, r1]);
+    expect(await router.route('mutation', alice)).toEqual({ db: undefined, target: 'primary', reason: 'mutation' });
   });
 
-  it("keeps a writer's reads on the primary for the window, and only that writer's", () => {
-    let clock = 1_000_000;
-    const router = createReadRouter({ replicas: [r1], readYourWritesMs: 5000, now: () => clock });
-    router.wrote(alice.userId);
-    expect(router.route('query', alice).reason).toBe('read_your_writes');
-    expect(router.route('query', bob).reason).toBe('replica');
-    clock += 4999;
-    expect(router.route('query', alice).target).toBe('primary');
-    clock += 1;
-    expect(router.route('query', alice).target).toBe('replica');
+  it("sends a writer's reads to a replica only once it has replayed their commit, and nobody else's waits", async () => {
+    const positions = createWritePositions({ namespace: 'test', ttlMs: 60_000 });
+    const health = [standby(90n)];
+    const router = createReadRouter({ replicas: [r1], maxLagMs: 5000, health, positions });
+    await positions.record(alice.userId, 100n);
+    expect(await reasons(router, alice)).toBe('read_your_writes');
+    expect(await reasons(router, bob)).toBe('replica');
+    health[0] = standby(100n);
+    expect(await router.route('query', alice)).toEqual({ db: r1, target: 'replica', reason: 'replica' });
+    // an older position recorded later (a slower instance's) does not move it back
+    await positions.record(alice.userId, 95n);
+    health[0] = standby(99n);
+    expect(await reasons(router, alice)).toBe('read_your_writes');
   });
 
-  it('reads everything from the primary for the window after public data changed', () => {
+  it('reads from the primary for a signed-in caller while their position cannot be known', async () => {
+    const positions: WritePositions = { record: async () => {}, of: async () => UNKNOWN };
+    const router = createReadRouter({ replicas: [r1], maxLagMs: 5000, health: [standby(500n)], positions });
+    expect(await reasons(router, alice)).toBe('positions_unknown');
+    expect(await reasons(router, ANONYMOUS)).toBe('replica');
+  });
+
+  it('honours a position the client sends back (X-Consistent-After), whoever asks', async () => {
+    const health = [standby(150n)];
+    const router = createReadRouter({ replicas: [r1], maxLagMs: 5000, health });
+    expect(await reasons(router, ANONYMOUS, 200n)).toBe('consistent_after');
+    expect(await reasons(router, ANONYMOUS, 150n)).toBe('replica');
+    health[0] = standby(200n);
+    expect(await reasons(router, bob, 200n)).toBe('replica');
+  });
+
+  it("after public data changed, reads wait for the primary's next sample, then for a replica past it, and forget it in time", async () => {
     let clock = 0;
-    const router = createReadRouter({ replicas: [r1], readYourWritesMs: 2000, now: () => clock });
+    const checks = { primary: { written: 300n, inserted: 300n, check: 4 } as PrimarySample | undefined, checks: 4 };
+    const health: ReplicaHealth[] = [standby(300n), { up: true, lagSeconds: 0, replayed: null, lagBytes: null }];
+    const router = createReadRouter({ replicas: [r1, r2], maxLagMs: 2000, health, checks, now: () => clock });
     router.publicDataChanged();
-    expect(router.route('query', ANONYMOUS).reason).toBe('catch_up');
-    clock = 2000;
-    expect(router.route('query', ANONYMOUS).reason).toBe('replica');
+    // the change may be after the last sample: the primary answers until a check begun after it samples the primary
+    expect(await reasons(router, ANONYMOUS)).toBe('catch_up');
+    checks.checks = 5;
+    checks.primary = { written: 400n, inserted: 400n, check: 5 };
+    // the standby has not replayed 400; the second replica is no standby (no comparable position)
+    expect(await reasons(router, ANONYMOUS)).toBe('catch_up');
+    health[0] = standby(400n);
+    expect((await router.route('query', ANONYMOUS)).db).toBe(r1);
+    expect((await router.route('query', ANONYMOUS)).db).toBe(r1);
+    // long after, every replica close enough to serve holds the change: the non-standby serves again
+    clock = positionTtlMs(2000) + 1;
+    const dbs = new Set();
+    for (let i = 0; i < 2; i++) dbs.add((await router.route('query', ANONYMOUS)).db);
+    expect(dbs).toEqual(new Set([r1, r2]));
   });
 
-  it('skips replicas that are down or lag more than the window; with none usable, reads from the primary', () => {
-    const health = [
-      { up: false, lagSeconds: null },
-      { up: true, lagSeconds: 0.5 },
-    ];
-    const router = createReadRouter({ replicas: [r1, r2], readYourWritesMs: 1000, health });
-    expect([1, 2, 3].map(() => router.route('query', ANONYMOUS).db)).toEqual([r2, r2, r2]);
-    health[1] = { up: true, lagSeconds: 1.5 };
-    expect(router.route('query', ANONYMOUS)).toEqual({ db: undefined, target: 'primary', reason: 'no_healthy_replica' });
-    health[0] = { up: true, lagSeconds: 0 };
-    expect(router.route('query', ANONYMOUS).db).toBe(r1);
+  it("reads from the primary for a writer another instance told of, until the primary's next sample is replayed", async () => {
+    const checks = { primary: { written: 10n, inserted: 10n, check: 1 } as PrimarySample | undefined, checks: 1 };
+    const health = [standby(10n)];
+    const router = createReadRouter({ replicas: [r1], maxLagMs: 5000, health, checks });
+    router.wrote(alice.userId);
+    expect(await reasons(router, alice)).toBe('read_your_writes');
+    checks.checks = 2;
+    checks.primary = { written: 20n, inserted: 20n, check: 2 };
+    expect(await reasons(router, alice)).toBe('read_your_writes');
+    health[0] = standby(20n);
+    expect(await reasons(router, alice)).toBe('replica');
   });
 
-  it('is off without replicas', () => {
-    const router = createReadRouter({ replicas: [], readYourWritesMs: 1000 });
+  it('skips replicas that are down or lag beyond READ_REPLICA_MAX_LAG_MS', async () => {
+    const health: ReplicaHealth[] = [{ up: false, lagSeconds: null, replayed: null, lagBytes: null }, standby(5n)];
+    const router = createReadRouter({ replicas: [r1, r2], maxLagMs: 1000, health });
+    const dbs = [];
+    for (let i = 0; i < 3; i++) dbs.push((await router.route('query', ANONYMOUS)).db);
+    expect(dbs).toEqual([r2, r2, r2]);
+    health[1] = { ...standby(5n), lagSeconds: 1.5 };
+    expect(await router.route('query', ANONYMOUS)).toEqual({ db: undefined, target: 'primary', reason: 'no_healthy_replica' });
+    health[0] = standby(5n);
+    expect((await router.route('query', ANONYMOUS)).db).toBe(r1);
+  });
+
+  it('is off without replicas', async () => {
+    const router = createReadRouter({ replicas: [], maxLagMs: 1000 });
     expect(router.enabled).toBe(false);
-    expect(router.route('query', ANONYMOUS).reason).toBe('no_replica');
+    expect(await reasons(router, ANONYMOUS)).toBe('no_replica');
+  });
+});
+
+describe('WAL positions', () => {
+  it('reads and writes them as PostgreSQL does, and refuses anything else', () => {
+    expect(parseLsn('0/16B3748')).toBe(0x16b3748n);
+    expect(parseLsn('1A/0')).toBe(0x1an << 32n);
+    expect(formatLsn(parseLsn('16/b374d848')!)).toBe('16/B374D848');
+    for (const bad of ['', '16', '/1', '1/', '123456789/0', '0/123456789', '0x1/2', ' 0/1', '0/1;drop', 'G/0']) expect(parseLsn(bad)).toBeNull();
   });
 });
 
@@ -93,7 +152,7 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     alicePortfolio = (await s.portfolio(alice)).id;
     await s.portfolio(bob);
     // the first replica in the list does not exist: it fails its health check and gets no reads
-    server = await startTestServer(primary, { READ_REPLICA_URLS: `${missingReplica()},${replica.url!}`, READ_YOUR_WRITES_MS: '600000' });
+    server = await startTestServer(primary, { READ_REPLICA_URLS: `${missingReplica()},${replica.url!}`, READ_REPLICA_MAX_LAG_MS: '600000' });
   });
   afterAll(async () => {
     await server?.stop();
@@ -182,7 +241,14 @@ describe.runIf(onPostgres && privatePostgresBin)('a replica that dies (PostgreSQ
     await migrate(replica);
     await seed(replica.db).instrument(['10'], { symbol, last: '2024-01-30' });
     await replica.close();
-    server = await startTestServer(primary, { READ_REPLICA_URLS: cluster.url, READ_YOUR_WRITES_MS: '600000', RESPONSE_CACHE: 'off', HOT_CACHE_TTL_MS: '0' });
+    // checked once, at start: the read after the stop finds the replica gone itself, not through a check
+    server = await startTestServer(primary, {
+      READ_REPLICA_URLS: cluster.url,
+      READ_REPLICA_CHECK_MS: '600000',
+      READ_REPLICA_MAX_LAG_MS: '600000',
+      RESPONSE_CACHE: 'off',
+      HOT_CACHE_TTL_MS: '0',
+    });
   }, 120_000);
   afterAll(async () => {
     await server?.stop();

@@ -32,8 +32,12 @@ export interface ExecutorOptions {
   /** Where the executor notes what a hit before parsing needs to know of each query it runs. */
   profiles?: DocumentProfiles;
   metrics?: Metrics;
-  /** Told after each mutation of a signed-in user, whatever its outcome (it may have written). */
-  onWrite?: (userId: number) => void;
+  /**
+   * Told after each mutation of a signed-in user, whatever its outcome (it may have written), before
+   * its answer is sent: resolves to the WAL position its reads must see from now on (with read
+   * replicas), which the answer carries as `extensions.consistency.lsn` and the `X-Commit-LSN` header.
+   */
+  onWrite?: (ctx: Context) => Promise<string | undefined>;
 }
 
 /**
@@ -131,7 +135,7 @@ export function createEnvelopGateway({ schema, store, profiles, metrics, onWrite
           // a signed-in caller's write acknowledged on another instance reaches this one's copies
           // (and its identical requests in flight) before this request looks at them
           if (store && !mutation && session && viewer.kind === 'user') await store.sync(session);
-          const ctx: Context = requestContext.forOperation({
+          const ctx: Context = await requestContext.forOperation({
             mutation,
             cache: store
               ? { session, mutation, documentKey: request.queryHash, store: store.forRequest(session, () => requestContext.cost.estimated) }
@@ -150,17 +154,23 @@ export function createEnvelopGateway({ schema, store, profiles, metrics, onWrite
             );
           };
           if (mutation) {
-            // whatever the outcome: one field of the operation may have written before another failed
-            try {
-              return await run();
-            } finally {
-              if (ctx.viewer.kind === 'user') onWrite?.(ctx.viewer.userId);
-              if (store && ctx.viewer.kind === 'user') {
-                // drops this process's copies at once; waits for Redis at most one command timeout,
-                // and not at all while Redis is skipped (what misses Redis is replayed when it answers)
-                await store.invalidate([userSessionTag(ctx.viewer.userId)]);
-              }
+            const outcome = await run().then(
+              (result) => ({ result }),
+              (error: unknown) => ({ error }),
+            );
+            // whatever the outcome: one field of the operation may have written before another failed.
+            // The writer's position is known everywhere before its copies are dropped anywhere, so no
+            // instance refills them from a replica that has not replayed the write.
+            const lsn = ctx.viewer.kind === 'user' ? await onWrite?.(ctx) : undefined;
+            if (store && ctx.viewer.kind === 'user') {
+              // drops this process's copies at once; waits for Redis at most one command timeout,
+              // and not at all while Redis is skipped (what misses Redis is replayed when it answers)
+              await store.invalidate([userSessionTag(ctx.viewer.userId)]);
             }
+            if ('error' in outcome) throw outcome.error;
+            if (!lsn) return outcome.result;
+            request.response?.http?.headers.set('x-commit-lsn', lsn);
+            return { ...outcome.result, extensions: { ...outcome.result.extensions, consistency: { lsn } } };
           }
           // caching off (the benchmark's baseline) runs every operation, duplicates included
           if (!store) return run();

@@ -80,12 +80,26 @@ export interface Database {
   exclusive<T>(fn: () => Promise<T>): Promise<T>;
   /** PostgreSQL only: the gated client a statement of `unit` goes through (what a read replica falls back to). */
   gated?: (unit?: SqlStats) => postgres.Sql;
+  /**
+   * PostgreSQL only: the primary's WAL positions now, over a connection of its own (the read replicas'
+   * checks sample them, and must not wait in the line they help to shorten): how far WAL is written
+   * (`pg_current_wal_lsn()`, what a caught-up standby has replayed) and how far it is inserted
+   * (`pg_current_wal_insert_lsn()`, past every commit that has returned, even with synchronous_commit off).
+   */
+  walPosition?: () => Promise<{ written: string; inserted: string }>;
   close(): Promise<void>;
 }
 
 export interface DatabaseOptions {
   /** PostgreSQL primary (DATABASE_URL); undefined: the embedded PGlite database. */
   databaseUrl?: string;
+  /**
+   * The same primary, not through a pooler (DATABASE_DIRECT_URL). Given, `databaseUrl` is taken to be
+   * a pooler in transaction mode (PgBouncer): its statements are never prepared by name and its
+   * connections carry no session settings, and what needs a session of its own (LISTEN, the
+   * migration lock, the WAL position, the idle count) goes here instead.
+   */
+  directUrl?: string;
   /** PGlite data directory, or `memory://`. */
   pgliteDataDir: string;
   dbPoolMax: number;
@@ -148,19 +162,28 @@ export function openGatedPostgres(
     onAvailability?: (state: AvailabilityState, previous: AvailabilityState, cause?: unknown) => void;
     /** A read replica's: where a statement it cannot run for a connection reason runs instead (see failoverPostgresClient). */
     fallback?: { gated: (unit?: SqlStats) => postgres.Sql; onFail: (cause: unknown) => void };
+    /**
+     * `url` is a pooler in transaction mode: consecutive statements may run on different server
+     * connections, so none is prepared by name (the next might not find it) and no setting is sent
+     * at start-up (PgBouncer refuses what it does not know); the pooler's own `query_timeout`, or the
+     * role's `statement_timeout`, stands in for the pool's.
+     */
+    pooled?: boolean;
   },
 ) {
   const connectTimeout = (options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) / 1000;
+  const pooled = options.pooled ?? false;
   const client = postgres(url, {
     max: options.max,
     idle_timeout: 30,
     connect_timeout: connectTimeout,
     backoff: reconnectBackoff,
     onnotice: () => {},
+    prepare: !pooled,
     connection: {
       application_name: options.applicationName,
-      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
-      ...(options.planCacheMode ? { plan_cache_mode: options.planCacheMode } : {}),
+      ...(options.statementTimeoutMs && !pooled ? { statement_timeout: options.statementTimeoutMs } : {}),
+      ...(options.planCacheMode && !pooled ? { plan_cache_mode: options.planCacheMode } : {}),
     },
   });
   // the probe has a connection of its own: a full pool must not make the database look down
@@ -173,7 +196,8 @@ export function openGatedPostgres(
         connect_timeout: connectTimeout,
         backoff: reconnectBackoff,
         onnotice: () => {},
-        connection: { application_name: `${options.applicationName}:probe`.slice(-63), statement_timeout: 2000 },
+        prepare: !pooled,
+        connection: { application_name: `${options.applicationName}:probe`.slice(-63), ...(pooled ? {} : { statement_timeout: 2000 }) },
       });
       await prober`select 1`;
     },
@@ -204,6 +228,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     // host and pid tell this process's connections from other instances' in pg_stat_activity
     // (63 bytes is PostgreSQL's limit for a name)
     const applicationName = `foliograph:${hostname()}:${process.pid}`.slice(-63);
+    const pooled = Boolean(options.directUrl);
     const { client, pool, db, gated, availability, close } = openGatedPostgres(options.databaseUrl, {
       max: options.dbPoolMax,
       applicationName,
@@ -211,15 +236,40 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       connectTimeoutMs: options.connectTimeoutMs,
       planCacheMode: options.planCacheMode,
       onAvailability: options.onAvailability,
+      pooled,
     });
+    // what needs a session of its own bypasses a pooler
+    const direct = options.directUrl ?? options.databaseUrl;
+    /** A client of one connection of its own (outside the gate), made on first use and closed with the database. */
+    const session = (role: string, settings: { statementTimeoutMs?: number; idleTimeoutS?: number; connectTimeoutS?: number } = {}) => {
+      let opened: postgres.Sql | undefined;
+      return {
+        get: () =>
+          (opened ??= postgres(direct, {
+            max: 1,
+            idle_timeout: settings.idleTimeoutS ?? 60,
+            connect_timeout: settings.connectTimeoutS ?? 2,
+            onnotice: () => {},
+            connection: {
+              application_name: `${applicationName}:${role}`.slice(-63),
+              ...(settings.statementTimeoutMs ? { statement_timeout: settings.statementTimeoutMs } : {}),
+            },
+          })),
+        end: async () => opened?.end({ timeout: 1 }),
+      };
+    };
     // The pool's idle connections are read over a connection of their own, so that a scrape of
     // /metrics never waits in the line it is measuring; it closes when scrapes stop.
-    let stats: postgres.Sql | undefined;
-    const url = new URL(options.databaseUrl);
+    const stats = session('stats', { statementTimeoutMs: 2000, connectTimeoutS: 5 });
+    const positions = session('position', { statementTimeoutMs: 2000 });
+    // LISTEN holds a session: postgres.js keeps one connection for it and listens again after reconnecting
+    const listener = pooled ? session('listen', { idleTimeoutS: 0, connectTimeoutS: 5 }) : { get: () => client, end: async () => {} };
+    const url = new URL(direct);
     return {
       db,
       driver: 'postgres',
       gated,
+      // the database itself, whether reached through a pooler or not: instances on it share caches
       identity: `postgres://${url.hostname}:${url.port || '5432'}${url.pathname}`,
       pool,
       availability,
@@ -234,20 +284,19 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         return plan.map((r) => r['QUERY PLAN']);
       },
       async idleConnections() {
-        stats ??= postgres(options.databaseUrl!, {
-          max: 1,
-          idle_timeout: 60,
-          connect_timeout: 5,
-          onnotice: () => {},
-          connection: { application_name: `${applicationName}:stats`.slice(-63), statement_timeout: 2000 },
-        });
-        const [row] = await stats`select count(*)::int as idle from pg_stat_activity where application_name = ${applicationName} and state = 'idle'`;
+        // behind a pooler, server connections carry the name of whichever client used them last:
+        // what is idle is what this process's pool does not use of its connections
+        if (pooled) return Math.max(0, options.dbPoolMax - pool.active);
+        const [row] = await stats.get()`select count(*)::int as idle from pg_stat_activity where application_name = ${applicationName} and state = 'idle'`;
         return Number(row.idle);
       },
+      async walPosition() {
+        const [row] = await positions.get()`select pg_current_wal_lsn()::text as written, pg_current_wal_insert_lsn()::text as inserted`;
+        return { written: String(row.written), inserted: String(row.inserted) };
+      },
       async listen(channel, onMessage, onRelisten) {
-        // postgres.js keeps one extra connection for LISTEN and re-listens after reconnecting
         let listens = 0;
-        const { unlisten } = await client.listen(channel, onMessage, () => {
+        const { unlisten } = await listener.get().listen(channel, onMessage, () => {
           if (listens++ > 0) onRelisten?.();
         });
         return unlisten;
@@ -255,7 +304,8 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       async exclusive(fn) {
         // the lock lives on a connection of its own: taken from the pool, it could leave none for
         // the work it guards (with DB_POOL_MAX=1, none at all)
-        const lock = postgres(options.databaseUrl!, {
+        // (and bypasses a pooler: a session's lock and its unlock must reach the same backend)
+        const lock = postgres(direct, {
           max: 1,
           connect_timeout: 10,
           onnotice: () => {},
@@ -270,7 +320,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         }
       },
       async close() {
-        await Promise.all([close(), stats?.end({ timeout: 1 })]);
+        await Promise.all([close(), stats.end(), positions.end(), listener.end()]);
       },
     };
   }

@@ -2,6 +2,7 @@ import type { Cache as ResponseCache } from '@envelop/response-cache';
 import type { Caller } from '../admission/caller.js';
 import type { Viewer } from '../admission/tokens.js';
 import type { HotCache } from '../cache/hot.js';
+import type { Lsn } from '../db/causal.js';
 import { scopeDb, type Db } from '../db/client.js';
 import type { Deadline } from '../db/deadline.js';
 import type { ReadRouter } from '../db/replicas.js';
@@ -58,7 +59,7 @@ export interface RequestContext {
    * The context of the request's operation, once the executor knows its type: where it reads (a
    * query may read from a replica, see src/db/replicas.ts), its loaders, and its response cache.
    */
-  forOperation(operation: { mutation: boolean; cache?: ResponseCacheScope }): Context;
+  forOperation(operation: { mutation: boolean; cache?: ResponseCacheScope }): Promise<Context>;
 }
 
 /** What every resolver gets: the request, and its operation's own loaders over the database. */
@@ -101,6 +102,8 @@ export interface RequestInput {
   caller: Caller;
   sql: SqlStats;
   deadline: Deadline;
+  /** The WAL position the client's reads must see (its `X-Consistent-After`). */
+  consistentAfter?: Lsn;
 }
 
 /**
@@ -109,7 +112,7 @@ export interface RequestInput {
  * and every batch they send is accounted for in `work` and the metrics.
  */
 export function createContextFactory({ db, metrics, defaultModel, hot, router, onBatch, batching }: ContextFactoryOptions) {
-  return function createContext({ requestId, caller, sql, deadline }: RequestInput): RequestContext {
+  return function createContext({ requestId, caller, sql, deadline, consistentAfter }: RequestInput): RequestContext {
     const { viewer, partner } = caller;
     const work: WorkStats = { batches: 0, keys: 0, rows: 0, loaderMs: 0, byLoader: {}, models: {} };
     const observe = (event: BatchEvent) => {
@@ -147,10 +150,10 @@ export function createContextFactory({ db, metrics, defaultModel, hot, router, o
           mine.ms += ms;
         }
       },
-      forOperation({ mutation, cache }) {
+      async forOperation({ mutation, cache }) {
         let reads = db;
         if (router?.enabled) {
-          const route = router.route(mutation ? 'mutation' : 'query', viewer);
+          const route = await router.route(mutation ? 'mutation' : 'query', viewer, consistentAfter);
           metrics.readRoutes.inc({ target: route.target, reason: route.reason });
           reads = route.db ?? db;
         }

@@ -5,6 +5,7 @@ const ALLOWED_HEADERS = [
   'authorization',
   'x-api-key',
   'x-request-id',
+  'x-consistent-after',
   'apollo-require-preflight',
   'apollographql-client-name',
   'apollographql-client-version',
@@ -19,6 +20,8 @@ export function applyCors(req: IncomingMessage, res: ServerResponse, allowOrigin
   if (!origin || !allowOrigin(origin)) return false;
   res.setHeader('access-control-allow-origin', origin);
   res.setHeader('vary', 'Origin');
+  // what a browser's script may read of the answer: its id, and a mutation's commit position
+  res.setHeader('access-control-expose-headers', 'x-request-id, x-commit-lsn');
   if (req.method !== 'OPTIONS') return false;
   res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
   res.setHeader('access-control-allow-headers', ALLOWED_HEADERS);

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
 import type { Admission, Admitted, Caller } from '../admission/index.js';
 import { priorityOfRequest, type LoadControl } from '../admission/load.js';
+import { parseLsn, type Lsn } from '../db/causal.js';
 import { createDeadline, type Deadline } from '../db/deadline.js';
 import type { Priority, SqlStats } from '../db/sql-stats.js';
 import { CodedError, ErrorCode, type ShedReason } from '../errors.js';
@@ -187,10 +188,12 @@ export function createHttpHandler(options: HttpOptions) {
     let admitted: Admitted;
     let caller: Caller;
     let text: string | null;
+    let consistentAfter: Lsn | undefined;
     try {
       // an API key is checked before anything else of the request is read
       const apiKeyHeader = req.headers['x-api-key'];
       const apiKey = Array.isArray(apiKeyHeader) ? apiKeyHeader[0] : apiKeyHeader;
+      consistentAfter = readConsistentAfter(req);
       const partner = apiKey === undefined ? null : await admission.authenticate(apiKey);
       text = req.method === 'POST' ? await readBody(req, options.maxBodyBytes) : null;
       if (text !== null && partner === null && options.remembered && (await options.remembered(res, { req, text, requestId, arrived }))) return;
@@ -230,7 +233,7 @@ export function createHttpHandler(options: HttpOptions) {
     // counted in `sql`, and its waits for a database connection give up at its deadline and stand in
     // line at its priority (the cost plugin settles it once the operation is parsed).
     const sql: SqlStats = { statements: 0, deadline, priority, patienceMs: options.load.patienceMs(priority) };
-    const context = options.context({ requestId, caller, sql, deadline });
+    const context = options.context({ requestId, caller, sql, deadline, consistentAfter });
     // the operation's span: loader spans nest under it; the operation log plugin names it
     const execution = inSpan(
       'graphql',
@@ -268,4 +271,24 @@ export function createHttpHandler(options: HttpOptions) {
     /** Resolves when every execution has ended, or after `ms`. */
     settle: (ms: number) => Promise.race([Promise.allSettled([...running]), new Promise((r) => setTimeout(r, ms).unref())]),
   });
+}
+
+/**
+ * The WAL position a client's reads must see (`X-Consistent-After`, as a mutation's `X-Commit-LSN`
+ * gave it): its writes made in another session or on another device. A malformed one changes nothing
+ * and is refused.
+ */
+function readConsistentAfter(req: IncomingMessage): Lsn | undefined {
+  const given = req.headers['x-consistent-after'];
+  if (given === undefined) return undefined;
+  const lsn = parseLsn(Array.isArray(given) ? given[0] : given);
+  if (lsn === null) {
+    throw new CodedError(
+      ErrorCode.BAD_USER_INPUT,
+      'X-Consistent-After must be a WAL position as a mutation answered it (X-Commit-LSN), such as 0/16B3748',
+      { reason: 'BAD_REQUEST' },
+      400,
+    );
+  }
+  return lsn;
 }

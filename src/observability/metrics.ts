@@ -222,7 +222,13 @@ export function createMetrics(options: MetricsOptions = {}) {
   });
   const replicaLag = new Gauge({
     name: 'foliograph_db_replica_lag_seconds',
-    help: 'With READ_REPLICA_URLS: how far a replica replays behind the WAL it has received (a replica further behind than READ_YOUR_WRITES_MS gets no reads)',
+    help: 'With READ_REPLICA_URLS: how old the newest data a replica has not replayed is (0 while it has replayed all the primary had written when asked; a replica further behind than READ_REPLICA_MAX_LAG_MS gets no reads)',
+    labelNames: ['replica'] as const,
+    registers: [registry],
+  });
+  const replicaLagBytes = new Gauge({
+    name: 'foliograph_db_replica_lag_bytes',
+    help: "With READ_REPLICA_URLS: bytes of the primary's WAL a standby had not replayed when last checked",
     labelNames: ['replica'] as const,
     registers: [registry],
   });
@@ -327,6 +333,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     readRoutes,
     replicaUp,
     replicaLag,
+    replicaLagBytes,
     replicaFailovers,
     poolWait,
     modelDuration,

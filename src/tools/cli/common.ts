@@ -22,7 +22,12 @@ export async function runCommand(
   try {
     const config = loadConfig();
     try {
-      database = await createDatabase({ databaseUrl: config.database.url, pgliteDataDir: config.database.pgliteDataDir, dbPoolMax: config.database.poolMax });
+      database = await createDatabase({
+        databaseUrl: config.database.url,
+        directUrl: config.database.directUrl,
+        pgliteDataDir: config.database.pgliteDataDir,
+        dbPoolMax: config.database.poolMax,
+      });
     } catch (e) {
       if (!(e instanceof DataDirBusyError && options.whenBusy)) throw e;
       await options.whenBusy(config);

@@ -63,6 +63,8 @@ export interface StageReport extends Stage {
     shed: number;
     /** The longest line of statements waiting for a database connection, sampled every second (a scrape costs the server a statement of its own). */
     poolWaitingMax: number;
+    /** With READ_REPLICA_URLS: where requests read, `target:reason` → count (foliograph_db_read_routes_total); empty without replicas. */
+    reads: Record<string, number>;
   } | null;
 }
 
@@ -199,6 +201,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         cacheHitRatio: hits + misses ? round(hits / (hits + misses)) : null,
         shed: delta('foliograph_shed_requests_total'),
         poolWaitingMax,
+        reads: readRoutes(before, after),
       };
     }
     stages.push({
@@ -297,6 +300,19 @@ export function normalLatency(stage: StageReport, normalKinds: string[]): { coun
   return { count, p50: weigh((k) => k.p50), p99: weigh((k) => k.p99) };
 }
 
+/** How many reads went where in a stage, by `target:reason`, from two scrapes of /metrics. */
+function readRoutes(before: string, after: string): Record<string, number> {
+  const counts = (text: string) => {
+    const found = new Map<string, number>();
+    for (const m of text.matchAll(/^foliograph_db_read_routes_total\{target="(\w+)",reason="(\w+)"\} (\S+)$/gm)) found.set(`${m[1]}:${m[2]}`, Number(m[3]));
+    return found;
+  };
+  const [was, is] = [counts(before), counts(after)];
+  const reads: Record<string, number> = {};
+  for (const [key, n] of is) if (n - (was.get(key) ?? 0) > 0) reads[key] = n - (was.get(key) ?? 0);
+  return reads;
+}
+
 /** The report as a table for people. */
 export function formatReport(report: LoadReport): string {
   const lines = [
@@ -327,6 +343,13 @@ export function formatReport(report: LoadReport): string {
           .map(([k, n]) => `${k} ${n}`)
           .join(', '),
     );
+  }
+  for (const s of report.stages) {
+    const reads = Object.entries(s.server?.reads ?? {}).sort((a, b) => b[1] - a[1]);
+    const total = reads.reduce((n, [, c]) => n + c, 0);
+    if (!total) continue;
+    const each = reads.map(([route, n]) => `${route.replace(':', ' (')}) ${n} (${Math.round((100 * n) / total)}%)`);
+    lines.push('', `reads in "${s.name}" by where they went: ${each.join(', ')}`);
   }
   for (const s of report.stages) {
     const kinds = Object.entries(s.kinds).sort((a, b) => b[1] - a[1]);

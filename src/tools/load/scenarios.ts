@@ -228,6 +228,24 @@ export const SCENARIOS: Record<string, Scenario> = {
     stages: (seconds, peak) => rateSteps(20 * peak).map((rate) => ({ name: `${rate} req/s`, connections: peak, seconds, offeredRate: rate })),
     next: (t, random, pick) => (random() < 0.7 ? dashboard(t, pick) : quote(t, pick)),
   },
+  replicas: {
+    name: 'replicas',
+    summary:
+      "WRITES: for a server with READ_REPLICA_URLS: 10% trades into users' first portfolios, 75% dashboards of the same Zipf-distributed " +
+      "users (so a trader's dashboards soon after a trade must read past its commit) and 15% quotes, steady at the peak; the report says " +
+      'where the reads went (a replica, or the primary and why)',
+    writes: true,
+    needsPortfolios: true,
+    stages: steady,
+    next: (t, random, pick) => {
+      const r = random();
+      if (r < 0.15) return quote(t, pick);
+      const user = pick.user();
+      const portfolioId = t.portfolios?.[user];
+      if (portfolioId && r < 0.25) return trade(t, user, portfolioId, pick);
+      return dashboard(t, { ...pick, user: () => user });
+    },
+  },
   partners: {
     name: 'partners',
     summary:
