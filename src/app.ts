@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
 import { InMemoryLRUCache } from '@apollo/utils.keyvaluecache';
 import { createAdmission } from './admission/index.js';
-import { createLoadControl } from './admission/load.js';
+import { createLoadControl, eventLoopDelay } from './admission/load.js';
 import { createRedisApqStore, createRegistrationCharge } from './cache/apq.js';
 import { createEnvelopGateway } from './cache/executor.js';
 import { createDocumentProfiles, createHitPath } from './cache/hits.js';
@@ -15,7 +15,7 @@ import { createResponseStore, type ResponseStore } from './cache/store/tiers.js'
 import { instrumentOfTag, writerOfTag } from './cache/tags.js';
 import type { Config } from './config.js';
 import type { Database } from './db/client.js';
-import { formatLsn, parseLsn, createWritePositions } from './db/causal.js';
+import { createWritePositions, formatLsn, parseLsn, UNREACHABLE } from './db/causal.js';
 import { createReadReplicas, createReadRouter, positionTtlMs, replicaChecks } from './db/replicas.js';
 import { calibrationReader } from './domain/forecasting/scoring.js';
 import { FIELD_PAGE_CAPS } from './domain/pagination.js';
@@ -177,23 +177,26 @@ export function createApp({
     checks: replicas ?? undefined,
     positions,
   });
-  /** After a user's mutation: the primary's WAL position, which their reads must see from now on. */
+  /**
+   * After a user's mutation: the primary's WAL position, which their reads must see from now on,
+   * asked over the connection of its own the replicas' checks sample it on (not behind the requests
+   * in the pool: a busy primary must not make the write's answer wait, or fail, after its commit).
+   */
   const settleWrite = async (ctx: Context): Promise<string | undefined> => {
-    if (!positions || !database.gated || ctx.viewer.kind !== 'user') return undefined;
+    if (!positions || !database.walPosition || ctx.viewer.kind !== 'user') return undefined;
     const { userId } = ctx.viewer;
+    let lsn: bigint | null = null;
     try {
       // the write committed before this asks: WAL inserted so far holds its commit record (what is
       // written or flushed may not yet, with synchronous_commit off)
-      const [row] = await database.gated(ctx.sql)`select pg_current_wal_insert_lsn()::text as lsn`;
-      const lsn = parseLsn((row as { lsn: string }).lsn);
-      if (lsn === null) throw new Error('no WAL position');
-      await positions.record(userId, lsn);
-      return formatLsn(lsn);
-    } catch {
-      // unknown: this user reads from the primary until a replica has replayed its next sample
-      router.wrote(userId);
-      return undefined;
+      lsn = parseLsn((await database.walPosition()).inserted);
+    } catch (e) {
+      logger.warn({ err: e }, "the primary's WAL position could not be read after a write: the writer reads from the primary for a while");
     }
+    // unknown: a position no replica reaches, so this writer reads from the primary on every instance
+    // until it is forgotten
+    await positions.record(userId, lsn ?? UNREACHABLE);
+    return lsn === null ? undefined : formatLsn(lsn);
   };
   const noticeChanges = (tags: string[]) => {
     for (const tag of tags) {
@@ -205,12 +208,15 @@ export function createApp({
   // other instances' mutations reach this one as cache invalidations (through Redis)
   if (router.enabled) store?.onInvalidate(noticeChanges);
 
-  // admission by the database's health: the lines of every pool a request may use, and the cost in flight
+  // admission by the database's health: the lines of every pool a request may use, and the cost in
+  // flight; and, when asked, by the process's own CPU (its event loop's delay)
+  const loopDelay = config.admission.maxEventLoopDelayMs > 0 ? eventLoopDelay() : undefined;
   const load = createLoadControl({
     pools: () => (replicas ? [database.pool, ...replicas.pools] : [database.pool]),
     targetWaitMs: config.admission.targetWaitMs,
     queueMax: config.database.queueMax,
     maxCostInFlight: config.admission.maxCostInFlight,
+    eventLoop: loopDelay && { delayMs: loopDelay.delayMs, maxDelayMs: config.admission.maxEventLoopDelayMs },
   });
   metrics.watchCostInFlight(() => load.costInFlight);
   for (const pool of replicas?.pools ?? []) pool.onDrop((priority) => metrics.shed.inc({ reason: 'dropped', priority }));
@@ -320,6 +326,7 @@ export function createApp({
   const services: Service[] = [
     { name: 'redis', stop: async () => redis?.close() },
     { name: 'budgets', stop: () => costBudget.close() },
+    { name: 'event loop delay', start: async () => loopDelay?.start(), stop: async () => loopDelay?.stop() },
     {
       name: 'replicas',
       ...(replicas

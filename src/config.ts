@@ -32,6 +32,7 @@ const schema = z
     DB_QUEUE_MAX: positiveInt(100),
     ADMISSION_TARGET_WAIT_MS: positiveInt(250),
     ADMISSION_MAX_COST_IN_FLIGHT: positiveInt(2_000_000),
+    ADMISSION_MAX_EVENT_LOOP_DELAY_MS: z.coerce.number().int().min(0).default(0),
     DB_CONNECT_TIMEOUT_MS: positiveInt(2000),
     DB_PLAN_CACHE_MODE: z.enum(['force_generic_plan', 'auto', 'force_custom_plan']).default('force_generic_plan'),
     JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
@@ -158,6 +159,8 @@ function settle(e: z.output<typeof schema>) {
       targetWaitMs: e.ADMISSION_TARGET_WAIT_MS,
       /** The most estimated cost running at once: past its share (half for anonymous callers, all for writes) a request is shed (cost_in_flight). */
       maxCostInFlight: e.ADMISSION_MAX_COST_IN_FLIGHT,
+      /** The event loop's recent p99 delay past which an anonymous request is shed (event_loop; users 2×, partners 4×, writes never); 0: off. */
+      maxEventLoopDelayMs: e.ADMISSION_MAX_EVENT_LOOP_DELAY_MS,
     },
     limits: {
       /** An operation running longer is answered DEADLINE_EXCEEDED and its SQL cancelled. */

@@ -90,13 +90,14 @@ export class DatabaseUnavailableError extends CodedError {
 export const OVERLOADED_RETRY_AFTER_SECONDS = 1;
 
 /** Why a request was shed (see src/admission/load.ts, and the gate for `dropped`). */
-export type ShedReason = 'starting' | 'db_wait' | 'db_queue' | 'cost_in_flight' | 'dropped';
+export type ShedReason = 'starting' | 'db_wait' | 'db_queue' | 'cost_in_flight' | 'event_loop' | 'dropped';
 
 const SHED_MESSAGES: Record<ShedReason, string> = {
   starting: 'the server is starting: retry in a moment',
   db_wait: 'the server is overloaded (the wait for a database connection is too long): retry in a moment',
   db_queue: 'the server is overloaded (too many statements wait for a database connection): retry in a moment',
   cost_in_flight: 'the server is overloaded (too much work in flight): retry in a moment',
+  event_loop: 'the server is overloaded (its CPU is saturated): retry in a moment',
   dropped: 'the server is overloaded: this request could not get a database connection before its deadline; retry in a moment',
 };
 

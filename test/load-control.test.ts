@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLoadControl, priorityOfOperation, priorityOfRequest } from '../src/admission/load.js';
+import { createLoadControl, eventLoopDelay, priorityOfOperation, priorityOfRequest } from '../src/admission/load.js';
 import type { Admitted } from '../src/admission/admit.js';
 import type { Caller } from '../src/admission/caller.js';
 import { createPoolGate } from '../src/db/gate.js';
@@ -69,6 +69,46 @@ describe('admission by database health and cost', () => {
     release();
     release();
     expect(load.costInFlight).toBe(0);
+  });
+
+  it("sheds by the event loop's delay, when asked: anonymous callers past the setting, users past twice it, partners past four times, writes never", () => {
+    const gate = createPoolGate(1);
+    let delay = 0;
+    const load = createLoadControl({
+      pools: () => [gate],
+      targetWaitMs: 1000,
+      queueMax: 100,
+      maxCostInFlight: 1000,
+      eventLoop: { delayMs: () => delay, maxDelayMs: 50 },
+    });
+    expect(ALL.map((p) => load.refusal(p, 10_000))).toEqual([null, null, null, null]);
+    delay = 60;
+    expect(ALL.map((p) => load.refusal(p, 10_000))).toEqual([null, null, null, 'event_loop']);
+    delay = 150;
+    expect(ALL.map((p) => load.refusal(p, 10_000))).toEqual([null, null, 'event_loop', 'event_loop']);
+    delay = 5000;
+    expect(ALL.map((p) => load.refusal(p, 10_000))).toEqual([null, 'event_loop', 'event_loop', 'event_loop']);
+    expect(load.refusal('system', 10_000)).toBeNull();
+  });
+
+  it('reads the event loop delay of the process: a block shows in the window it falls in', async () => {
+    const loop = eventLoopDelay(500);
+    loop.start();
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const until = performance.now() + 300;
+      while (performance.now() < until) {
+        // the event loop is blocked
+      }
+      let seen = loop.delayMs();
+      for (let i = 0; i < 150 && seen < 200; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        seen = Math.max(seen, loop.delayMs());
+      }
+      expect(seen).toBeGreaterThanOrEqual(200);
+    } finally {
+      loop.stop();
+    }
   });
 
   it('ranks a request by what it claims before parsing, and an operation by what it is', () => {

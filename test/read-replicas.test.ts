@@ -3,7 +3,7 @@ import { ANONYMOUS, type Viewer } from '../src/admission/tokens.js';
 import { notifyInvalidation } from '../src/cache/invalidation.js';
 import { createDatabase, type Db } from '../src/db/client.js';
 import { migrate } from '../src/db/migrate.js';
-import { createWritePositions, formatLsn, parseLsn, UNKNOWN, type WritePositions } from '../src/db/causal.js';
+import { createWritePositions, formatLsn, parseLsn, UNKNOWN, UNREACHABLE, type WritePositions } from '../src/db/causal.js';
 import { createReadRouter, positionTtlMs, type PrimarySample, type ReplicaHealth } from '../src/db/replicas.js';
 import { metricSum } from '../src/observability/prom-text.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
@@ -96,6 +96,36 @@ describe('the read router', () => {
     expect(await reasons(router, alice)).toBe('read_your_writes');
     health[0] = standby(20n);
     expect(await reasons(router, alice)).toBe('replica');
+  });
+
+  it('waits for a sample begun after the latest change heard, not the first of several', async () => {
+    const checks = { primary: { written: 10n, inserted: 10n, check: 1 } as PrimarySample | undefined, checks: 1 };
+    const health = [standby(10n)];
+    const router = createReadRouter({ replicas: [r1], maxLagMs: 5000, health, checks });
+    router.publicDataChanged();
+    router.wrote(alice.userId);
+    checks.checks = 2;
+    // a second change, heard while check 2 runs (its sample may be from before it)
+    router.publicDataChanged();
+    router.wrote(alice.userId);
+    checks.primary = { written: 20n, inserted: 20n, check: 2 };
+    health[0] = standby(20n);
+    expect(await reasons(router, ANONYMOUS)).toBe('catch_up');
+    expect((await router.route('query', alice)).target).toBe('primary');
+    checks.checks = 3;
+    checks.primary = { written: 30n, inserted: 30n, check: 3 };
+    expect(await reasons(router, ANONYMOUS)).toBe('catch_up');
+    health[0] = standby(30n);
+    expect(await reasons(router, ANONYMOUS)).toBe('replica');
+    expect(await reasons(router, alice)).toBe('replica');
+  });
+
+  it('keeps a writer whose commit position could not be read on the primary', async () => {
+    const positions = createWritePositions({ namespace: 'test', ttlMs: 60_000 });
+    const router = createReadRouter({ replicas: [r1], maxLagMs: 5000, health: [standby(0xffff_ffff_0000n)], positions });
+    await positions.record(alice.userId, UNREACHABLE);
+    expect(await reasons(router, alice)).toBe('read_your_writes');
+    expect(await reasons(router, bob)).toBe('replica');
   });
 
   it('skips replicas that are down or lag beyond READ_REPLICA_MAX_LAG_MS', async () => {

@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { PoolGate } from '../db/gate.js';
 import type { Admitted } from './admit.js';
 import type { Caller } from './caller.js';
@@ -19,6 +20,10 @@ import type { ShedReason } from '../errors.js';
  * - `db_queue`: DB_QUEUE_MAX statements already wait ahead of it (a line that long is not moving);
  * - `cost_in_flight`: the estimated cost of the operations running now, with this one's, would pass
  *   this priority's share of ADMISSION_MAX_COST_IN_FLIGHT (half for anonymous callers, all for writes);
+ * - `event_loop` (with ADMISSION_MAX_EVENT_LOOP_DELAY_MS): the process's CPU is saturated, so every
+ *   request admitted now waits behind the others for the event loop: the p99 of the loop's delay over
+ *   the last quarter second is past what this priority tolerates (the setting × 1, 2, 4 for anonymous,
+ *   users, partners; writes and probes are never shed for it);
  * - `dropped` (by the gate, not here): admitted, but it could no longer get a connection before its
  *   deadline, or its statements have waited in line longer than its patience (patienceMs: twice what
  *   admission tolerates for its priority), pushed back by more urgent work.
@@ -36,6 +41,8 @@ export interface LoadControlOptions {
   queueMax: number;
   /** The most estimated cost running at once (a write may use all of it, an anonymous query half). */
   maxCostInFlight: number;
+  /** The event loop's recent delay in ms (see eventLoopDelay) and the most an anonymous request tolerates; absent: not looked at. */
+  eventLoop?: { delayMs: () => number; maxDelayMs: number };
 }
 
 export interface LoadControl {
@@ -58,7 +65,7 @@ const PATIENCE: Record<Priority, number> = { system: Infinity, write: Infinity, 
 const COST_SHARE: Record<Priority, number> = { system: 1, write: 1, partner: 0.9, user: 0.75, anonymous: 0.5, background: 0.5 };
 
 export function createLoadControl(options: LoadControlOptions): LoadControl {
-  const { pools, targetWaitMs, queueMax, maxCostInFlight } = options;
+  const { pools, targetWaitMs, queueMax, maxCostInFlight, eventLoop } = options;
   let costInFlight = 0;
   return {
     refusal(priority, remainingMs, cost = 0) {
@@ -71,6 +78,7 @@ export function createLoadControl(options: LoadControlOptions): LoadControl {
       if (ahead >= queueMax) return 'db_queue';
       if (wait > targetWaitMs * PATIENCE[priority]) return 'db_wait';
       if (wait > remainingMs) return 'deadline';
+      if (eventLoop && eventLoop.delayMs() > eventLoop.maxDelayMs * PATIENCE[priority]) return 'event_loop';
       // an operation alone is never refused for its cost here: MAX_COST bounds that
       if (costInFlight > 0 && costInFlight + cost > maxCostInFlight * COST_SHARE[priority]) return 'cost_in_flight';
       return null;
@@ -113,4 +121,29 @@ export function priorityOfOperation(type: 'query' | 'mutation' | 'subscription',
   if (type === 'mutation') return 'write';
   if (context.partner) return 'partner';
   return context.viewer.kind === 'user' ? 'user' : 'anonymous';
+}
+
+/**
+ * The event loop's delay as admission reads it: the p99 over the last window (250 ms), sampled every
+ * 10 ms. One loop per process; `stop` ends it.
+ */
+export function eventLoopDelay(windowMs = 250): { delayMs(): number; start(): void; stop(): void } {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  let last = 0;
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    delayMs: () => last,
+    start() {
+      histogram.enable();
+      timer = setInterval(() => {
+        last = histogram.count ? histogram.percentile(99) / 1e6 : 0;
+        histogram.reset();
+      }, windowMs);
+      timer.unref();
+    },
+    stop() {
+      clearInterval(timer);
+      histogram.disable();
+    },
+  };
 }

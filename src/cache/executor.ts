@@ -161,7 +161,8 @@ export function createEnvelopGateway({ schema, store, profiles, metrics, onWrite
             // whatever the outcome: one field of the operation may have written before another failed.
             // The writer's position is known everywhere before its copies are dropped anywhere, so no
             // instance refills them from a replica that has not replayed the write.
-            const lsn = ctx.viewer.kind === 'user' ? await onWrite?.(ctx) : undefined;
+            // (a failure here must not turn an applied write's answer into an error)
+            const lsn = ctx.viewer.kind === 'user' ? await onWrite?.(ctx).catch(() => undefined) : undefined;
             if (store && ctx.viewer.kind === 'user') {
               // drops this process's copies at once; waits for Redis at most one command timeout,
               // and not at all while Redis is skipped (what misses Redis is replayed when it answers)

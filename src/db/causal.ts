@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import type { Redis } from 'ioredis';
 import { luaScript, type RedisLink } from '../cache/redis-link.js';
 
 /**
@@ -23,6 +24,9 @@ export function formatLsn(lsn: Lsn): string {
 
 /** Sixteen hexadecimal digits: in Redis, positions compare as strings in the order they compare as numbers. */
 const fixedWidth = (lsn: Lsn) => lsn.toString(16).padStart(16, '0');
+
+/** A position past any WAL: recorded for a writer whose commit position could not be read, it keeps their reads on the primary. */
+export const UNREACHABLE: Lsn = 0xffffffffffffffffn;
 
 /** What Redis could not say: a writer's position may be newer than any this instance knows. */
 export const UNKNOWN = 'unknown' as const;
@@ -58,28 +62,37 @@ export interface WritePositionOptions {
 /**
  * The commit positions of recent writers. This process's own writers are known at once, from memory;
  * with Redis every instance's are, at the cost of one GET for a signed-in caller's query. While Redis
- * cannot answer, a writer's position is UNKNOWN (their reads go to the primary), and what this process
- * recorded meanwhile is written again once Redis answers.
+ * cannot answer, a writer's position is UNKNOWN (their reads go to the primary). Once it answers
+ * again, before it is used, every position this process recorded in the last `ttlMs` is written to it
+ * again: those that could not reach it, and those a restarted Redis lost.
  */
+// how many positions (the most recent) are written again before a recovered Redis is used
+const REPLAYED_BEFORE_USE = 2_000;
+
 export function createWritePositions({ redis, namespace, ttlMs }: WritePositionOptions): WritePositions {
   const local = new LRUCache<number, Lsn>({ max: 100_000, ttl: ttlMs });
-  const unsent = new LRUCache<number, Lsn>({ max: 10_000, ttl: ttlMs });
   const key = (userId: number) => `foliograph:${namespace}:lsn:${userId}`;
   const newer = (a: Lsn | undefined, b: Lsn | undefined) => (a === undefined ? b : b === undefined || a > b ? a : b);
-  const send = (userId: number, lsn: Lsn) => redis!.run((r) => RECORD(r, [key(userId)], [fixedWidth(lsn), ttlMs]));
-  redis?.onRecover(async () => {
-    for (const [userId, lsn] of unsent.entries()) await send(userId, lsn);
-    unsent.clear();
+  const write = (r: Redis, userId: number, lsn: Lsn) => RECORD(r, [key(userId)], [fixedWidth(lsn), ttlMs]);
+  // The most recent writers before Redis is used again (a recovery step must finish within one
+  // command timeout, and runs on the client it is given: the link's own `run` refuses until recovery
+  // is done); any others just after.
+  let rest: [number, Lsn][] = [];
+  redis?.onRecover(async (r) => {
+    const all = [...local.entries()];
+    rest = all.slice(REPLAYED_BEFORE_USE);
+    await Promise.all(all.slice(0, REPLAYED_BEFORE_USE).map(([userId, lsn]) => write(r, userId, lsn)));
+  });
+  redis?.onUp(() => {
+    const later = rest;
+    rest = [];
+    void redis.run((r) => Promise.all(later.map(([userId, lsn]) => write(r, userId, lsn)))).catch(() => {});
   });
   return {
     async record(userId, lsn) {
       local.set(userId, newer(local.get(userId), lsn)!);
-      if (!redis) return;
-      try {
-        await send(userId, lsn);
-      } catch {
-        unsent.set(userId, newer(unsent.get(userId), lsn)!);
-      }
+      // a failure opens the link's breaker: recovery writes it again
+      await redis?.run((r) => write(r, userId, lsn)).catch(() => {});
     },
     async of(userId) {
       const mine = local.get(userId);

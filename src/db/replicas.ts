@@ -60,6 +60,18 @@ export interface ReadReplicaOptions {
   onFailover?: (replica: number) => void;
 }
 
+// a check (the primary's sample, a replica's) that takes longer failed
+const CHECK_TIMEOUT_MS = 3000;
+
+/** `promise`, or a rejection once `ms` have passed. */
+function within<T>(ms: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 // how long the primary's past positions are kept: the lag of a replica further behind is at least this
 const HISTORY_MS = 120_000;
 const HISTORY_MAX = 4096;
@@ -111,7 +123,7 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
   const samplePrimary = async (check: number) => {
     if (!options.primaryPosition) return;
     try {
-      const at = await options.primaryPosition();
+      const at = await within(CHECK_TIMEOUT_MS, options.primaryPosition());
       const [lsn, inserted] = [parseLsn(at.written), parseLsn(at.inserted)];
       if (lsn === null || inserted === null) return;
       sample = { written: lsn, inserted, check };
@@ -146,14 +158,19 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
   const checkOnce = async () => {
     const check = ++checks;
     // the primary first: a replica that has replayed up to this position now holds all it had then
+    // (only this check's sample says so: an older one would call a replica caught up that is not)
     await samplePrimary(check);
-    const upTo = sample;
+    const upTo = sample?.check === check ? sample : undefined;
     await Promise.all(
       checkers.map(async (c, i) => {
         try {
-          const [row] = await c`select pg_is_in_recovery() as standby, pg_last_wal_receive_lsn()::text as received,
-                                       pg_last_wal_replay_lsn()::text as replayed,
-                                       extract(epoch from now() - pg_last_xact_replay_timestamp())::float8 as since_xact`;
+          // a check that does not answer in time counts as down: a silent connection must not freeze every replica's health
+          const [row] = await within(
+            CHECK_TIMEOUT_MS,
+            c`select pg_is_in_recovery() as standby, pg_last_wal_receive_lsn()::text as received,
+                     pg_last_wal_replay_lsn()::text as replayed,
+                     extract(epoch from now() - pg_last_xact_replay_timestamp())::float8 as since_xact`,
+          );
           const lag = row as LagRow;
           const replayed = lag.standby ? parseLsn(lag.replayed) : null;
           const caughtUp = replayed !== null && upTo !== undefined && replayed >= upTo.written;
@@ -284,11 +301,12 @@ export function createReadRouter(options: ReadRouterOptions) {
     enabled: options.replicas.length > 0,
     /** A user wrote elsewhere, at a position not told (another instance's invalidation named them). */
     wrote(userId: number) {
-      if (!heard.has(userId)) heard.set(userId, options.checks?.checks ?? 0);
+      // the latest change heard: a sample begun after it covers the earlier ones too
+      heard.set(userId, options.checks?.checks ?? 0);
     },
     /** Public data changed on the primary. */
     publicDataChanged() {
-      publicChangedAfter ??= options.checks?.checks ?? 0;
+      publicChangedAfter = options.checks?.checks ?? 0;
     },
     /** Where this request reads: a replica's database, or undefined for the primary. */
     async route(operationType: string | undefined, viewer: Viewer, consistentAfter?: Lsn): Promise<Route> {

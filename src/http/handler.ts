@@ -193,8 +193,8 @@ export function createHttpHandler(options: HttpOptions) {
       // an API key is checked before anything else of the request is read
       const apiKeyHeader = req.headers['x-api-key'];
       const apiKey = Array.isArray(apiKeyHeader) ? apiKeyHeader[0] : apiKeyHeader;
-      consistentAfter = readConsistentAfter(req);
       const partner = apiKey === undefined ? null : await admission.authenticate(apiKey);
+      consistentAfter = readConsistentAfter(req);
       text = req.method === 'POST' ? await readBody(req, options.maxBodyBytes) : null;
       if (text !== null && partner === null && options.remembered && (await options.remembered(res, { req, text, requestId, arrived }))) return;
       admitted = await admission.admit(parseGraphQLRequest(req, url, text), partner);

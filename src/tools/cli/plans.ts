@@ -29,7 +29,14 @@ if (!process.env.DATABASE_URL) {
 let failed = false;
 await runCommand(async ({ config, database }) => {
   if (database.driver !== 'postgres' || !config.database.url) throw new Error('db:plans needs PostgreSQL (DATABASE_URL); PGlite is not supported');
-  const report = await runPlans(database.db, config.database.url, { maxMs, largeRows, defaultModel: config.forecasts.defaultModel, only, log: say });
+  // EXPLAIN ANALYZE in a transaction of its own, with a statement timeout: directly, not through a pooler
+  const report = await runPlans(database.db, config.database.directUrl ?? config.database.url, {
+    maxMs,
+    largeRows,
+    defaultModel: config.forecasts.defaultModel,
+    only,
+    log: say,
+  });
   for (const probe of report.probes) process.stdout.write(`${formatProbe(probe)}\n\n`);
   process.stdout.write(`${formatSummary(report)}\n`);
   failed = report.failed;
