@@ -22,6 +22,11 @@ async function main() {
   }
   const logger = createLogger(config.logLevel);
   if (config.auth.jwtSecretIsDefault) logger.warn('JWT_SECRET is not set: using the fixed development secret (never do this in production)');
+  if (process.env.READ_YOUR_WRITES_MS !== undefined) {
+    logger.warn(
+      'READ_YOUR_WRITES_MS is no longer read: writers read their own writes by WAL position, and READ_REPLICA_MAX_LAG_MS bounds the lag of everyone else',
+    );
+  }
 
   const stopTracing = await startTracing(config.observability.otlpEndpoint);
   if (config.observability.otlpEndpoint) logger.info({ endpoint: config.observability.otlpEndpoint }, 'exporting traces over OTLP');

@@ -40,6 +40,17 @@ describe('configuration', () => {
     expect(() => loadConfig({ HTTP_MAX_CONNECTIONS: '0' })).toThrow(/HTTP_MAX_CONNECTIONS/);
   });
 
+  it('settles the read replicas and the pooler: a lag the checks can measure, a direct URL only beside a pooled one', () => {
+    expect(loadConfig({}).database).toMatchObject({ readReplicaMaxLagMs: 10_000, readReplicaCheckMs: 200, directUrl: undefined });
+    expect(() => loadConfig({ READ_REPLICA_MAX_LAG_MS: '120000' })).toThrow(/READ_REPLICA_MAX_LAG_MS/);
+    expect(() => loadConfig({ READ_REPLICA_CHECK_MS: '5' })).toThrow(/READ_REPLICA_CHECK_MS/);
+    expect(() => loadConfig({ DATABASE_DIRECT_URL: 'postgres://db:5432/app' })).toThrow(/DATABASE_DIRECT_URL bypasses a pooler/);
+    expect(loadConfig({ DATABASE_URL: 'postgres://pooler:6432/app', DATABASE_DIRECT_URL: 'postgres://db:5432/app' }).database.directUrl).toBe(
+      'postgres://db:5432/app',
+    );
+    expect(loadConfig({ ADMISSION_MAX_EVENT_LOOP_DELAY_MS: '100' }).admission.maxEventLoopDelayMs).toBe(100);
+  });
+
   it('refuses production without JWT_SECRET', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/JWT_SECRET is required/);
     expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'a-long-enough-production-secret' }).production).toBe(true);

@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { codedCause } from '../errors.js';
 import { createAvailability, type Availability, type AvailabilityState } from './availability.js';
+import { within } from './deadline.js';
 import { createPoolGate, failoverPostgresClient, gatePgliteClient, gatePostgresClient, type PoolGate } from './gate.js';
 import { createPreparePolicy } from './prepare.js';
 import { lockDataDir } from './pglite-lock.js';
@@ -114,6 +115,8 @@ export interface DatabaseOptions {
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 2000;
+// a probe that takes longer failed (its statement_timeout on the server, where one can be sent)
+const PROBE_TIMEOUT_MS = 2500;
 
 /**
  * How PostgreSQL plans a prepared statement (its plan_cache_mode). Left to itself ('auto') it plans
@@ -199,7 +202,8 @@ export function openGatedPostgres(
         prepare: !pooled,
         connection: { application_name: `${options.applicationName}:probe`.slice(-63), ...(pooled ? {} : { statement_timeout: 2000 }) },
       });
-      await prober`select 1`;
+      // bounded here too: behind a pooler no statement_timeout reaches the server, and its queue has no end of its own
+      await within(PROBE_TIMEOUT_MS, prober`select 1`);
     },
     onChange: options.onAvailability,
   });

@@ -55,3 +55,12 @@ export function createDeadline(ms: number): Deadline & { cancel(): void } {
     },
   };
 }
+
+/** `promise`, or a rejection once `ms` have passed (a check on a connection that went silent must still end). */
+export function within<T>(ms: number, promise: PromiseLike<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

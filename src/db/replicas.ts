@@ -6,6 +6,7 @@ import { openGatedPostgres, type Db, type PlanCacheMode } from './client.js';
 import type { PoolGate } from './gate.js';
 import type { SqlStats } from './sql-stats.js';
 import { parseLsn, UNKNOWN, type Lsn, type WritePositions } from './causal.js';
+import { within } from './deadline.js';
 
 /**
  * Read replicas (READ_REPLICA_URLS): each a pool of its own, at most DB_POOL_MAX connections behind
@@ -62,15 +63,6 @@ export interface ReadReplicaOptions {
 
 // a check (the primary's sample, a replica's) that takes longer failed
 const CHECK_TIMEOUT_MS = 3000;
-
-/** `promise`, or a rejection once `ms` have passed. */
-function within<T>(ms: number, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 // how long the primary's past positions are kept: the lag of a replica further behind is at least this
 const HISTORY_MS = 120_000;
