@@ -198,15 +198,20 @@ export function createApp({
     await positions.record(userId, lsn ?? UNREACHABLE);
     return lsn === null ? undefined : formatLsn(lsn);
   };
-  const noticeChanges = (tags: string[]) => {
-    for (const tag of tags) {
-      const writer = writerOfTag(tag);
-      if (writer !== null) router.wrote(writer);
-      else if (instrumentOfTag(tag) !== null) router.publicDataChanged();
-    }
-  };
-  // other instances' mutations reach this one as cache invalidations (through Redis)
-  if (router.enabled) store?.onInvalidate(noticeChanges);
+  /** What changed, as invalidations name it: public data, and (when `writers`) users whose commit position is not told. */
+  const noticeChanges =
+    ({ writers }: { writers: boolean }) =>
+    (tags: string[]) => {
+      for (const tag of tags) {
+        const writer = writerOfTag(tag);
+        if (writer !== null) {
+          if (writers) router.wrote(writer);
+        } else if (instrumentOfTag(tag) !== null) router.publicDataChanged();
+      }
+    };
+  // The response cache's invalidations (this instance's and, through Redis, the others'): public data
+  // changed. Their writers' positions are known exactly (settleWrite), so they are not guessed here.
+  if (router.enabled) store?.onInvalidate(noticeChanges({ writers: false }));
 
   // admission by the database's health: the lines of every pool a request may use, and the cost in
   // flight; and, when asked, by the process's own CPU (its event loop's delay)
@@ -351,7 +356,10 @@ export function createApp({
     },
     { name: 'cost recorder', start: async () => recorder.start(config.observability.costFlushIntervalMs), stop: () => recorder.stop() },
     { name: 'readiness', ...readiness },
-    { name: 'invalidations', ...createInvalidationListener({ database, store, hot, onTags: router.enabled ? noticeChanges : undefined, logger }) },
+    {
+      name: 'invalidations',
+      ...createInvalidationListener({ database, store, hot, onTags: router.enabled ? noticeChanges({ writers: true }) : undefined, logger }),
+    },
     { name: 'model timings', ...createModelTimingListener({ database, metrics, logger }) },
     http,
   ];

@@ -26,7 +26,7 @@ const schema = z
     READ_REPLICA_URLS: csv,
     // the replicas' checks remember 120 s of the primary's positions: a lag allowed longer could not be measured
     READ_REPLICA_MAX_LAG_MS: z.coerce.number().int().min(0).max(60_000).default(10_000),
-    READ_REPLICA_CHECK_MS: z.coerce.number().int().min(20).max(10_000).default(200),
+    READ_REPLICA_CHECK_MS: z.coerce.number().int().min(20).max(60_000).default(200),
     REDIS_URL: z.string().url().optional(),
     REDIS_COMMAND_TIMEOUT_MS: positiveInt(100),
     DB_POOL_MAX: positiveInt(10),

@@ -182,7 +182,7 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     alicePortfolio = (await s.portfolio(alice)).id;
     await s.portfolio(bob);
     // the first replica in the list does not exist: it fails its health check and gets no reads
-    server = await startTestServer(primary, { READ_REPLICA_URLS: `${missingReplica()},${replica.url!}`, READ_REPLICA_MAX_LAG_MS: '600000' });
+    server = await startTestServer(primary, { READ_REPLICA_URLS: `${missingReplica()},${replica.url!}`, READ_REPLICA_MAX_LAG_MS: '60000' });
   });
   afterAll(async () => {
     await server?.stop();
@@ -274,8 +274,8 @@ describe.runIf(onPostgres && privatePostgresBin)('a replica that dies (PostgreSQ
     // checked once, at start: the read after the stop finds the replica gone itself, not through a check
     server = await startTestServer(primary, {
       READ_REPLICA_URLS: cluster.url,
-      READ_REPLICA_CHECK_MS: '600000',
-      READ_REPLICA_MAX_LAG_MS: '600000',
+      READ_REPLICA_CHECK_MS: '60000',
+      READ_REPLICA_MAX_LAG_MS: '60000',
       RESPONSE_CACHE: 'off',
       HOT_CACHE_TTL_MS: '0',
     });
