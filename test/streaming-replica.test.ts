@@ -145,15 +145,18 @@ describe.runIf(onPostgres && privatePostgresBin && hasRedisServer)('reads from a
         expect(anonymous.body.data.instrument.symbol).toBe(symbol);
         expect(await routed(b, 'consistent_after')).toBe(sent + 1);
       });
-      // once the standby has replayed the trade, alice's reads go back to it, on both instances
-      await eventually(
-        () => lag(b),
-        (l) => l === 0,
-      );
+      // once the standby has replayed the trade, alice's reads go back to it, on both instances (each
+      // as soon as its own checks have seen the replay), and every answer on the way holds the trade
       for (const server of [a, b]) {
         const served = await routed(server, 'replica');
-        expect(await quantity(server)).toBe('3');
-        expect(await routed(server, 'replica')).toBe(served + 1);
+        const back = await eventually(
+          async () => {
+            expect(await quantity(server)).toBe('3');
+            return routed(server, 'replica');
+          },
+          (n) => n > served,
+        );
+        expect(back).toBeGreaterThan(served);
       }
     },
   );
@@ -183,6 +186,29 @@ describe.runIf(onPostgres && privatePostgresBin && hasRedisServer)('reads from a
     const before = await routed(strict, 'replica');
     expect(await latest(strict)).toEqual({ date: '2024-02-01', close: '12' });
     expect(await routed(strict, 'replica')).toBe(before + 1);
+  });
+
+  it('stops reading from a standby that stops answering (a partition) once its check fails, and goes back once it answers', { timeout: 60_000 }, async () => {
+    standby.hang();
+    try {
+      // the checks' connection is open but silent: a check gives up after 3 s and counts it down
+      await eventually(
+        async () => /^foliograph_db_replica_up\{replica="0"\} (\S+)$/m.exec(await metrics(a))?.[1],
+        (up) => up === '0',
+      );
+      const before = await routed(a, 'no_healthy_replica');
+      expect(await latest(a)).toEqual({ date: '2024-02-01', close: '12' });
+      expect(await routed(a, 'no_healthy_replica')).toBe(before + 1);
+    } finally {
+      standby.wake();
+    }
+    await eventually(
+      async () => /^foliograph_db_replica_up\{replica="0"\} (\S+)$/m.exec(await metrics(a))?.[1],
+      (up) => up === '1',
+    );
+    const served = await routed(a, 'replica');
+    expect(await latest(a)).toEqual({ date: '2024-02-01', close: '12' });
+    expect(await routed(a, 'replica')).toBe(served + 1);
   });
 
   it('answers from the primary without an error when the standby dies', async () => {

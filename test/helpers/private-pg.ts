@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,13 @@ export interface PrivatePostgres {
   psql(statement: string): string;
   /** `pg_ctl stop -m immediate`: the server dies at once, as in a crash. */
   kill(): void;
+  /**
+   * SIGSTOP to the server and every process of it: connections stay open and nothing answers, new
+   * ones are accepted by the kernel and never greeted (a network partition, as a client sees it).
+   */
+  hang(): void;
+  /** SIGCONT: it answers again. */
+  wake(): void;
   destroy(): void;
 }
 
@@ -70,9 +77,26 @@ export async function startPrivatePostgres(of: { standbyOf?: PrivatePostgres } =
   start();
   const psql = (statement: string) =>
     as('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-AtX', '-v', 'ON_ERROR_STOP=1', '-c', statement]).trim();
+  /** The postmaster and its children, by the pid the postmaster wrote. */
+  const signalAll = (signal: 'STOP' | 'CONT') => {
+    const pid = readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]!.trim();
+    // the postmaster first when stopping (no new child is forked meanwhile), last when waking
+    if (signal === 'STOP') execFileSync('kill', [`-${signal}`, pid]);
+    execFileSync('pkill', [`-${signal}`, '-P', pid], { stdio: 'ignore' });
+    if (signal === 'CONT') execFileSync('kill', [`-${signal}`, pid]);
+  };
+  let hung = false;
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
+    hang() {
+      signalAll('STOP');
+      hung = true;
+    },
+    wake() {
+      signalAll('CONT');
+      hung = false;
+    },
     restart: () => void pgctl('-m', 'fast', '-o', options, 'restart'),
     stop: () => void pgctl('-m', 'fast', 'stop'),
     kill: () => void pgctl('-m', 'immediate', 'stop'),
@@ -80,6 +104,7 @@ export async function startPrivatePostgres(of: { standbyOf?: PrivatePostgres } =
     psql,
     destroy() {
       try {
+        if (hung) signalAll('CONT');
         pgctl('-m', 'immediate', 'stop');
       } catch {
         /* already stopped */
