@@ -160,6 +160,11 @@ export function createApp({
         planCacheMode: config.database.planCacheMode,
         // a read a replica cannot run for a connection reason runs again on the primary: a dying replica costs no query
         primary: database.gated,
+        onNotStandby: (i) =>
+          logger.warn(
+            { replica: i },
+            "a read replica is not a standby (not in recovery): it never receives the primary's writes, so what it serves to readers who need no position can be arbitrarily old",
+          ),
         onFailover: (i) => {
           metrics.replicaFailovers.inc({ replica: String(i) });
           metrics.replicaUp.set({ replica: String(i) }, 0);

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANONYMOUS, type Viewer } from '../src/admission/tokens.js';
 import { notifyInvalidation } from '../src/cache/invalidation.js';
@@ -5,6 +6,7 @@ import { createDatabase, type Db } from '../src/db/client.js';
 import { migrate } from '../src/db/migrate.js';
 import { createWritePositions, formatLsn, parseLsn, UNKNOWN, UNREACHABLE, type WritePositions } from '../src/db/causal.js';
 import { createReadRouter, positionTtlMs, type PrimarySample, type ReplicaHealth } from '../src/db/replicas.js';
+import { createLogger } from '../src/observability/logger.js';
 import { metricSum } from '../src/observability/prom-text.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/db.js';
 import { privatePostgresBin, startPrivatePostgres, type PrivatePostgres } from './helpers/private-pg.js';
@@ -168,6 +170,7 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
   let alicePortfolio: number;
   const metrics = async () => (await fetch(server.url.replace('/graphql', '/metrics'))).text();
   const routes = (text: string, reason: string) => metricSum(text, 'foliograph_db_read_routes_total', { reason });
+  const warnings: string[] = [];
 
   beforeAll(async () => {
     primary = await createTestDatabase();
@@ -182,7 +185,8 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     alicePortfolio = (await s.portfolio(alice)).id;
     await s.portfolio(bob);
     // the first replica in the list does not exist: it fails its health check and gets no reads
-    server = await startTestServer(primary, { READ_REPLICA_URLS: `${missingReplica()},${replica.url!}`, READ_REPLICA_MAX_LAG_MS: '60000' });
+    const logger = createLogger('warn', 'test', new Writable({ write: (chunk, _, done) => (warnings.push(String(chunk)), done()) }));
+    server = await startTestServer(primary, { READ_REPLICA_URLS: `${missingReplica()},${replica.url!}`, READ_REPLICA_MAX_LAG_MS: '60000' }, { logger });
   });
   afterAll(async () => {
     await server?.stop();
@@ -211,6 +215,10 @@ describe.runIf(onPostgres)('reads from a replica (PostgreSQL)', () => {
     expect(text).toMatch(/^foliograph_db_replica_up\{replica="0"\} 0$/m);
     expect(text).toMatch(/^foliograph_db_replica_up\{replica="1"\} 1$/m);
     expect(text).toMatch(/^foliograph_db_replica_lag_seconds\{replica="1"\} 0$/m);
+    // this stand-in is no standby: the server says so, once, naming it by its place in the list
+    const said = warnings.filter((w) => w.includes('is not a standby'));
+    expect(said).toHaveLength(1);
+    expect(JSON.parse(said[0]!).replica).toBe(1);
   });
 
   it('reads from the primary when no replica is usable', async () => {

@@ -59,6 +59,8 @@ export interface ReadReplicaOptions {
   primary?: (unit?: SqlStats) => postgres.Sql;
   /** Told when a replica failed a read for a connection reason (it is marked down at once). */
   onFailover?: (replica: number) => void;
+  /** Told once per replica that answers its check but is no standby (it never receives the primary's writes). */
+  onNotStandby?: (replica: number) => void;
 }
 
 // a check (the primary's sample, a replica's) that takes longer failed
@@ -75,6 +77,7 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
   const failedDuring: number[] = urls.map(() => -1);
   let checks = 0;
   let running: Promise<void> | undefined;
+  const warned = urls.map(() => false);
   const { primary } = options;
   const opened = urls.map((url, i) =>
     openGatedPostgres(url, {
@@ -164,6 +167,10 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
                      extract(epoch from now() - pg_last_xact_replay_timestamp())::float8 as since_xact`,
           );
           const lag = row as LagRow;
+          if (!lag.standby && !warned[i]) {
+            warned[i] = true;
+            options.onNotStandby?.(i);
+          }
           const replayed = lag.standby ? parseLsn(lag.replayed) : null;
           const caughtUp = replayed !== null && upTo !== undefined && replayed >= upTo.written;
           const lagSeconds = caughtUp ? 0 : Math.max(lagByReplay(i, lag), replayed === null ? 0 : lagByPosition(replayed));
