@@ -15,6 +15,7 @@ import { createResponseStore, type ResponseStore } from './cache/store/tiers.js'
 import { instrumentOfTag, writerOfTag } from './cache/tags.js';
 import type { Config } from './config.js';
 import type { Database } from './db/client.js';
+import { within } from './db/deadline.js';
 import { createWritePositions, formatLsn, parseLsn, UNREACHABLE } from './db/causal.js';
 import { createReadReplicas, createReadRouter, positionTtlMs, replicaChecks } from './db/replicas.js';
 import { calibrationReader } from './domain/forecasting/scoring.js';
@@ -194,12 +195,12 @@ export function createApp({
     try {
       // the write committed before this asks: WAL inserted so far holds its commit record (what is
       // written or flushed may not yet, with synchronous_commit off)
-      lsn = parseLsn((await database.walPosition()).inserted);
+      lsn = parseLsn((await within(2000, database.walPosition())).inserted);
     } catch (e) {
       logger.warn({ err: e }, "the primary's WAL position could not be read after a write: the writer reads from the primary for a while");
     }
-    // unknown: a position no replica reaches, so this writer reads from the primary on every instance
-    // until it is forgotten
+    // unknown (or not within 2 s: the write's answer must not wait on it): a position no replica
+    // reaches, so this writer reads from the primary on every instance until it is forgotten
     await positions.record(userId, lsn ?? UNREACHABLE);
     return lsn === null ? undefined : formatLsn(lsn);
   };
