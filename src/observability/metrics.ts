@@ -17,7 +17,7 @@ export interface MetricsOptions {
   idleConnections?: () => Promise<number>;
   /** Whether the database can be reached (see src/db/availability.ts). */
   availability?: Availability;
-  /** Whether REDIS_URL is set: only then is there a foliograph_redis_up to show. */
+  /** Whether REDIS_URL is set: foliograph_redis_up is NaN without it. */
   redis?: boolean;
   /** The forecasts' live calibration (src/domain/forecasting/scoring.ts), read at scrape time; cached by the caller. */
   forecastCalibration?: () => Promise<LiveCalibration[]>;
@@ -243,13 +243,13 @@ export function createMetrics(options: MetricsOptions = {}) {
     labelNames: ['kind'] as const,
     registers: [registry],
   });
-  const redisUp = options.redis
-    ? new Gauge({
-        name: 'foliograph_redis_up',
-        help: 'With REDIS_URL: 1 while Redis answers and is used, 0 while it is failing and skipped (answers then come from PostgreSQL, budgets are open)',
-        registers: [registry],
-      })
-    : undefined;
+  const redisUp = new Gauge({
+    name: 'foliograph_redis_up',
+    help: 'With REDIS_URL: 1 while Redis answers and is used, 0 while it is failing and skipped (answers then come from PostgreSQL, budgets are open); NaN without REDIS_URL',
+    registers: [registry],
+  });
+  // without Redis there is nothing to be up or down: NaN, which no comparison (the alert's == 0) matches
+  if (!options.redis) redisUp.set(NaN);
   const modelDuration = new Histogram({
     name: 'foliograph_forecast_model_duration_seconds',
     help: 'Forecast model work by model, version and stage (inference: one series; generation: a whole run)',
