@@ -32,7 +32,7 @@ export const UNREACHABLE: Lsn = 0xffffffffffffffffn;
 export const UNKNOWN = 'unknown' as const;
 
 export interface WritePositions {
-  /** `userId`'s write committed at or before `lsn` (every instance knows once this resolves, with Redis). */
+  /** `userId`'s write committed at or before `lsn`: with Redis, every instance knows once this resolves (if Redis took it; else once it answers again). */
   record(userId: number, lsn: Lsn): Promise<void>;
   /** The newest commit position of the user's writes in the last `ttlMs`; UNKNOWN while Redis is down. */
   of(userId: number): Promise<Lsn | undefined | typeof UNKNOWN>;
@@ -59,16 +59,17 @@ export interface WritePositionOptions {
   ttlMs: number;
 }
 
+// how many positions (the most recent) are written again before a recovered Redis is used
+const REPLAYED_BEFORE_USE = 2_000;
+
 /**
  * The commit positions of recent writers. This process's own writers are known at once, from memory;
  * with Redis every instance's are, at the cost of one GET for a signed-in caller's query. While Redis
  * cannot answer, a writer's position is UNKNOWN (their reads go to the primary). Once it answers
- * again, before it is used, every position this process recorded in the last `ttlMs` is written to it
- * again: those that could not reach it, and those a restarted Redis lost.
+ * again, every position this process recorded in the last `ttlMs` is written to it again (the most
+ * recent before it is used, the rest just after): those that could not reach it, and those a
+ * restarted Redis lost.
  */
-// how many positions (the most recent) are written again before a recovered Redis is used
-const REPLAYED_BEFORE_USE = 2_000;
-
 export function createWritePositions({ redis, namespace, ttlMs }: WritePositionOptions): WritePositions {
   const local = new LRUCache<number, Lsn>({ max: 100_000, ttl: ttlMs });
   const key = (userId: number) => `foliograph:${namespace}:lsn:${userId}`;
