@@ -12,7 +12,7 @@ import { createInvalidationListener } from './cache/invalidation.js';
 import { cacheNamespace } from './cache/namespace.js';
 import { createRedisLink } from './cache/redis-link.js';
 import { createResponseStore, type ResponseStore } from './cache/store/tiers.js';
-import { instrumentOfTag, writerOfTag } from './cache/tags.js';
+import { instrumentOfTag } from './cache/tags.js';
 import type { Config } from './config.js';
 import type { Database } from './db/client.js';
 import { within } from './db/deadline.js';
@@ -107,7 +107,7 @@ export function createApp({
   // shared state: one Redis client for the response cache, budgets and APQ, behind one breaker
   // (user 7 of one database is not user 7 of another sharing it: every key carries the namespace)
   const redis = config.redis.url
-    ? createRedisLink({ url: config.redis.url, commandTimeoutMs: config.redis.commandTimeoutMs, logger, onState: (up) => metrics.redisUp?.set(up ? 1 : 0) })
+    ? createRedisLink({ url: config.redis.url, commandTimeoutMs: config.redis.commandTimeoutMs, logger, onState: (up) => metrics.redisUp.set(up ? 1 : 0) })
     : null;
   const namespace = cacheNamespace(database);
 
@@ -204,20 +204,14 @@ export function createApp({
     await positions.record(userId, lsn ?? UNREACHABLE);
     return lsn === null ? undefined : formatLsn(lsn);
   };
-  /** What changed, as invalidations name it: public data, and (when `writers`) users whose commit position is not told. */
-  const noticeChanges =
-    ({ writers }: { writers: boolean }) =>
-    (tags: string[]) => {
-      for (const tag of tags) {
-        const writer = writerOfTag(tag);
-        if (writer !== null) {
-          if (writers) router.wrote(writer);
-        } else if (instrumentOfTag(tag) !== null) router.publicDataChanged();
-      }
-    };
-  // The response cache's invalidations (this instance's and, through Redis, the others'): public data
-  // changed. Their writers' positions are known exactly (settleWrite), so they are not guessed here.
-  if (router.enabled) store?.onInvalidate(noticeChanges({ writers: false }));
+  /** Public data changed (an invalidation naming an instrument): reads wait for a replica past the primary's next sample. */
+  const noticeChanges = (tags: string[]) => {
+    if (tags.some((tag) => instrumentOfTag(tag) !== null)) router.publicDataChanged();
+  };
+  // The response cache's invalidations (this instance's and, through Redis, the others') and
+  // PostgreSQL's NOTIFY (commands: price imports, forecast runs). Writers need neither: settleWrite
+  // records their exact position.
+  if (router.enabled) store?.onInvalidate(noticeChanges);
 
   // admission by the database's health: the lines of every pool a request may use, and the cost in
   // flight; and, when asked, by the process's own CPU (its event loop's delay)
@@ -364,7 +358,7 @@ export function createApp({
     { name: 'readiness', ...readiness },
     {
       name: 'invalidations',
-      ...createInvalidationListener({ database, store, hot, onTags: router.enabled ? noticeChanges({ writers: true }) : undefined, logger }),
+      ...createInvalidationListener({ database, store, hot, onTags: router.enabled ? noticeChanges : undefined, logger }),
     },
     { name: 'model timings', ...createModelTimingListener({ database, metrics, logger }) },
     http,

@@ -20,14 +20,6 @@ export const userSessionTag = (userId: number): string => sessionTag(`${USER}${u
 /** The session a tag names (`user:7` for `Session:user:7`), or null for an entity's tag. */
 export const sessionOfTag = (tag: string): string | null => (tag.startsWith(SESSION) ? tag.slice(SESSION.length) : null);
 
-/** The user whose session a tag names (7 for `Session:user:7`), or null. */
-export function writerOfTag(tag: string): number | null {
-  const session = sessionOfTag(tag);
-  if (session === null || !session.startsWith(USER)) return null;
-  const id = Number(session.slice(USER.length));
-  return Number.isSafeInteger(id) && id > 0 ? id : null;
-}
-
 /** The tag of an entity envelop saw in an answer (or of a whole type, without an id). */
 export const tagOfEntity = (e: CacheEntityRecord): string => (e.id === undefined || e.id === null ? e.typename : `${e.typename}:${e.id}`);
 

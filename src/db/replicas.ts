@@ -1,5 +1,4 @@
 import { hostname } from 'node:os';
-import { LRUCache } from 'lru-cache';
 import postgres from 'postgres';
 import type { Viewer } from '../admission/tokens.js';
 import { openGatedPostgres, type Db, type PlanCacheMode } from './client.js';
@@ -102,16 +101,16 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
   );
   const pools = opened.map((o) => o.pool);
   const dbs = opened.map((o) => o.db);
-  // checks use connections of their own: a full pool must not make a replica look down, nor hold up the primary's sample
-  const checker = (url: string, role: string) =>
+  // checks use connections of their own: a full pool must not make a replica look down
+  const checkers = urls.map((url) =>
     postgres(url, {
       max: 1,
       idle_timeout: 60,
       connect_timeout: 2,
       onnotice: () => {},
-      connection: { application_name: `${applicationName}:${role}`.slice(-63), statement_timeout: 2000 },
-    });
-  const checkers = urls.map((url) => checker(url, 'check'));
+      connection: { application_name: `${applicationName}:check`.slice(-63), statement_timeout: 2000 },
+    }),
+  );
   let sample: PrimarySample | undefined;
   // when the primary was first seen at each position (oldest first, one entry per change)
   const history: { lsn: Lsn; at: number }[] = [];
@@ -261,9 +260,6 @@ export interface ReadRouterOptions {
 export function createReadRouter(options: ReadRouterOptions) {
   const now = options.now ?? Date.now;
   const forgetAfterMs = positionTtlMs(options.maxLagMs);
-  // writers heard of without a position (another instance's invalidation): the check after which their position is the primary's
-  const heard = new LRUCache<number, number>({ max: 100_000, ttl: forgetAfterMs });
-  const heardAt = new LRUCache<number, Lsn>({ max: 100_000, ttl: forgetAfterMs });
   let publicChangedAfter: number | undefined;
   let publicFloor: { lsn: Lsn; until: number } | undefined;
   let turn = 0;
@@ -273,17 +269,9 @@ export function createReadRouter(options: ReadRouterOptions) {
   };
   const healthy = (h: ReplicaHealth | undefined) => !h || (h.up && (h.lagSeconds ?? Infinity) * 1000 <= options.maxLagMs);
   /** The position a user's reads must see; or why it cannot be known now (they read from the primary). */
-  const positionOf = async (userId: number): Promise<Lsn | 'read_your_writes' | 'positions_unknown'> => {
-    const pending = heard.get(userId);
-    if (pending !== undefined) {
-      const at = sampledAfter(pending);
-      if (at === undefined) return 'read_your_writes';
-      heard.delete(userId);
-      heardAt.set(userId, at);
-    }
+  const positionOf = async (userId: number): Promise<Lsn | 'positions_unknown'> => {
     const known = options.positions ? await options.positions.of(userId) : undefined;
-    if (known === UNKNOWN) return 'positions_unknown';
-    return max(heardAt.get(userId) ?? 0n, known ?? 0n);
+    return known === UNKNOWN ? 'positions_unknown' : (known ?? 0n);
   };
   const publicPosition = (): Lsn | null => {
     if (publicChangedAfter !== undefined) {
@@ -298,11 +286,6 @@ export function createReadRouter(options: ReadRouterOptions) {
   const primary = (reason: RouteReason): Route => ({ db: undefined, target: 'primary', reason });
   return {
     enabled: options.replicas.length > 0,
-    /** A user wrote elsewhere, at a position not told (another instance's invalidation named them). */
-    wrote(userId: number) {
-      // the latest change heard: a sample begun after it covers the earlier ones too
-      heard.set(userId, options.checks?.checks ?? 0);
-    },
     /** Public data changed on the primary. */
     publicDataChanged() {
       publicChangedAfter = options.checks?.checks ?? 0;
