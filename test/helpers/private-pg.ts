@@ -28,6 +28,8 @@ export interface PrivatePostgres {
   hang(): void;
   /** SIGCONT: it answers again. */
   wake(): void;
+  /** A standby's: runs `fn` with its WAL replay paused (`pg_wal_replay_pause()`), and resumes it after. */
+  replayPaused<T>(fn: () => Promise<T>): Promise<T>;
   destroy(): void;
 }
 
@@ -89,6 +91,14 @@ export async function startPrivatePostgres(of: { standbyOf?: PrivatePostgres } =
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
+    async replayPaused(fn) {
+      psql('select pg_wal_replay_pause()');
+      try {
+        return await fn();
+      } finally {
+        psql('select pg_wal_replay_resume()');
+      }
+    },
     hang() {
       signalAll('STOP');
       hung = true;
