@@ -75,7 +75,7 @@ export interface InvalidationListenerOptions {
   store: ResponseStore | null;
   /** Instruments and latest prices shared across requests. */
   hot?: HotCache;
-  /** Told of the tags of every invalidation heard (e.g. the read router: who wrote, public data changed). */
+  /** Told of the tags of every invalidation heard (e.g. the read router: public data changed). */
   onTags?: (tags: string[]) => void;
   logger: Logger;
 }
