@@ -9,9 +9,9 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { codedCause } from '../errors.js';
 import { createAvailability, type Availability, type AvailabilityState } from './availability.js';
-import { within } from './deadline.js';
 import { createPoolGate, failoverPostgresClient, gatePgliteClient, gatePostgresClient, type PoolGate } from './gate.js';
 import { createPreparePolicy } from './prepare.js';
+import { oneConnection } from './one-connection.js';
 import { lockDataDir } from './pglite-lock.js';
 import * as schema from './schema.js';
 import type { SqlStats } from './sql-stats.js';
@@ -190,21 +190,20 @@ export function openGatedPostgres(
     },
   });
   // the probe has a connection of its own: a full pool must not make the database look down
-  let prober: postgres.Sql | undefined;
+  const prober = oneConnection(() =>
+    postgres(url, {
+      max: 1,
+      idle_timeout: 5,
+      connect_timeout: connectTimeout,
+      backoff: reconnectBackoff,
+      onnotice: () => {},
+      prepare: !pooled,
+      connection: { application_name: `${options.applicationName}:probe`.slice(-63), ...(pooled ? {} : { statement_timeout: 2000 }) },
+    }),
+  );
   const availability = createAvailability({
-    async probe() {
-      prober ??= postgres(url, {
-        max: 1,
-        idle_timeout: 5,
-        connect_timeout: connectTimeout,
-        backoff: reconnectBackoff,
-        onnotice: () => {},
-        prepare: !pooled,
-        connection: { application_name: `${options.applicationName}:probe`.slice(-63), ...(pooled ? {} : { statement_timeout: 2000 }) },
-      });
-      // bounded here too: behind a pooler no statement_timeout reaches the server, and its queue has no end of its own
-      await within(PROBE_TIMEOUT_MS, prober`select 1`);
-    },
+    // bounded here too: behind a pooler no statement_timeout reaches the server, and its queue has no end of its own
+    probe: async () => void (await prober.run(PROBE_TIMEOUT_MS, (sql) => sql`select 1`)),
     onChange: options.onAvailability,
   });
   const pool = createPoolGate(options.max, { availability });
@@ -216,7 +215,7 @@ export function openGatedPostgres(
   const db = scopable((unit) => (unit ? drizzlePostgres(statements(unit)) : drizzlePostgres(statements(), { schema })) as unknown as Db);
   const close = async () => {
     availability.stop();
-    await Promise.all([client.end({ timeout: 5 }), prober?.end({ timeout: 1 })]);
+    await Promise.all([client.end({ timeout: 5 }), prober.end()]);
   };
   return { client, pool, db, gated, availability, close };
 }
@@ -244,30 +243,27 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     });
     // what needs a session of its own bypasses a pooler
     const direct = options.directUrl ?? options.databaseUrl;
-    /** A client of one connection of its own (outside the gate), made on first use and closed with the database. */
-    const session = (role: string, settings: { statementTimeoutMs?: number; idleTimeoutS?: number; connectTimeoutS?: number } = {}) => {
-      let opened: postgres.Sql | undefined;
-      return {
-        get: () =>
-          (opened ??= postgres(direct, {
-            max: 1,
-            idle_timeout: settings.idleTimeoutS ?? 60,
-            connect_timeout: settings.connectTimeoutS ?? 2,
-            onnotice: () => {},
-            connection: {
-              application_name: `${applicationName}:${role}`.slice(-63),
-              ...(settings.statementTimeoutMs ? { statement_timeout: settings.statementTimeoutMs } : {}),
-            },
-          })),
-        end: async () => opened?.end({ timeout: 1 }),
-      };
-    };
+    /** A connection of its own (outside the gate) for `role`, opened on first use and closed with the database. */
+    const session =
+      (role: string, settings: { statementTimeoutMs?: number; idleTimeoutS?: number; connectTimeoutS?: number } = {}) =>
+      () =>
+        postgres(direct, {
+          max: 1,
+          idle_timeout: settings.idleTimeoutS ?? 60,
+          connect_timeout: settings.connectTimeoutS ?? 2,
+          onnotice: () => {},
+          connection: {
+            application_name: `${applicationName}:${role}`.slice(-63),
+            ...(settings.statementTimeoutMs ? { statement_timeout: settings.statementTimeoutMs } : {}),
+          },
+        });
     // The pool's idle connections are read over a connection of their own, so that a scrape of
     // /metrics never waits in the line it is measuring; it closes when scrapes stop.
-    const stats = session('stats', { statementTimeoutMs: 2000, connectTimeoutS: 5 });
-    const positions = session('position', { statementTimeoutMs: 2000 });
+    const stats = oneConnection(session('stats', { statementTimeoutMs: 2000, connectTimeoutS: 5 }));
+    const positions = oneConnection(session('position', { statementTimeoutMs: 2000 }));
     // LISTEN holds a session: postgres.js keeps one connection for it and listens again after reconnecting
-    const listener = pooled ? session('listen', { idleTimeoutS: 0, connectTimeoutS: 5 }) : { get: () => client, end: async () => {} };
+    let listening: postgres.Sql | undefined;
+    const listener = pooled ? () => (listening ??= session('listen', { idleTimeoutS: 0, connectTimeoutS: 5 })()) : () => client;
     const url = new URL(direct);
     return {
       db,
@@ -291,16 +287,22 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         // behind a pooler, server connections carry the name of whichever client used them last:
         // what is idle is what this process's pool does not use of its connections
         if (pooled) return Math.max(0, options.dbPoolMax - pool.active);
-        const [row] = await stats.get()`select count(*)::int as idle from pg_stat_activity where application_name = ${applicationName} and state = 'idle'`;
+        const [row] = await stats.run(
+          7000, // its connect_timeout and statement_timeout, and a margin: for a connection that went silent
+          (sql) => sql`select count(*)::int as idle from pg_stat_activity where application_name = ${applicationName} and state = 'idle'`,
+        );
         return Number(row.idle);
       },
       async walPosition() {
-        const [row] = await positions.get()`select pg_current_wal_lsn()::text as written, pg_current_wal_insert_lsn()::text as inserted`;
+        const [row] = await positions.run(
+          4500, // its connect_timeout (2 s) and statement_timeout, and a margin
+          (sql) => sql`select pg_current_wal_lsn()::text as written, pg_current_wal_insert_lsn()::text as inserted`,
+        );
         return { written: String(row.written), inserted: String(row.inserted) };
       },
       async listen(channel, onMessage, onRelisten) {
         let listens = 0;
-        const { unlisten } = await listener.get().listen(channel, onMessage, () => {
+        const { unlisten } = await listener().listen(channel, onMessage, () => {
           if (listens++ > 0) onRelisten?.();
         });
         return unlisten;
@@ -324,7 +326,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         }
       },
       async close() {
-        await Promise.all([close(), stats.end(), positions.end(), listener.end()]);
+        await Promise.all([close(), stats.end(), positions.end(), listening?.end({ timeout: 1 })]);
       },
     };
   }

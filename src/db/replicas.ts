@@ -6,6 +6,7 @@ import type { PoolGate } from './gate.js';
 import type { SqlStats } from './sql-stats.js';
 import { parseLsn, UNKNOWN, type Lsn, type WritePositions } from './causal.js';
 import { within } from './deadline.js';
+import { oneConnection } from './one-connection.js';
 
 /**
  * Read replicas (READ_REPLICA_URLS): each a pool of its own, at most DB_POOL_MAX connections behind
@@ -103,13 +104,15 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
   const dbs = opened.map((o) => o.db);
   // checks use connections of their own: a full pool must not make a replica look down
   const checkers = urls.map((url) =>
-    postgres(url, {
-      max: 1,
-      idle_timeout: 60,
-      connect_timeout: 2,
-      onnotice: () => {},
-      connection: { application_name: `${applicationName}:check`.slice(-63), statement_timeout: 2000 },
-    }),
+    oneConnection(() =>
+      postgres(url, {
+        max: 1,
+        idle_timeout: 60,
+        connect_timeout: 2,
+        onnotice: () => {},
+        connection: { application_name: `${applicationName}:check`.slice(-63), statement_timeout: 2000 },
+      }),
+    ),
   );
   let sample: PrimarySample | undefined;
   // when the primary was first seen at each position (oldest first, one entry per change)
@@ -159,9 +162,9 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
       checkers.map(async (c, i) => {
         try {
           // a check that does not answer in time counts as down: a silent connection must not freeze every replica's health
-          const [row] = await within(
+          const [row] = await c.run(
             CHECK_TIMEOUT_MS,
-            c`select pg_is_in_recovery() as standby, pg_last_wal_receive_lsn()::text as received,
+            (sql) => sql`select pg_is_in_recovery() as standby, pg_last_wal_receive_lsn()::text as received,
                      pg_last_wal_replay_lsn()::text as replayed,
                      extract(epoch from now() - pg_last_xact_replay_timestamp())::float8 as since_xact`,
           );
@@ -204,7 +207,7 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
       return running;
     },
     async close() {
-      await Promise.all([...opened.map((o) => o.close()), ...checkers.map((c) => c.end({ timeout: 5 }))]);
+      await Promise.all([...opened.map((o) => o.close()), ...checkers.map((c) => c.end())]);
     },
   };
 }
