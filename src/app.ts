@@ -214,14 +214,16 @@ export function createApp({
   if (router.enabled) store?.onInvalidate(noticeChanges);
 
   // admission by the database's health: the lines of every pool a request may use, and the cost in
-  // flight; and, when asked, by the process's own CPU (its event loop's delay)
-  const loopDelay = config.admission.maxEventLoopDelayMs > 0 ? eventLoopDelay() : undefined;
+  // flight; the event loop's delay dates a request's arrival for its patience and, when asked, sheds
+  // by the process's own CPU
+  const loopDelay = eventLoopDelay();
   const load = createLoadControl({
     pools: () => (replicas ? [database.pool, ...replicas.pools] : [database.pool]),
     targetWaitMs: config.admission.targetWaitMs,
     queueMax: config.database.queueMax,
     maxCostInFlight: config.admission.maxCostInFlight,
-    eventLoop: loopDelay && { delayMs: loopDelay.delayMs, maxDelayMs: config.admission.maxEventLoopDelayMs },
+    loopDelayMs: loopDelay.delayMs,
+    ...(config.admission.maxEventLoopDelayMs > 0 ? { maxEventLoopDelayMs: config.admission.maxEventLoopDelayMs } : {}),
   });
   metrics.watchCostInFlight(() => load.costInFlight);
   for (const pool of replicas?.pools ?? []) pool.onDrop((priority) => metrics.shed.inc({ reason: 'dropped', priority }));
@@ -331,7 +333,7 @@ export function createApp({
   const services: Service[] = [
     { name: 'redis', stop: async () => redis?.close() },
     { name: 'budgets', stop: () => costBudget.close() },
-    { name: 'event loop delay', start: async () => loopDelay?.start(), stop: async () => loopDelay?.stop() },
+    { name: 'event loop delay', start: async () => loopDelay.start(), stop: async () => loopDelay.stop() },
     {
       name: 'replicas',
       ...(replicas

@@ -79,7 +79,8 @@ describe('admission by database health and cost', () => {
       targetWaitMs: 1000,
       queueMax: 100,
       maxCostInFlight: 1000,
-      eventLoop: { delayMs: () => delay, maxDelayMs: 50 },
+      loopDelayMs: () => delay,
+      maxEventLoopDelayMs: 50,
     });
     expect(ALL.map((p) => load.refusal(p, 10_000))).toEqual([null, null, null, null]);
     delay = 60;
@@ -89,6 +90,15 @@ describe('admission by database health and cost', () => {
     delay = 5000;
     expect(ALL.map((p) => load.refusal(p, 10_000))).toEqual([null, 'event_loop', 'event_loop', 'event_loop']);
     expect(load.refusal('system', 10_000)).toBeNull();
+  });
+
+  it("dates a request's arrival one event loop delay before its handler ran, and without the setting sheds nothing for it", () => {
+    let delay = 0;
+    const load = createLoadControl({ pools: () => [createPoolGate(1)], targetWaitMs: 1000, queueMax: 100, maxCostInFlight: 1000, loopDelayMs: () => delay });
+    expect(load.arrivalOf(5000)).toBe(5000);
+    delay = 300;
+    expect(load.arrivalOf(5000)).toBe(4700);
+    expect(ALL.map((p) => load.refusal(p, 10_000))).toEqual([null, null, null, null]);
   });
 
   it('reads the event loop delay of the process: a block shows in the window it falls in', async () => {

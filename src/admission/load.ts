@@ -25,8 +25,9 @@ import type { ShedReason } from '../errors.js';
  *   the last quarter second is past what this priority tolerates (the setting × 1, 2, 4 for anonymous,
  *   users, partners; writes and probes are never shed for it);
  * - `dropped` (by the gate, not here): admitted, but it could no longer get a connection before its
- *   deadline, or its statements have waited in line longer than its patience (patienceMs: twice what
- *   admission tolerates for its priority), pushed back by more urgent work.
+ *   deadline, or no longer get one and run its statement (for the usual time a connection is held)
+ *   before its patience has passed since it arrived (patienceMs: twice what admission tolerates for
+ *   its priority), pushed back by more urgent work.
  * And `deadline`, not a shedding: the expected wait is within what the priority tolerates but past
  * the request's own remaining deadline, so it could not finish in time however idle the server: it is
  * answered DEADLINE_EXCEEDED (504) at once, as it would be later.
@@ -41,18 +42,27 @@ export interface LoadControlOptions {
   queueMax: number;
   /** The most estimated cost running at once (a write may use all of it, an anonymous query half). */
   maxCostInFlight: number;
-  /** The event loop's recent delay in ms (see eventLoopDelay) and the most an anonymous request tolerates; absent: not looked at. */
-  eventLoop?: { delayMs: () => number; maxDelayMs: number };
+  /** The event loop's recent delay in ms (see eventLoopDelay); absent: taken as 0. */
+  loopDelayMs?: () => number;
+  /** The most event loop delay an anonymous request tolerates (ADMISSION_MAX_EVENT_LOOP_DELAY_MS); absent: not a reason to shed. */
+  maxEventLoopDelayMs?: number;
 }
 
 export interface LoadControl {
   /** Why a request of `priority` with `remainingMs` to its deadline (and `cost`, once priced) must not start now, or null. */
   refusal(priority: Priority, remainingMs: number, cost?: number): ShedReason | 'deadline' | null;
   /**
-   * How long in all a request of `priority` may wait in line for connections once admitted, before
-   * its waiting statement is dropped: twice what admission tolerates (writes: until their deadline).
+   * How long after its arrival a request of `priority` may still wait in line for a connection: its
+   * statement is dropped once it could not run within that. Twice what admission tolerates (writes:
+   * until their deadline).
    */
   patienceMs(priority: Priority): number | undefined;
+  /**
+   * When a request whose handler began at `handlerStart` (performance.now()) reached the process, as
+   * far as its patience goes: one event loop delay earlier, the time it waited in the socket for a
+   * busy loop to read it (and about what its answer will wait to be written).
+   */
+  arrivalOf(handlerStart: number): number;
   /** Counts `cost` as in flight until the returned release is called (idempotent). */
   hold(cost: number): () => void;
   /** The estimated cost of the operations admitted and not yet answered. */
@@ -65,7 +75,7 @@ const PATIENCE: Record<Priority, number> = { system: Infinity, write: Infinity, 
 const COST_SHARE: Record<Priority, number> = { system: 1, write: 1, partner: 0.9, user: 0.75, anonymous: 0.5, background: 0.5 };
 
 export function createLoadControl(options: LoadControlOptions): LoadControl {
-  const { pools, targetWaitMs, queueMax, maxCostInFlight, eventLoop } = options;
+  const { pools, targetWaitMs, queueMax, maxCostInFlight, loopDelayMs = () => 0, maxEventLoopDelayMs } = options;
   let costInFlight = 0;
   return {
     refusal(priority, remainingMs, cost = 0) {
@@ -78,7 +88,7 @@ export function createLoadControl(options: LoadControlOptions): LoadControl {
       if (ahead >= queueMax) return 'db_queue';
       if (wait > targetWaitMs * PATIENCE[priority]) return 'db_wait';
       if (wait > remainingMs) return 'deadline';
-      if (eventLoop && eventLoop.delayMs() > eventLoop.maxDelayMs * PATIENCE[priority]) return 'event_loop';
+      if (maxEventLoopDelayMs !== undefined && loopDelayMs() > maxEventLoopDelayMs * PATIENCE[priority]) return 'event_loop';
       // an operation alone is never refused for its cost here: MAX_COST bounds that
       if (costInFlight > 0 && costInFlight + cost > maxCostInFlight * COST_SHARE[priority]) return 'cost_in_flight';
       return null;
@@ -86,6 +96,9 @@ export function createLoadControl(options: LoadControlOptions): LoadControl {
     patienceMs(priority) {
       const patience = PATIENCE[priority];
       return patience === Infinity ? undefined : 2 * targetWaitMs * patience;
+    },
+    arrivalOf(handlerStart) {
+      return handlerStart - loopDelayMs();
     },
     hold(cost) {
       costInFlight += cost;

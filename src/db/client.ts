@@ -220,8 +220,8 @@ export function openGatedPostgres(
   return { client, pool, db, gated, availability, close };
 }
 
-/** A sampled plan of a slow statement waits behind every request (see PRIORITIES), and gives up after 10 s in line. */
-const background = (): SqlStats => ({ statements: 0, priority: 'background', patienceMs: 10_000 });
+/** A sampled plan of a slow statement waits behind every request (see PRIORITIES), and gives up 10 s after it was asked for. */
+const background = (): SqlStats => ({ statements: 0, priority: 'background', patienceMs: 10_000, arrivedAt: performance.now() });
 
 /** The embedded database is in this process: it is always reachable. */
 const ALWAYS_UP: Availability = { state: 'up', down: false, failed() {}, check: async () => {}, onDown: () => () => {}, stop() {} };

@@ -16,7 +16,7 @@
 import { DatabaseUnavailableError, OverloadedError } from '../errors.js';
 import { inSpan } from '../observability/tracing.js';
 import { isConnectionError, type Availability } from './availability.js';
-import { countStatement, deadlineOf, noteWaiting, patienceLeftOf, PRIORITIES, priorityOf, rankOf, rootOf, type Priority, type SqlStats } from './sql-stats.js';
+import { countStatement, deadlineOf, patienceLeftOf, PRIORITIES, priorityOf, rankOf, rootOf, type Priority, type SqlStats } from './sql-stats.js';
 
 /**
  * One statement: a span (under the loader batch or mutation that sent it) around its wait for a
@@ -166,8 +166,12 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
     root.dropped = true;
     for (const listener of dropListeners) listener(PRIORITIES[rank]);
   };
-  /** How long the statement of `unit` may still wait: until its deadline, and within its request's patience. */
-  const mayWaitMs = (unit: SqlStats | undefined) => Math.min(deadlineOf(unit)?.remainingMs() ?? Infinity, patienceLeftOf(unit));
+  /**
+   * How long the statement of `unit` may still wait: until its deadline, and while it could still run
+   * (for the usual time a permit is held) within its request's patience.
+   */
+  const patienceFor = (unit: SqlStats | undefined) => patienceLeftOf(unit) - holdMs;
+  const mayWaitMs = (unit: SqlStats | undefined) => Math.min(deadlineOf(unit)?.remainingMs() ?? Infinity, patienceFor(unit));
   /** Whether the statement of `unit`, `position` statements from the front, can no longer get a permit in the time it may wait. */
   const hopeless = (rank: number, unit: SqlStats | undefined, position: number) => waitAt(rank, position) > mayWaitMs(unit);
   // when the database goes down, nobody in the line would get anywhere: answer them all at once
@@ -185,7 +189,7 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
       return Promise.reject(dropped(rank, unit));
     }
     const signal = deadlineOf(unit)?.signal;
-    const patience = patienceLeftOf(unit);
+    const patience = patienceFor(unit);
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         leave(waiter);
@@ -267,12 +271,7 @@ export function createPoolGate(permits: number, options: PoolGateOptions = {}): 
         report(0);
       } else {
         const queued = performance.now();
-        if (unit) noteWaiting(unit, true);
-        try {
-          await waitInLine(unit);
-        } finally {
-          if (unit) noteWaiting(unit, false);
-        }
+        await waitInLine(unit);
         report((performance.now() - queued) / 1000);
       }
       const started = performance.now();

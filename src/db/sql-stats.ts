@@ -14,19 +14,14 @@ export interface SqlStats {
   /** Set once the gate has dropped one of the unit's statements from its line (counted once per unit). */
   dropped?: boolean;
   /**
-   * The longest the request's statements may wait in line for a connection, all their waits together
-   * (set by admission from its priority; unset: until the deadline). Past it a waiting statement is
-   * dropped (OVERLOADED, reason dropped): a read that waited that long is worth less than a fast 503.
+   * How long after the request arrived (`arrivedAt`) its answer may still depend on a wait in line
+   * for a connection (set by admission from its priority; unset: until the deadline). A statement
+   * leaves the line (OVERLOADED, reason dropped) once it could not get a connection and run in that
+   * time: a read answered later than that is worth less to its user than a fast 503.
    */
   patienceMs?: number;
-  /**
-   * How long the request has had a statement waiting in line so far, in ms (kept on the root unit):
-   * wall-clock time during which at least one of its statements waited, so waits side by side count once.
-   */
-  waitedMs?: number;
-  /** Statements of the request waiting in line now, and since when one has (root unit; see waitedMs). */
-  waitingNow?: number;
-  waitingSince?: number;
+  /** When the request arrived (performance.now()), from which its patience runs. */
+  arrivedAt?: number;
 }
 
 /**
@@ -47,28 +42,13 @@ export function priorityOf(unit: SqlStats | undefined): Priority {
   return 'system';
 }
 
-/** What is left of the request's patience for waiting in line, in ms (Infinity when it has none). */
+/** What is left of the request's patience, in ms (Infinity when it has none). */
 export function patienceLeftOf(unit: SqlStats | undefined): number {
   for (let stats = unit; stats; stats = stats.parent) {
     if (stats.patienceMs === undefined) continue;
-    const root = rootOf(stats);
-    const ongoing = root.waitingNow ? performance.now() - root.waitingSince! : 0;
-    return stats.patienceMs - (root.waitedMs ?? 0) - ongoing;
+    return stats.arrivedAt === undefined ? stats.patienceMs : stats.patienceMs - (performance.now() - stats.arrivedAt);
   }
   return Infinity;
-}
-
-/** Marks one of the request's statements as starting (`true`) or ending a wait in line, for waitedMs. */
-export function noteWaiting(unit: SqlStats, starting: boolean): void {
-  const root = rootOf(unit);
-  const now = performance.now();
-  if (starting) {
-    if (!root.waitingNow) root.waitingSince = now;
-    root.waitingNow = (root.waitingNow ?? 0) + 1;
-  } else if (root.waitingNow) {
-    root.waitingNow--;
-    if (root.waitingNow === 0) root.waitedMs = (root.waitedMs ?? 0) + (now - root.waitingSince!);
-  }
 }
 
 /** The outermost unit (the request) a unit is part of. */

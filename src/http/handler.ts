@@ -55,7 +55,7 @@ export interface HttpOptions {
   /** False while start-up work runs: GraphQL answers 503 with Retry-After instead of failing on a half-made database. */
   accepting: () => boolean;
   /** Admission by the database's health: whether a request may start now, by its priority (src/admission/load.ts). */
-  load: Pick<LoadControl, 'refusal' | 'patienceMs'>;
+  load: Pick<LoadControl, 'refusal' | 'patienceMs' | 'arrivalOf'>;
   /** Browser origins allowed by CORS; a function so development can allow any localhost. */
   allowOrigin: (origin: string) => boolean;
   /** Largest request body accepted, in bytes. */
@@ -232,7 +232,7 @@ export function createHttpHandler(options: HttpOptions) {
     // Every statement the operation sends (through the database handle its context gives it) is
     // counted in `sql`, and its waits for a database connection give up at its deadline and stand in
     // line at its priority (the cost plugin settles it once the operation is parsed).
-    const sql: SqlStats = { statements: 0, deadline, priority, patienceMs: options.load.patienceMs(priority) };
+    const sql: SqlStats = { statements: 0, deadline, priority, patienceMs: options.load.patienceMs(priority), arrivedAt: options.load.arrivalOf(arrived) };
     const context = options.context({ requestId, caller, sql, deadline, consistentAfter });
     // the operation's span: loader spans nest under it; the operation log plugin names it
     const execution = inSpan(
