@@ -15,7 +15,6 @@ import { createResponseStore, type ResponseStore } from './cache/store/tiers.js'
 import { instrumentOfTag } from './cache/tags.js';
 import type { Config } from './config.js';
 import type { Database } from './db/client.js';
-import { within } from './db/deadline.js';
 import { createWritePositions, formatLsn, parseLsn, UNREACHABLE } from './db/causal.js';
 import { createReadReplicas, createReadRouter, positionTtlMs, replicaChecks } from './db/replicas.js';
 import { calibrationReader } from './domain/forecasting/scoring.js';
@@ -195,7 +194,7 @@ export function createApp({
     try {
       // the write committed before this asks: WAL inserted so far holds its commit record (what is
       // written or flushed may not yet, with synchronous_commit off)
-      lsn = parseLsn((await within(2000, database.walPosition())).inserted);
+      lsn = parseLsn((await database.walPosition()).inserted);
     } catch (e) {
       logger.warn({ err: e }, "the primary's WAL position could not be read after a write: the writer reads from the primary for a while");
     }

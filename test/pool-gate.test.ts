@@ -312,11 +312,13 @@ describe('the pool gate under overload', () => {
     gate.onDrop((p) => drops.push(p));
     const hold = held();
     const first = gate.run(() => hold.done);
-    // 40 ms of patience, 30 of them gone since the request arrived (its earlier statements, its parsing)
-    const request: SqlStats = { statements: 0, priority: 'user', deadline: createDeadline(10_000), patienceMs: 40, arrivedAt: performance.now() - 30 };
+    // 40 ms of patience, all gone since the request arrived 50 ms ago (its earlier statements, its parsing)
+    const request: SqlStats = { statements: 0, priority: 'user', deadline: createDeadline(10_000), patienceMs: 40, arrivedAt: performance.now() - 50 };
     const batch = { statements: 0, parent: request };
-    await expect(gate.run(async () => 1, 'select', batch)).rejects.toMatchObject({ extensions: { code: ErrorCode.OVERLOADED, reason: 'dropped' } });
+    const late = gate.run(async () => 1, 'select', batch);
+    // it never joins the line (counted from its first wait, it would wait its 40 ms)
     expect(gate.waiting).toBe(0);
+    await expect(late).rejects.toMatchObject({ extensions: { code: ErrorCode.OVERLOADED, reason: 'dropped' } });
     expect(drops).toEqual(['user']);
     // a write has no patience but its deadline: it waits
     const write = gate.run(async () => 'written', 'transaction', unit('write', 10_000));
@@ -334,8 +336,9 @@ describe('the pool gate under overload', () => {
     const arrivedAt = performance.now();
     // next in line, it gets the permit in about 100 ms and holds it about 100 ms: 200 ms from now
     const late = gate.run(async () => 'late', 'select', { statements: 0, priority: 'user', patienceMs: 150, arrivedAt });
-    await expect(late).rejects.toMatchObject({ extensions: { code: ErrorCode.OVERLOADED, reason: 'dropped', priority: 'user' } });
+    // dropped before it joins the line (its wait alone, 100 ms, would fit the 150)
     expect(gate.waiting).toBe(0);
+    await expect(late).rejects.toMatchObject({ extensions: { code: ErrorCode.OVERLOADED, reason: 'dropped', priority: 'user' } });
     const inTime = gate.run(async () => 'in time', 'select', { statements: 0, priority: 'user', patienceMs: 10_000, arrivedAt });
     expect(gate.waiting).toBe(1);
     hold.release();

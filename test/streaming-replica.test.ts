@@ -92,6 +92,12 @@ describe.runIf(onPostgres && privatePostgresBin && hasRedisServer)('reads from a
   };
   const metrics = async (server: TestServer) => (await fetch(server.url.replace('/graphql', '/metrics'))).text();
   const routed = async (server: TestServer, reason: string) => metricSum(await metrics(server), 'foliograph_db_read_routes_total', { reason });
+  /** foliograph_db_replica_up of the standby, as `server` reports it ('1', '0'), once it is `want`. */
+  const replicaUp = (server: TestServer, want: '0' | '1') =>
+    eventually(
+      async () => /^foliograph_db_replica_up\{replica="0"\} (\S+)$/m.exec(await metrics(server))?.[1],
+      (up) => up === want,
+    );
   const lag = async (server: TestServer) => Number(/^foliograph_db_replica_lag_seconds\{replica="0"\} (\S+)$/m.exec(await metrics(server))?.[1] ?? NaN);
   const addClose = (date: string, close: string) =>
     database.db.execute(sql`insert into prices (instrument_id, date, close) values (${instrumentId}, ${date}, ${close})`);
@@ -184,20 +190,14 @@ describe.runIf(onPostgres && privatePostgresBin && hasRedisServer)('reads from a
     standby.hang();
     try {
       // the checks' connection is open but silent: a check gives up after 3 s and counts it down
-      await eventually(
-        async () => /^foliograph_db_replica_up\{replica="0"\} (\S+)$/m.exec(await metrics(a))?.[1],
-        (up) => up === '0',
-      );
+      await replicaUp(a, '0');
       const before = await routed(a, 'no_healthy_replica');
       expect(await latest(a)).toEqual({ date: '2024-02-01', close: '12' });
       expect(await routed(a, 'no_healthy_replica')).toBe(before + 1);
     } finally {
       standby.wake();
     }
-    await eventually(
-      async () => /^foliograph_db_replica_up\{replica="0"\} (\S+)$/m.exec(await metrics(a))?.[1],
-      (up) => up === '1',
-    );
+    await replicaUp(a, '1');
     const served = await routed(a, 'replica');
     expect(await latest(a)).toEqual({ date: '2024-02-01', close: '12' });
     expect(await routed(a, 'replica')).toBe(served + 1);

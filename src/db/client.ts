@@ -86,6 +86,7 @@ export interface Database {
    * checks sample them, and must not wait in the line they help to shorten): how far WAL is written
    * (`pg_current_wal_lsn()`, what a caught-up standby has replayed) and how far it is inserted
    * (`pg_current_wal_insert_lsn()`, past every commit that has returned, even with synchronous_commit off).
+   * Rejects when it has no answer within 2 s: a write's answer waits on it.
    */
   walPosition?: () => Promise<{ written: string; inserted: string }>;
   close(): Promise<void>;
@@ -295,7 +296,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       },
       async walPosition() {
         const [row] = await positions.run(
-          4500, // its connect_timeout (2 s) and statement_timeout, and a margin
+          2000, // a write's answer waits on it (see settleWrite in app.ts); the replicas' checks sample it too
           (sql) => sql`select pg_current_wal_lsn()::text as written, pg_current_wal_insert_lsn()::text as inserted`,
         );
         return { written: String(row.written), inserted: String(row.inserted) };

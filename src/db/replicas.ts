@@ -5,7 +5,6 @@ import { openGatedPostgres, type Db, type PlanCacheMode } from './client.js';
 import type { PoolGate } from './gate.js';
 import type { SqlStats } from './sql-stats.js';
 import { parseLsn, UNKNOWN, type Lsn, type WritePositions } from './causal.js';
-import { within } from './deadline.js';
 import { oneConnection } from './one-connection.js';
 
 /**
@@ -53,7 +52,7 @@ export interface ReadReplicaOptions {
   dbPoolMax: number;
   statementTimeoutMs?: number;
   planCacheMode?: PlanCacheMode;
-  /** The primary's WAL position, asked at every check (`Database.walPosition`). */
+  /** The primary's WAL position, asked at every check (`Database.walPosition`, bounded in time there). */
   primaryPosition?: () => Promise<{ written: string; inserted: string }>;
   /** The primary's gated client: a read a replica cannot run for a connection reason runs there instead, once. */
   primary?: (unit?: SqlStats) => postgres.Sql;
@@ -63,7 +62,7 @@ export interface ReadReplicaOptions {
   onNotStandby?: (replica: number) => void;
 }
 
-// a check (the primary's sample, a replica's) that takes longer failed
+// a replica's check that takes longer failed
 const CHECK_TIMEOUT_MS = 3000;
 
 // how long the primary's past positions are kept: the lag of a replica further behind is at least this
@@ -120,7 +119,7 @@ export function createReadReplicas(urls: string[], options: ReadReplicaOptions):
   const samplePrimary = async (check: number) => {
     if (!options.primaryPosition) return;
     try {
-      const at = await within(CHECK_TIMEOUT_MS, options.primaryPosition());
+      const at = await options.primaryPosition();
       const [lsn, inserted] = [parseLsn(at.written), parseLsn(at.inserted)];
       if (lsn === null || inserted === null) return;
       sample = { written: lsn, inserted, check };
