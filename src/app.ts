@@ -213,16 +213,17 @@ export function createApp({
   if (router.enabled) store?.onInvalidate(noticeChanges);
 
   // admission by the database's health: the lines of every pool a request may use, and the cost in
-  // flight; the event loop's delay dates a request's arrival for its patience and, when asked, sheds
-  // by the process's own CPU
-  const loopDelay = eventLoopDelay();
+  // flight; and, when asked, by the process's own CPU (the event loop's delay, which then also dates
+  // a request's arrival for its patience)
+  // (only when asked: the monitor's own timer cost uncached dashboards a fifth of their throughput
+  // in `npm run bench -- dashboard`)
+  const loopDelay = config.admission.maxEventLoopDelayMs > 0 ? eventLoopDelay() : undefined;
   const load = createLoadControl({
     pools: () => (replicas ? [database.pool, ...replicas.pools] : [database.pool]),
     targetWaitMs: config.admission.targetWaitMs,
     queueMax: config.database.queueMax,
     maxCostInFlight: config.admission.maxCostInFlight,
-    loopDelayMs: loopDelay.delayMs,
-    ...(config.admission.maxEventLoopDelayMs > 0 ? { maxEventLoopDelayMs: config.admission.maxEventLoopDelayMs } : {}),
+    ...(loopDelay ? { loopDelayMs: loopDelay.delayMs, maxEventLoopDelayMs: config.admission.maxEventLoopDelayMs } : {}),
   });
   metrics.watchCostInFlight(() => load.costInFlight);
   for (const pool of replicas?.pools ?? []) pool.onDrop((priority) => metrics.shed.inc({ reason: 'dropped', priority }));
@@ -332,7 +333,7 @@ export function createApp({
   const services: Service[] = [
     { name: 'redis', stop: async () => redis?.close() },
     { name: 'budgets', stop: () => costBudget.close() },
-    { name: 'event loop delay', start: async () => loopDelay.start(), stop: async () => loopDelay.stop() },
+    { name: 'event loop delay', start: async () => loopDelay?.start(), stop: async () => loopDelay?.stop() },
     {
       name: 'replicas',
       ...(replicas
